@@ -1,0 +1,55 @@
+# lotrace build.  `make` builds ./lotrace; `make test` builds and runs the
+# Criterion suites (root needed for the integration tests).
+CLANG ?= clang
+BPFTOOL ?= bpftool
+CC ?= cc
+ARCH := x86
+BUILD := build
+
+CFLAGS ?= -O2 -g
+CFLAGS += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Ibpf -I$(BUILD)
+BPF_CFLAGS := -g -O2 -target bpf -mcpu=v3 -D__TARGET_ARCH_$(ARCH) -Ivmlinux/$(ARCH) -Ibpf -Wall
+LDLIBS := -lbpf -lelf -lz -lm
+SAN := -fsanitize=address,undefined -fno-omit-frame-pointer
+
+BPF_SRCS := $(wildcard bpf/*.bpf.c)
+# maps.bpf.o first: libbpf 1.1's linker resolves extern maps only after their definition.
+BPF_OBJS := $(BUILD)/maps.bpf.o $(filter-out $(BUILD)/maps.bpf.o,$(patsubst bpf/%.bpf.c,$(BUILD)/%.bpf.o,$(BPF_SRCS)))
+BPF_HDRS := $(wildcard bpf/*.h)
+LIB_SRCS := user/hist.c user/opts.c user/agg.c user/report.c user/names.c
+APP_SRCS := $(LIB_SRCS) user/loader.c user/lo_attach.c user/main.c
+USER_HDRS := $(wildcard user/*.h) bpf/lotrace.h
+TESTS := $(BUILD)/test_unit $(BUILD)/test_integration
+
+.PHONY: all test clean
+.DELETE_ON_ERROR:
+all: lotrace
+
+$(BUILD):
+	mkdir -p $@
+
+$(BUILD)/%.bpf.o: bpf/%.bpf.c $(BPF_HDRS) | $(BUILD)
+	$(CLANG) $(BPF_CFLAGS) -c $< -o $@
+
+$(BUILD)/lotrace.bpf.o: $(BPF_OBJS)
+	$(BPFTOOL) gen object $@ $^
+
+$(BUILD)/lotrace.skel.h: $(BUILD)/lotrace.bpf.o
+	$(BPFTOOL) gen skeleton $< name lotrace_bpf > $@
+
+lotrace: $(APP_SRCS) $(USER_HDRS) $(BUILD)/lotrace.skel.h
+	$(CC) $(CFLAGS) $(APP_SRCS) -o $@ $(LDLIBS)
+
+$(BUILD)/test_unit: tests/test_unit.c $(LIB_SRCS) $(USER_HDRS) | $(BUILD)
+	$(CC) $(CFLAGS) $(SAN) -Iuser tests/test_unit.c $(LIB_SRCS) -o $@ -lcriterion -lm
+
+$(BUILD)/test_integration: tests/test_integration.c tests/gen.c tests/gen.h tests/lotrace_run.c tests/lotrace_run.h | $(BUILD)
+	$(CC) $(CFLAGS) $(SAN) -Iuser tests/test_integration.c tests/gen.c tests/lotrace_run.c -o $@ -lcriterion -ljson-c -lm
+
+# Unit tests, then the integration tests against the real kernel (root).
+test: lotrace $(TESTS)
+	$(BUILD)/test_unit --verbose=0
+	LOTRACE=./lotrace $(BUILD)/test_integration --verbose=0 -j1
+
+clean:
+	rm -rf $(BUILD) lotrace

@@ -1,0 +1,115 @@
+/* SPDX-License-Identifier: GPL-2.0 OR BSD-3-Clause */
+/*
+ * The ABI between lotrace's BPF programs and its user space: map keys and
+ * values, ring-buffer events, and the one list of transports.  Included by
+ * both sides, so it uses only fixed-width types.
+ */
+#ifndef LOTRACE_H
+#define LOTRACE_H
+
+#ifndef __VMLINUX_H__
+#include <linux/types.h>
+#endif
+
+#define LOTRACE_COMM_LEN 16
+
+/*
+ * The transports lotrace tells apart: enum name, name used in every output.
+ * Order is ABI (map keys carry the index).
+ */
+#define LOTRACE_TRANSPORTS(X)                  \
+	X(TCP, "tcp")                          \
+	X(UDP, "udp")                          \
+	X(UNIX_STREAM, "unix_stream")          \
+	X(UNIX_DGRAM, "unix_dgram")            \
+	X(UNIX_SEQPACKET, "unix_seqpacket")
+
+enum lotrace_transport {
+#define LOTRACE_X_ENUM(e, n) LT_##e,
+	LOTRACE_TRANSPORTS(LOTRACE_X_ENUM)
+#undef LOTRACE_X_ENUM
+	LT_TRANSPORT_COUNT,
+};
+
+enum lotrace_direction {
+	LT_SEND = 0,
+	LT_RECV = 1,
+	LT_DIRECTION_COUNT,
+};
+
+/* Per-process traffic counters: exact, kept in the kernel (per-CPU hash). */
+struct lt_proc_key {
+	__u32 tgid;
+	__u8 transport;
+	__u8 direction;
+	__u16 pad;
+};
+
+struct lt_proc_val {
+	__u64 messages;
+	__u64 bytes;
+	char comm[LOTRACE_COMM_LEN]; /* thread-group leader's name */
+};
+
+/* Sender -> receiver pairs, counted by the receiving side. */
+struct lt_pair_key {
+	__u32 sender_tgid;
+	__u32 receiver_tgid;
+	__u8 transport;
+	__u8 pad[7];
+};
+
+struct lt_pair_val {
+	__u64 messages; /* messages whose first byte the receiver got, timed */
+	__u64 bytes;    /* bytes the receiver got, attributed to the sender */
+};
+
+/* `lo` device counters (TC egress on lo, so each packet counts once). */
+enum lotrace_l4 {
+	LT_L4_TCP = 0,
+	LT_L4_UDP = 1,
+	LT_L4_ICMP = 2,
+	LT_L4_OTHER = 3,
+	LT_L4_COUNT,
+};
+
+struct lt_lo_key {
+	__u32 tgid; /* 0: no owning socket (kernel, timewait, replies) */
+	__u32 l4;   /* enum lotrace_l4 */
+};
+
+struct lt_lo_val {
+	__u64 packets;
+	__u64 bytes; /* wire bytes, L2 header included */
+};
+
+/* Global statistics (per-CPU array, index below). */
+enum lotrace_stat {
+	LT_STAT_LOST_EVENTS = 0,  /* ring buffer full: event dropped */
+	LT_STAT_MAP_FULL,         /* a counter map refused a new key */
+	LT_STAT_EVENTS,           /* events submitted to the ring buffer */
+	LT_STAT_UNTIMED_BASE,     /* + transport: messages sent that cannot be timed */
+	LT_STAT_COUNT = LT_STAT_UNTIMED_BASE + LT_TRANSPORT_COUNT,
+};
+
+/* Ring-buffer events: one per timed message and one per send call. */
+enum lotrace_event_kind {
+	LT_EV_MSG_LATENCY = 1,   /* tgid received, peer_tgid sent */
+	LT_EV_SEND_DURATION = 2, /* tgid sent; peer_tgid 0 */
+};
+
+struct lt_event {
+	__u64 value_ns;
+	__u32 tgid;
+	__u32 peer_tgid;
+	__u8 kind;
+	__u8 transport;
+	__u8 pad[6];
+};
+
+/* Configuration set in .rodata before load. */
+#define LOTRACE_RINGBUF_BYTES (16u << 20)
+/* Wake the reader only past this fill level; otherwise it polls on a timer. */
+#define LOTRACE_WAKEUP_BYTES (LOTRACE_RINGBUF_BYTES / 4)
+
+#endif

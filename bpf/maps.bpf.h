@@ -1,0 +1,136 @@
+/* SPDX-License-Identifier: GPL-2.0 OR BSD-3-Clause */
+/*
+ * Every map lotrace's BPF programs share, and the kernel-only types they hold.
+ * maps.bpf.c defines them (LT_MAPS_OWNER); every other BPF file declares them
+ * extern, and `bpftool gen object` links them into one object.
+ */
+#ifndef LOTRACE_MAPS_BPF_H
+#define LOTRACE_MAPS_BPF_H
+
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include "lotrace.h"
+
+#ifdef LT_MAPS_OWNER
+#define LT_SHARED
+#else
+#define LT_SHARED extern
+#endif
+
+#define LOTRACE_MAX_PROCS 16384
+#define LOTRACE_MAX_PAIRS 16384
+
+LT_SHARED struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, LT_STAT_COUNT);
+	__type(key, __u32);
+	__type(value, __u64);
+} stats SEC(".maps");
+
+/* Per-socket state, freed with the socket. */
+struct lt_sock_state {
+	__u32 owner_tgid; /* last process that sent or received on it */
+	__u32 pad;
+	__u64 lo_tx_ns;   /* last time a packet of it left through lo */
+};
+
+LT_SHARED struct {
+	__uint(type, BPF_MAP_TYPE_SK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, struct lt_sock_state);
+} sock_states SEC(".maps");
+
+/* UDP destination ports seen on lo: classifies wildcard-bound receivers. */
+LT_SHARED struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u16);
+	__type(value, __u64);
+} lo_udp_ports SEC(".maps");
+
+LT_SHARED struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__uint(max_entries, LOTRACE_MAX_PROCS);
+	__type(key, struct lt_lo_key);
+	__type(value, struct lt_lo_val);
+} lo_counts SEC(".maps");
+
+#define TQ_SLOTS 16 /* power of two */
+#define TQ_MASK (TQ_SLOTS - 1)
+#define TQ_MAX_QUEUES 16384
+
+struct tq_slot {
+	__u64 ts;    /* send-call entry time; 0: send failed, skip */
+	__u32 start; /* stream: offset of the message's first byte */
+	__u32 seq;   /* producer index + 1, written last: slot is published */
+	__u32 tgid;  /* sender */
+	__u32 pad;
+};
+
+struct timing_queue {
+	__u32 head;        /* consumer index */
+	__u32 tail;        /* producer index */
+	__u32 sent_off;    /* unix stream: bytes sent into this direction */
+	__u32 recv_off;    /* unix stream: bytes received from it */
+	__u32 last_sender; /* tgid of the last message popped (pair bytes) */
+	__u32 desync;      /* unix: data was queued before tracing started */
+	__u64 peer;        /* unix stream: sending socket; detects address reuse */
+	struct tq_slot slot[TQ_SLOTS];
+};
+
+/* The receiving end of one direction of traffic. */
+struct tq_key {
+	__u8 transport;
+	__u8 family;
+	__u16 lport; /* receiver's port (host order) */
+	__u16 rport; /* sender's port (TCP) */
+	__u16 pad;
+	__u32 netns;
+	__u64 sk;    /* unix: receiving socket */
+	__u8 laddr[16];
+	__u8 raddr[16];
+};
+
+/* A send call in progress on this thread. */
+struct lt_send_ctx {
+	__u64 ts;        /* when the current message's send started */
+	__u64 sk;        /* socket it sends on */
+	__u32 slot_seq;  /* its queue slot (seq), 0 if none */
+	__u32 remaining; /* messages left in this call (sendmmsg) */
+};
+
+LT_SHARED struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, TQ_MAX_QUEUES);
+	__type(key, struct tq_key);
+	__type(value, struct timing_queue);
+} timing_queues SEC(".maps");
+
+LT_SHARED struct {
+	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, struct lt_send_ctx);
+} send_ctxs SEC(".maps");
+
+LT_SHARED struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__uint(max_entries, LOTRACE_MAX_PROCS);
+	__type(key, struct lt_proc_key);
+	__type(value, struct lt_proc_val);
+} proc_counts SEC(".maps");
+
+LT_SHARED struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__uint(max_entries, LOTRACE_MAX_PAIRS);
+	__type(key, struct lt_pair_key);
+	__type(value, struct lt_pair_val);
+} pair_counts SEC(".maps");
+
+LT_SHARED struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, LOTRACE_RINGBUF_BYTES);
+} events SEC(".maps");
+
+#endif

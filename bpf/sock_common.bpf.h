@@ -1,0 +1,547 @@
+/* SPDX-License-Identifier: GPL-2.0 OR BSD-3-Clause */
+/*
+ * The socket-layer logic every hook backend shares.  A backend only turns its
+ * hook's arguments into calls of:
+ *
+ *   lt_send_enter(sk, now, messages)  - a send call that carries `messages`
+ *                                        messages on sk starts (before any data
+ *                                        is visible to the receiver)
+ *   lt_send_exit(sk, ret)             - one message's send returned ret
+ *   lt_recv_exit(sk, ret, flags)      - a recv call returned ret
+ *   lt_tcp_closed(sk)                 - a TCP socket reached TCP_CLOSE
+ *
+ * Counting (messages, bytes) is done in per-CPU hash maps and never depends on
+ * the ring buffer; the ring buffer carries only latency samples.
+ *
+ * Message latency: a sender pushes (start offset, entry time, tgid) into a
+ * small per-direction queue when its send call starts; the receiver pops the
+ * entries whose first byte its recv returned.  Queues are keyed by the
+ * receiving end: TCP by netns + 4-tuple, UDP by netns + port, Unix by the
+ * receiving socket.  A message that cannot be queued is counted as untimed.
+ */
+#ifndef LOTRACE_SOCK_COMMON_BPF_H
+#define LOTRACE_SOCK_COMMON_BPF_H
+
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_core_read.h>
+#include <bpf/bpf_endian.h>
+#include <bpf/bpf_tracing.h>
+#include "lotrace.h"
+#include "maps.bpf.h"
+
+#define AF_UNIX 1
+#define AF_INET 2
+#define AF_INET6 10
+#define SOCK_STREAM 1
+#define SOCK_DGRAM 2
+#define SOCK_SEQPACKET 5
+#define IPPROTO_TCP 6
+#define IPPROTO_UDP 17
+#define MSG_PEEK 2
+#define IFF_LOOPBACK 0x8
+#define TCP_CLOSE 7
+
+static __always_inline __u32 current_tgid(void)
+{
+	return bpf_get_current_pid_tgid() >> 32;
+}
+
+static __always_inline int lt_transport_of(struct sock *sk)
+{
+	__u16 family = BPF_CORE_READ(sk, __sk_common.skc_family);
+	__u16 type = BPF_CORE_READ(sk, sk_type);
+
+	if (family == AF_UNIX) {
+		if (type == SOCK_STREAM)
+			return LT_UNIX_STREAM;
+		if (type == SOCK_DGRAM)
+			return LT_UNIX_DGRAM;
+		if (type == SOCK_SEQPACKET)
+			return LT_UNIX_SEQPACKET;
+		return -1;
+	}
+	if (family != AF_INET && family != AF_INET6)
+		return -1;
+	__u16 protocol = BPF_CORE_READ(sk, sk_protocol);
+	if (protocol == IPPROTO_TCP && type == SOCK_STREAM)
+		return LT_TCP;
+	if (protocol == IPPROTO_UDP && type == SOCK_DGRAM)
+		return LT_UDP;
+	return -1;
+}
+
+static __always_inline bool lt_is_stream(int transport)
+{
+	return transport == LT_TCP || transport == LT_UNIX_STREAM;
+}
+
+static __always_inline bool lt_is_unix(int transport)
+{
+	return transport >= LT_UNIX_STREAM;
+}
+
+/*
+ * The socket's addresses, IPv4 (also v4-mapped IPv6) as family AF_INET in the
+ * first 4 bytes, so both ends of a v4-mapped connection agree.
+ */
+static __always_inline __u8 inet_addrs(struct sock *sk, __u8 local[16], __u8 remote[16])
+{
+	__u16 family = BPF_CORE_READ(sk, __sk_common.skc_family);
+
+	if (family == AF_INET6) {
+		struct in6_addr d = BPF_CORE_READ(sk, __sk_common.skc_v6_daddr);
+		struct in6_addr s = BPF_CORE_READ(sk, __sk_common.skc_v6_rcv_saddr);
+		bool d_mapped = d.in6_u.u6_addr32[0] == 0 && d.in6_u.u6_addr32[1] == 0 &&
+				d.in6_u.u6_addr32[2] == bpf_htonl(0xffff);
+		bool d_any = !(d.in6_u.u6_addr32[0] | d.in6_u.u6_addr32[1] |
+			       d.in6_u.u6_addr32[2] | d.in6_u.u6_addr32[3]);
+		bool s_mapped = s.in6_u.u6_addr32[0] == 0 && s.in6_u.u6_addr32[1] == 0 &&
+				s.in6_u.u6_addr32[2] == bpf_htonl(0xffff);
+		if (!(d_mapped || (d_any && s_mapped))) {
+			__builtin_memcpy(local, &s, 16);
+			__builtin_memcpy(remote, &d, 16);
+			return AF_INET6;
+		}
+	}
+	__u32 daddr = BPF_CORE_READ(sk, __sk_common.skc_daddr);
+	__u32 saddr = BPF_CORE_READ(sk, __sk_common.skc_rcv_saddr);
+	__builtin_memcpy(local, &saddr, 4);
+	__builtin_memcpy(remote, &daddr, 4);
+	return AF_INET;
+}
+
+static __always_inline bool addr_is_loopback(__u8 family, const __u8 a[16])
+{
+	if (family == AF_INET)
+		return a[0] == 127;
+	__u32 w[4];
+	__builtin_memcpy(w, a, 16);
+	return w[0] == 0 && w[1] == 0 && w[2] == 0 && w[3] == bpf_htonl(1);
+}
+
+static __always_inline bool lo_udp_port_seen(struct sock *sk)
+{
+	__u16 port = BPF_CORE_READ(sk, __sk_common.skc_num);
+
+	return BPF_CORE_READ(sk, sk_protocol) == IPPROTO_UDP &&
+	       bpf_map_lookup_elem(&lo_udp_ports, &port) != NULL;
+}
+
+static __always_inline bool addr_is_any(__u8 family, const __u8 a[16])
+{
+	__u32 w[4];
+	__builtin_memcpy(w, a, 16);
+	if (family == AF_INET)
+		return w[0] == 0;
+	return !(w[0] | w[1] | w[2] | w[3]);
+}
+
+static __always_inline bool addr_eq(const __u8 a[16], const __u8 b[16])
+{
+	__u64 x[2], y[2];
+	__builtin_memcpy(x, a, 16);
+	__builtin_memcpy(y, b, 16);
+	return x[0] == y[0] && x[1] == y[1];
+}
+
+/*
+ * Does this TCP/UDP socket's traffic go through a loopback device?  The cached
+ * route says so exactly; without one (unconnected UDP, route being rebuilt)
+ * the addresses do: a loopback address, or the same address at both ends
+ * (Linux routes traffic to the host's own addresses over lo).
+ */
+static __always_inline bool lt_inet_on_loopback(struct sock *sk)
+{
+	struct dst_entry *dst = BPF_CORE_READ(sk, sk_dst_cache);
+
+	if (dst) {
+		unsigned int flags = BPF_CORE_READ(dst, dev, flags);
+		return flags & IFF_LOOPBACK;
+	}
+	__u8 local[16] = {}, remote[16] = {};
+	__u8 family = inet_addrs(sk, local, remote);
+
+	if (addr_is_any(family, remote))
+		return addr_is_loopback(family, local) || lo_udp_port_seen(sk);
+	return addr_is_loopback(family, remote) || addr_eq(local, remote);
+}
+
+static __always_inline __u32 sk_netns(struct sock *sk)
+{
+	return BPF_CORE_READ(sk, __sk_common.skc_net.net, ns.inum);
+}
+
+/* Key of the queue that data sent on sk goes into; false if unknown. */
+static __always_inline bool tq_key_send(struct sock *sk, int transport, struct tq_key *k)
+{
+	k->transport = transport;
+	if (lt_is_unix(transport)) {
+		struct sock *peer = BPF_CORE_READ((struct unix_sock *)sk, peer);
+		if (!peer)
+			return false; /* unconnected datagram: receiver unknown */
+		k->sk = (__u64)peer;
+		return true;
+	}
+	k->netns = sk_netns(sk);
+	k->lport = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
+	if (!k->lport)
+		return false; /* unconnected UDP: destination is per call */
+	if (transport == LT_UDP)
+		return true;
+	k->rport = BPF_CORE_READ(sk, __sk_common.skc_num);
+	k->family = inet_addrs(sk, k->raddr, k->laddr);
+	return true;
+}
+
+/* Key of the queue that data received on sk came through. */
+static __always_inline void tq_key_recv(struct sock *sk, int transport, struct tq_key *k)
+{
+	k->transport = transport;
+	if (lt_is_unix(transport)) {
+		k->sk = (__u64)sk;
+		return;
+	}
+	k->netns = sk_netns(sk);
+	k->lport = BPF_CORE_READ(sk, __sk_common.skc_num);
+	if (transport == LT_UDP)
+		return;
+	k->rport = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
+	k->family = inet_addrs(sk, k->laddr, k->raddr);
+}
+
+static __always_inline void stat_add(__u32 idx, __u64 n)
+{
+	__u64 *v = bpf_map_lookup_elem(&stats, &idx);
+	if (v)
+		__sync_fetch_and_add(v, n);
+}
+
+static __always_inline void count_untimed(int transport, __u64 n)
+{
+	stat_add(LT_STAT_UNTIMED_BASE + transport, n);
+}
+
+static __always_inline void count_proc(int transport, int direction, __u64 bytes)
+{
+	struct lt_proc_key key = {
+		.tgid = current_tgid(),
+		.transport = transport,
+		.direction = direction,
+	};
+	struct lt_proc_val *v = bpf_map_lookup_elem(&proc_counts, &key);
+
+	if (!v) {
+		struct lt_proc_val init = {};
+		struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+		BPF_CORE_READ_STR_INTO(&init.comm, task, group_leader, comm);
+		bpf_map_update_elem(&proc_counts, &key, &init, BPF_NOEXIST);
+		v = bpf_map_lookup_elem(&proc_counts, &key);
+		if (!v) {
+			stat_add(LT_STAT_MAP_FULL, 1);
+			return;
+		}
+	}
+	/* Atomic even per CPU: a preemptible kernel can interleave two tasks. */
+	__sync_fetch_and_add(&v->messages, 1);
+	__sync_fetch_and_add(&v->bytes, bytes);
+}
+
+static __always_inline void count_pair(__u32 sender, __u32 receiver, int transport,
+				       __u64 messages, __u64 bytes)
+{
+	struct lt_pair_key key = {
+		.sender_tgid = sender,
+		.receiver_tgid = receiver,
+		.transport = transport,
+	};
+	struct lt_pair_val *v = bpf_map_lookup_elem(&pair_counts, &key);
+
+	if (!v) {
+		struct lt_pair_val init = {};
+		bpf_map_update_elem(&pair_counts, &key, &init, BPF_NOEXIST);
+		v = bpf_map_lookup_elem(&pair_counts, &key);
+		if (!v) {
+			stat_add(LT_STAT_MAP_FULL, 1);
+			return;
+		}
+	}
+	if (messages)
+		__sync_fetch_and_add(&v->messages, messages);
+	if (bytes)
+		__sync_fetch_and_add(&v->bytes, bytes);
+}
+
+static __always_inline void emit(__u8 kind, int transport, __u32 tgid, __u32 peer, __u64 value)
+{
+	struct lt_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+
+	if (!e) {
+		stat_add(LT_STAT_LOST_EVENTS, 1);
+		return;
+	}
+	e->value_ns = value;
+	e->tgid = tgid;
+	e->peer_tgid = peer;
+	e->kind = kind;
+	e->transport = transport;
+	/*
+	 * Waking the reader for every event costs more than the traffic traced;
+	 * it polls on a short timer and is woken only when the ring fills up.
+	 */
+	__u64 flags = bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) > LOTRACE_WAKEUP_BYTES ?
+			      BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP;
+	bpf_ringbuf_submit(e, flags);
+	stat_add(LT_STAT_EVENTS, 1);
+}
+
+/* Remember which process uses sk, for the lo TC program's attribution. */
+static __always_inline struct lt_sock_state *note_owner(struct sock *sk)
+{
+	struct lt_sock_state *st = bpf_sk_storage_get(&sock_states, sk, 0,
+						       BPF_SK_STORAGE_GET_F_CREATE);
+	__u32 tgid = current_tgid();
+
+	if (st && st->owner_tgid != tgid)
+		st->owner_tgid = tgid;
+	return st;
+}
+
+/* Too large for the BPF stack; new queues are copied from here. */
+static const struct timing_queue empty_queue;
+
+static __always_inline struct timing_queue *tq_get(struct tq_key *k, bool create)
+{
+	struct timing_queue *q = bpf_map_lookup_elem(&timing_queues, k);
+
+	if (q || !create)
+		return q;
+	bpf_map_update_elem(&timing_queues, k, &empty_queue, BPF_NOEXIST);
+	return bpf_map_lookup_elem(&timing_queues, k);
+}
+
+/* Queue the message that starts now on sk; returns its slot seq or 0. */
+static __always_inline __u32 tq_push(struct sock *sk, int transport, __u64 ts)
+{
+	struct tq_key k = {};
+
+	if (!tq_key_send(sk, transport, &k))
+		return 0;
+	if (!lt_is_unix(transport) && !lt_inet_on_loopback(sk))
+		return 0;
+	struct timing_queue *q = tq_get(&k, true);
+	if (!q)
+		return 0;
+
+	__u32 start = 0;
+	bool fresh = q->tail == 0;
+	if (transport == LT_TCP) {
+		start = BPF_CORE_READ((struct tcp_sock *)sk, write_seq);
+	} else if (transport == LT_UNIX_STREAM) {
+		/* A new socket at a freed one's address: start this queue afresh. */
+		if (q->peer != (__u64)sk) {
+			q->head = q->tail;
+			q->sent_off = 0;
+			q->recv_off = 0;
+			q->peer = (__u64)sk;
+			fresh = true;
+		}
+		start = q->sent_off;
+	}
+	if (fresh && lt_is_unix(transport)) {
+		/* Data queued before we saw it: offsets are unknown until it drains. */
+		struct sock *peer = (struct sock *)k.sk;
+		q->desync = BPF_CORE_READ(peer, sk_receive_queue.qlen) > 0;
+	}
+
+	__u32 idx = __sync_fetch_and_add(&q->tail, 1);
+	if (idx - q->head >= TQ_SLOTS)
+		count_untimed(transport, 1); /* overwrites a message never received */
+	struct tq_slot *s = &q->slot[idx & TQ_MASK];
+	s->ts = ts;
+	s->start = start;
+	s->tgid = current_tgid();
+	s->seq = idx + 1;
+	return idx + 1;
+}
+
+static __always_inline void lt_send_enter(struct sock *sk, __u64 now, __u32 messages)
+{
+	int transport = lt_transport_of(sk);
+
+	if (transport < 0)
+		return;
+	struct lt_send_ctx *ctx = bpf_task_storage_get(&send_ctxs, bpf_get_current_task_btf(), 0,
+						    BPF_LOCAL_STORAGE_GET_F_CREATE);
+	if (!ctx)
+		return;
+	ctx->ts = now;
+	ctx->sk = (__u64)sk;
+	ctx->remaining = messages;
+	ctx->slot_seq = tq_push(sk, transport, now);
+}
+
+static __always_inline void tq_cancel(struct sock *sk, int transport, __u32 seq)
+{
+	struct tq_key k = {};
+
+	if (!tq_key_send(sk, transport, &k))
+		return;
+	struct timing_queue *q = tq_get(&k, false);
+	if (!q)
+		return;
+	struct tq_slot *s = &q->slot[(seq - 1) & TQ_MASK];
+	if (s->seq == seq)
+		s->ts = 0;
+}
+
+static __always_inline void lt_send_exit(struct sock *sk, int ret)
+{
+	int transport = lt_transport_of(sk);
+
+	if (transport < 0)
+		return;
+	struct lt_send_ctx *ctx = bpf_task_storage_get(&send_ctxs, bpf_get_current_task_btf(), 0, 0);
+	bool timed = ctx && ctx->ts && ctx->sk == (__u64)sk;
+	__u64 now = bpf_ktime_get_ns();
+	struct lt_sock_state *st = note_owner(sk);
+
+	if (!lt_is_unix(transport) && !lt_inet_on_loopback(sk) &&
+	    !(transport == LT_UDP && st && timed && st->lo_tx_ns >= ctx->ts)) {
+		if (ctx)
+			ctx->ts = 0;
+		return;
+	}
+
+	if (ret > 0) {
+		count_proc(transport, LT_SEND, ret);
+		if (timed)
+			emit(LT_EV_SEND_DURATION, transport, current_tgid(), 0, now - ctx->ts);
+		if (!timed || !ctx->slot_seq)
+			count_untimed(transport, 1);
+		if (transport == LT_UNIX_STREAM) {
+			struct tq_key k = {};
+			struct timing_queue *q;
+			if (tq_key_send(sk, transport, &k) && (q = tq_get(&k, false)))
+				__sync_fetch_and_add(&q->sent_off, ret);
+		}
+	} else if (timed && ctx->slot_seq) {
+		tq_cancel(sk, transport, ctx->slot_seq);
+	}
+	if (!timed)
+		return;
+	if (ret > 0 && ctx->remaining > 1) {
+		/* sendmmsg: the next message's send starts now. */
+		ctx->remaining--;
+		ctx->ts = now;
+		ctx->slot_seq = tq_push(sk, transport, now);
+	} else {
+		ctx->ts = 0;
+	}
+}
+
+/* A message whose first byte the receiver got now. */
+static __always_inline void time_message(struct timing_queue *q, struct tq_slot *s,
+					 int transport, __u32 me, __u64 now)
+{
+	__u32 sender = s->tgid;
+
+	emit(LT_EV_MSG_LATENCY, transport, me, sender, now - s->ts);
+	count_pair(sender, me, transport, 1, 0);
+	q->last_sender = sender;
+}
+
+/*
+ * Pop the entries whose message starts in [start, end) (stream) or the next
+ * live entry (datagram); time them.
+ */
+static __always_inline void tq_pop(struct timing_queue *q, int transport, bool stream,
+				   __u32 start, __u32 end, __u64 now)
+{
+	__u32 me = current_tgid();
+
+	for (int i = 0; i < TQ_SLOTS + 2; i++) {
+		__u32 h = q->head, t = q->tail;
+		if (h == t)
+			break;
+		if (t - h > TQ_SLOTS) {
+			q->head = t - TQ_SLOTS; /* overwritten; counted by the sender */
+			continue;
+		}
+		struct tq_slot *s = &q->slot[h & TQ_MASK];
+		__u32 seq = s->seq;
+		if (seq != h + 1) {
+			if ((__s32)(seq - (h + 1)) > 0) {
+				q->head = h + 1;
+				continue;
+			}
+			break; /* being written */
+		}
+		if (!s->ts) { /* the send failed */
+			q->head = h + 1;
+			continue;
+		}
+		if (!stream) {
+			time_message(q, s, transport, me, now);
+			q->head = h + 1;
+			break;
+		}
+		if ((__s32)(s->start - end) >= 0)
+			break; /* not reached yet */
+		if ((__s32)(s->start - start) >= 0)
+			time_message(q, s, transport, me, now);
+		q->head = h + 1;
+	}
+}
+
+static __always_inline void lt_recv_exit(struct sock *sk, int ret, int flags)
+{
+	if (ret <= 0 || (flags & MSG_PEEK))
+		return;
+	int transport = lt_transport_of(sk);
+	if (transport < 0)
+		return;
+	if (!lt_is_unix(transport) && !lt_inet_on_loopback(sk))
+		return;
+
+	__u64 now = bpf_ktime_get_ns();
+	note_owner(sk);
+	count_proc(transport, LT_RECV, ret);
+
+	struct tq_key k = {};
+	tq_key_recv(sk, transport, &k);
+	struct timing_queue *q = tq_get(&k, false);
+	if (!q)
+		return;
+	bool stream = lt_is_stream(transport);
+	__u32 end = 0;
+
+	if (transport == LT_TCP)
+		end = BPF_CORE_READ((struct tcp_sock *)sk, copied_seq);
+	else if (transport == LT_UNIX_STREAM)
+		end = __sync_fetch_and_add(&q->recv_off, ret) + ret;
+
+	if (q->desync) {
+		if (BPF_CORE_READ(sk, sk_receive_queue.qlen) == 0) {
+			/* Drained: what is queued now was all sent while we watched. */
+			count_untimed(transport, q->tail - q->head);
+			q->head = q->tail;
+			q->recv_off = q->sent_off;
+			q->desync = 0;
+		}
+		return;
+	}
+	tq_pop(q, transport, stream, end - ret, end, now);
+	if (q->last_sender)
+		count_pair(q->last_sender, current_tgid(), transport, 0, ret);
+}
+
+static __always_inline void lt_tcp_closed(struct sock *sk)
+{
+	struct tq_key k = {};
+
+	tq_key_recv(sk, LT_TCP, &k);
+	bpf_map_delete_elem(&timing_queues, &k);
+}
+
+#endif

@@ -1,0 +1,71 @@
+/* SPDX-License-Identifier: GPL-2.0 OR BSD-3-Clause */
+/*
+ * Tracepoint backend: for kernels (6.3+) with the sock:sock_send_length and
+ * sock:sock_recv_length tracepoints, including those that refuse fentry and
+ * kprobes.  Those tracepoints fire when a send or recv returns; the send's
+ * start is taken at syscall entry, where the socket is found from the fd.
+ */
+#include "sock_common.bpf.h"
+
+/* x86_64 system call numbers of the calls that send on a socket. */
+#define NR_write 1
+#define NR_writev 20
+#define NR_sendto 44
+#define NR_sendmsg 46
+#define NR_sendmmsg 307
+
+#define S_IFMT 00170000
+#define S_IFSOCK 0140000
+
+static __always_inline struct sock *sock_of_fd(unsigned long fd)
+{
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	struct fdtable *fdt = BPF_CORE_READ(task, files, fdt);
+	struct file **fds = BPF_CORE_READ(fdt, fd);
+	struct file *file = NULL;
+
+	if (fd >= BPF_CORE_READ(fdt, max_fds))
+		return NULL;
+	if (bpf_probe_read_kernel(&file, sizeof(file), &fds[fd]) || !file)
+		return NULL;
+	if ((BPF_CORE_READ(file, f_inode, i_mode) & S_IFMT) != S_IFSOCK)
+		return NULL;
+	struct socket *sock = BPF_CORE_READ(file, private_data);
+	return BPF_CORE_READ(sock, sk);
+}
+
+SEC("tp_btf/sys_enter")
+int BPF_PROG(lt_tp_sys_enter, struct pt_regs *regs, long id)
+{
+	if (id != NR_write && id != NR_writev && id != NR_sendto && id != NR_sendmsg &&
+	    id != NR_sendmmsg)
+		return 0;
+	struct sock *sk = sock_of_fd(regs->di);
+	if (!sk)
+		return 0;
+	__u32 messages = id == NR_sendmmsg ? (__u32)regs->dx : 1;
+	lt_send_enter(sk, bpf_ktime_get_ns(), messages);
+	return 0;
+}
+
+SEC("tp_btf/sock_send_length")
+int BPF_PROG(lt_tp_send, struct sock *sk, int ret, int flags)
+{
+	lt_send_exit(sk, ret);
+	return 0;
+}
+
+SEC("tp_btf/sock_recv_length")
+int BPF_PROG(lt_tp_recv, struct sock *sk, int ret, int flags)
+{
+	lt_recv_exit(sk, ret, flags);
+	return 0;
+}
+
+SEC("tp_btf/inet_sock_set_state")
+int BPF_PROG(lt_tp_tcp_state, struct sock *sk, int oldstate, int newstate)
+{
+	if (newstate == TCP_CLOSE && BPF_CORE_READ(sk, sk_protocol) == IPPROTO_TCP)
+		lt_tcp_closed(sk);
+	return 0;
+}

@@ -1,0 +1,293 @@
+#include "agg.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static uint64_t mix(uint64_t x)
+{
+	x ^= x >> 33;
+	x *= 0xff51afd7ed558ccdULL;
+	x ^= x >> 33;
+	return x;
+}
+
+static uint64_t proc_key(uint32_t tgid, int transport, int direction)
+{
+	return (uint64_t)tgid << 16 | (uint64_t)transport << 8 | (uint64_t)direction;
+}
+
+static uint64_t pair_key(uint32_t sender, uint32_t receiver, int transport)
+{
+	return ((uint64_t)sender << 32 | receiver) * 31 + (uint64_t)transport;
+}
+
+static void *grow(void *arr, size_t *cap, size_t need, size_t elem)
+{
+	if (need <= *cap)
+		return arr;
+	size_t n = *cap ? *cap * 2 : 64;
+	while (n < need)
+		n *= 2;
+	void *p = realloc(arr, n * elem);
+	if (!p)
+		return NULL;
+	memset((char *)p + *cap * elem, 0, (n - *cap) * elem);
+	*cap = n;
+	return p;
+}
+
+struct agg *agg_new(void)
+{
+	return calloc(1, sizeof(struct agg));
+}
+
+void agg_free(struct agg *a)
+{
+	if (!a)
+		return;
+	for (size_t i = 0; i < a->nprocs; i++) {
+		free(a->procs[i].latency);
+		free(a->procs[i].send_dur);
+	}
+	for (size_t i = 0; i < a->npairs; i++)
+		free(a->pairs[i].latency);
+	free(a->procs);
+	free(a->pairs);
+	free(a->lo);
+	free(a->proc_index.slot);
+	free(a->pair_index.slot);
+	free(a);
+}
+
+/* Open addressing; keyof(i) gives row i's key. */
+typedef uint64_t (*keyof_fn)(const struct agg *a, size_t row);
+
+static uint64_t proc_keyof(const struct agg *a, size_t row)
+{
+	const struct agg_proc *p = &a->procs[row];
+	return proc_key(p->tgid, p->transport, p->direction);
+}
+
+static uint64_t pair_keyof(const struct agg *a, size_t row)
+{
+	const struct agg_pair *p = &a->pairs[row];
+	return pair_key(p->sender, p->receiver, p->transport);
+}
+
+static int index_insert(struct agg_index *ix, uint64_t key, size_t row)
+{
+	size_t mask = ix->cap - 1;
+	for (size_t i = mix(key) & mask;; i = (i + 1) & mask) {
+		if (!ix->slot[i]) {
+			ix->slot[i] = (uint32_t)row + 1;
+			return 0;
+		}
+	}
+}
+
+static int index_rebuild(const struct agg *a, struct agg_index *ix, size_t rows, keyof_fn keyof)
+{
+	size_t cap = 64;
+	while (cap < rows * 2)
+		cap *= 2;
+	uint32_t *slot = calloc(cap, sizeof(*slot));
+	if (!slot)
+		return -1;
+	free(ix->slot);
+	ix->slot = slot;
+	ix->cap = cap;
+	for (size_t r = 0; r < rows; r++)
+		index_insert(ix, keyof(a, r), r);
+	return 0;
+}
+
+/* Row index of key, or -1. */
+static long index_find(const struct agg *a, const struct agg_index *ix, uint64_t key,
+		       keyof_fn keyof, int (*same)(const struct agg *, size_t, const void *),
+		       const void *want)
+{
+	if (!ix->cap)
+		return -1;
+	size_t mask = ix->cap - 1;
+	for (size_t i = mix(key) & mask; ix->slot[i]; i = (i + 1) & mask) {
+		size_t row = ix->slot[i] - 1;
+		if (keyof(a, row) == key && same(a, row, want))
+			return (long)row;
+	}
+	return -1;
+}
+
+struct proc_want {
+	uint32_t tgid;
+	int transport, direction;
+};
+
+static int proc_same(const struct agg *a, size_t row, const void *w)
+{
+	const struct proc_want *want = w;
+	const struct agg_proc *p = &a->procs[row];
+	return p->tgid == want->tgid && p->transport == want->transport &&
+	       p->direction == want->direction;
+}
+
+struct pair_want {
+	uint32_t sender, receiver;
+	int transport;
+};
+
+static int pair_same(const struct agg *a, size_t row, const void *w)
+{
+	const struct pair_want *want = w;
+	const struct agg_pair *p = &a->pairs[row];
+	return p->sender == want->sender && p->receiver == want->receiver &&
+	       p->transport == want->transport;
+}
+
+struct agg_proc *agg_proc(struct agg *a, uint32_t tgid, int transport, int direction)
+{
+	struct proc_want want = { tgid, transport, direction };
+	uint64_t key = proc_key(tgid, transport, direction);
+	long row = index_find(a, &a->proc_index, key, proc_keyof, proc_same, &want);
+
+	if (row >= 0)
+		return &a->procs[row];
+	struct agg_proc *procs = grow(a->procs, &a->procs_cap, a->nprocs + 1, sizeof(*procs));
+	if (!procs)
+		return NULL;
+	a->procs = procs;
+	struct agg_proc *p = &a->procs[a->nprocs++];
+	p->tgid = tgid;
+	p->transport = (uint8_t)transport;
+	p->direction = (uint8_t)direction;
+	if (a->nprocs * 2 > a->proc_index.cap) {
+		if (index_rebuild(a, &a->proc_index, a->nprocs, proc_keyof))
+			return NULL;
+	} else {
+		index_insert(&a->proc_index, key, a->nprocs - 1);
+	}
+	return p;
+}
+
+struct agg_pair *agg_pair(struct agg *a, uint32_t sender, uint32_t receiver, int transport)
+{
+	struct pair_want want = { sender, receiver, transport };
+	uint64_t key = pair_key(sender, receiver, transport);
+	long row = index_find(a, &a->pair_index, key, pair_keyof, pair_same, &want);
+
+	if (row >= 0)
+		return &a->pairs[row];
+	struct agg_pair *pairs = grow(a->pairs, &a->pairs_cap, a->npairs + 1, sizeof(*pairs));
+	if (!pairs)
+		return NULL;
+	a->pairs = pairs;
+	struct agg_pair *p = &a->pairs[a->npairs++];
+	p->sender = sender;
+	p->receiver = receiver;
+	p->transport = (uint8_t)transport;
+	if (a->npairs * 2 > a->pair_index.cap) {
+		if (index_rebuild(a, &a->pair_index, a->npairs, pair_keyof))
+			return NULL;
+	} else {
+		index_insert(&a->pair_index, key, a->npairs - 1);
+	}
+	return p;
+}
+
+const char *agg_comm(const struct agg *a, uint32_t tgid)
+{
+	for (size_t i = 0; i < a->nprocs; i++)
+		if (a->procs[i].tgid == tgid && a->procs[i].comm[0])
+			return a->procs[i].comm;
+	return "?";
+}
+
+static struct hist *hist_of(struct hist **h)
+{
+	if (!*h)
+		*h = calloc(1, sizeof(struct hist));
+	return *h;
+}
+
+int agg_event(struct agg *a, const void *data, size_t size)
+{
+	struct lt_event e;
+
+	if (size < sizeof(e))
+		return -1;
+	memcpy(&e, data, sizeof(e));
+	if (e.transport >= LT_TRANSPORT_COUNT)
+		return -1;
+	a->events_processed++;
+	if (e.kind == LT_EV_MSG_LATENCY) {
+		struct agg_proc *p = agg_proc(a, e.tgid, e.transport, LT_RECV);
+		struct agg_pair *pr = agg_pair(a, e.peer_tgid, e.tgid, e.transport);
+		struct hist *h;
+		if (p && (h = hist_of(&p->latency)))
+			hist_add(h, e.value_ns);
+		if (pr && (h = hist_of(&pr->latency)))
+			hist_add(h, e.value_ns);
+		hist_add(&a->transport_latency[e.transport], e.value_ns);
+		return 0;
+	}
+	if (e.kind == LT_EV_SEND_DURATION) {
+		struct agg_proc *p = agg_proc(a, e.tgid, e.transport, LT_SEND);
+		struct hist *h;
+		if (p && (h = hist_of(&p->send_dur)))
+			hist_add(h, e.value_ns);
+		hist_add(&a->transport_send[e.transport], e.value_ns);
+		return 0;
+	}
+	a->events_processed--;
+	return -1;
+}
+
+void agg_set_proc(struct agg *a, const struct lt_proc_key *k, uint64_t messages,
+		  uint64_t bytes, const char *comm)
+{
+	if (k->transport >= LT_TRANSPORT_COUNT || k->direction >= LT_DIRECTION_COUNT)
+		return;
+	struct agg_proc *p = agg_proc(a, k->tgid, k->transport, k->direction);
+	if (!p)
+		return;
+	p->messages = messages;
+	p->bytes = bytes;
+	if (comm && comm[0]) {
+		memcpy(p->comm, comm, LOTRACE_COMM_LEN);
+		p->comm[LOTRACE_COMM_LEN - 1] = 0;
+	}
+}
+
+void agg_set_pair(struct agg *a, const struct lt_pair_key *k, uint64_t messages, uint64_t bytes)
+{
+	if (k->transport >= LT_TRANSPORT_COUNT)
+		return;
+	struct agg_pair *p = agg_pair(a, k->sender_tgid, k->receiver_tgid, k->transport);
+	if (!p)
+		return;
+	p->messages = messages;
+	p->bytes = bytes;
+}
+
+void agg_set_lo(struct agg *a, const struct lt_lo_key *k, uint64_t packets, uint64_t bytes)
+{
+	for (size_t i = 0; i < a->nlo; i++) {
+		if (a->lo[i].tgid == k->tgid && a->lo[i].l4 == k->l4) {
+			a->lo[i].packets = packets;
+			a->lo[i].bytes = bytes;
+			return;
+		}
+	}
+	struct agg_lo_proc *lo = grow(a->lo, &a->lo_cap, a->nlo + 1, sizeof(*lo));
+	if (!lo)
+		return;
+	a->lo = lo;
+	a->lo[a->nlo++] = (struct agg_lo_proc){ k->tgid, k->l4, packets, bytes };
+}
+
+uint64_t agg_untimed_total(const struct agg *a)
+{
+	uint64_t n = 0;
+	for (int t = 0; t < LT_TRANSPORT_COUNT; t++)
+		n += a->untimed[t];
+	return n;
+}

@@ -1,0 +1,91 @@
+/*
+ * What lotrace measured, aggregated in user space: per-process rows, sender ->
+ * receiver pairs, host-wide per-transport histograms, `lo` counters and the
+ * tracer's own statistics.  Counts are snapshots of the kernel's exact
+ * counters; histograms are fed from ring-buffer events.
+ */
+#ifndef LOTRACE_AGG_H
+#define LOTRACE_AGG_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "hist.h"
+#include "lotrace.h"
+
+struct agg_proc {
+	uint32_t tgid;
+	uint8_t transport;
+	uint8_t direction;
+	char comm[LOTRACE_COMM_LEN];
+	uint64_t messages;
+	uint64_t bytes;
+	struct hist *latency;  /* recv rows: message latency */
+	struct hist *send_dur; /* send rows: time inside the send call */
+};
+
+struct agg_pair {
+	uint32_t sender;
+	uint32_t receiver;
+	uint8_t transport;
+	uint64_t messages;
+	uint64_t bytes;
+	struct hist *latency;
+};
+
+struct agg_lo_proc {
+	uint32_t tgid;
+	uint32_t l4;
+	uint64_t packets;
+	uint64_t bytes;
+};
+
+struct agg_index {
+	uint32_t *slot; /* row index + 1; 0 empty */
+	size_t cap;     /* power of two */
+};
+
+struct agg {
+	struct agg_proc *procs;
+	size_t nprocs, procs_cap;
+	struct agg_index proc_index;
+	struct agg_pair *pairs;
+	size_t npairs, pairs_cap;
+	struct agg_index pair_index;
+	struct agg_lo_proc *lo;
+	size_t nlo, lo_cap;
+
+	struct hist transport_latency[LT_TRANSPORT_COUNT];
+	struct hist transport_send[LT_TRANSPORT_COUNT];
+
+	uint64_t lost_events;
+	uint64_t map_full;
+	uint64_t events_submitted;
+	uint64_t events_processed;
+	uint64_t untimed[LT_TRANSPORT_COUNT];
+
+	double duration_s;
+	const char *backend;
+	const char *lo_attach; /* "tcx", "clsact" or "none" */
+};
+
+struct agg *agg_new(void);
+void agg_free(struct agg *a);
+
+/* Row for (tgid, transport, direction); created empty if missing. NULL: out of memory. */
+struct agg_proc *agg_proc(struct agg *a, uint32_t tgid, int transport, int direction);
+struct agg_pair *agg_pair(struct agg *a, uint32_t sender, uint32_t receiver, int transport);
+/* Comm of tgid from any of its rows, or "?" */
+const char *agg_comm(const struct agg *a, uint32_t tgid);
+
+/* One ring-buffer event. Returns -1 for a malformed event. */
+int agg_event(struct agg *a, const void *data, size_t size);
+
+/* Snapshots of the kernel counters (absolute values). */
+void agg_set_proc(struct agg *a, const struct lt_proc_key *k, uint64_t messages,
+		  uint64_t bytes, const char *comm);
+void agg_set_pair(struct agg *a, const struct lt_pair_key *k, uint64_t messages, uint64_t bytes);
+void agg_set_lo(struct agg *a, const struct lt_lo_key *k, uint64_t packets, uint64_t bytes);
+
+uint64_t agg_untimed_total(const struct agg *a);
+
+#endif

@@ -1,0 +1,30 @@
+/* Loading, attaching and reading lotrace's BPF side. */
+#ifndef LOTRACE_LOADER_H
+#define LOTRACE_LOADER_H
+
+#include <stdio.h>
+#include "agg.h"
+#include "lo_attach.h"
+#include "opts.h"
+
+struct lotrace_bpf;
+struct ring_buffer;
+
+struct tracer {
+	struct lotrace_bpf *skel;
+	struct ring_buffer *rb;
+	struct lo_attachment lo;
+	struct agg *agg;
+	const char *backend;
+};
+
+/* 0 on success; on failure a one-line reason was printed to log. */
+int tracer_start(struct tracer *t, const struct lt_opts *opts, struct agg *agg, FILE *log);
+/* Wait up to timeout_ms for the ring buffer, then drain it. */
+int tracer_poll(struct tracer *t, int timeout_ms);
+/* Copy the kernel counters into the aggregate. */
+int tracer_snapshot(struct tracer *t);
+/* Detach everything; 0 when nothing is left attached. */
+int tracer_stop(struct tracer *t, FILE *log);
+
+#endif

@@ -1,0 +1,89 @@
+/* lotrace: per-process TCP-loopback and Unix-socket traffic and latency. */
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+#include "agg.h"
+#include "loader.h"
+#include "opts.h"
+#include "report.h"
+
+/* How often the ring buffer is drained when nothing wakes the reader. */
+#define POLL_INTERVAL_MS 50
+
+static volatile sig_atomic_t stop_requested;
+
+static void on_signal(int sig)
+{
+	(void)sig;
+	stop_requested = 1;
+}
+
+static double now_s(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+int main(int argc, char **argv)
+{
+	struct lt_opts opts;
+	enum lt_parse_result pr = lt_parse_args(argc, argv, &opts, stdout, stderr);
+	if (pr == LT_PARSE_EXIT)
+		return 0;
+	if (pr == LT_PARSE_ERROR)
+		return 2;
+
+	struct sigaction sa;
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_signal;
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGHUP, &sa, NULL);
+
+	struct agg *agg = agg_new();
+	struct tracer t;
+	if (!agg) {
+		fprintf(stderr, "lotrace: out of memory\n");
+		return 1;
+	}
+	if (tracer_start(&t, &opts, agg, stderr)) {
+		agg_free(agg);
+		return 1;
+	}
+	if (!opts.quiet) {
+		fprintf(stderr, "lotrace: tracing with the %s backend, lo counted via %s; ",
+			agg->backend, agg->lo_attach);
+		if (opts.duration_s > 0)
+			fprintf(stderr, "reporting in %.1f s\n", opts.duration_s);
+		else
+			fprintf(stderr, "Ctrl-C to stop and report\n");
+	}
+	double start = now_s();
+	int ret = 0;
+	while (!stop_requested) {
+		double left = opts.duration_s > 0 ? opts.duration_s - (now_s() - start) : 1;
+		if (left <= 0)
+			break;
+		int wait = left * 1000 < POLL_INTERVAL_MS ? (int)(left * 1000) + 1 : POLL_INTERVAL_MS;
+		if (tracer_poll(&t, wait)) {
+			fprintf(stderr, "lotrace: reading the ring buffer failed\n");
+			ret = 1;
+			break;
+		}
+	}
+	agg->duration_s = now_s() - start;
+	tracer_poll(&t, 0);
+	tracer_snapshot(&t);
+	if (tracer_stop(&t, stderr))
+		ret = 1;
+
+	struct report_filter f = { opts.pid, opts.comm };
+	if (opts.json)
+		report_json(stdout, agg, &f);
+	else
+		report_table(stdout, agg, &f);
+	agg_free(agg);
+	return ret;
+}

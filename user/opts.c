@@ -1,0 +1,186 @@
+#include "opts.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define LOTRACE_VERSION "0.1.0"
+
+static const char usage_text[] =
+"Usage: lotrace stat [OPTIONS]\n"
+"\n"
+"Trace the traffic this host sends to itself - TCP and UDP through a loopback\n"
+"device, and Unix stream, datagram and seqpacket sockets - and print, per\n"
+"process, messages and bytes sent and received on each transport, with the\n"
+"kernel's cost per message, side by side.  Needs root (CAP_BPF, CAP_PERFMON\n"
+"and CAP_NET_ADMIN).\n"
+"\n"
+"Options:\n"
+"  -d, --duration SECONDS  trace this long (decimal allowed), then report;\n"
+"                          default: until Ctrl-C (SIGINT) or SIGTERM\n"
+"  -j, --json              print one JSON document instead of tables (schema\n"
+"                          in README.md, section \"JSON output\")\n"
+"  -p, --pid PID           report only this process (rows where it sends or\n"
+"                          receives, pairs where it is either end)\n"
+"  -c, --comm NAME         report only processes with this name (exact match,\n"
+"                          at most 15 characters, as in /proc/PID/comm)\n"
+"  -b, --backend NAME      hooks to use: auto (default) or tracepoint\n"
+"                          (sock:sock_send_length/sock_recv_length, 6.3+)\n"
+"      --lo-attach MODE    how to attach the lo packet counter: auto (tcx on\n"
+"                          6.6+, else clsact), tcx, clsact, or none\n"
+"  -q, --quiet             no progress messages on stderr\n"
+"  -h, --help              show this help\n"
+"  -V, --version           show the version\n"
+"\n"
+"What is measured:\n"
+"  messages, bytes   one send call is one message (sendmmsg: each message);\n"
+"                    a recv call that returns n > 0 bytes is one message of n\n"
+"                    bytes.  Failed calls and MSG_PEEK reads count nothing.\n"
+"                    Exact: kept in kernel counters, never sampled.\n"
+"  latency           per message, from the moment the sending thread enters\n"
+"                    the send system call to the moment the receiving\n"
+"                    thread's recv call returns the message's first byte.\n"
+"                    Reported on the receiving side and per sender->receiver\n"
+"                    pair.  A message that cannot be timed (sent through\n"
+"                    io_uring or sendfile, unconnected datagram, more than 16\n"
+"                    messages in flight) is counted in untimed_messages.\n"
+"  send duration     time spent inside the send call: the sender's kernel\n"
+"                    path (for TCP loopback usually including the receive\n"
+"                    side's softirq processing).\n"
+"  lo                packets and wire bytes (headers included) leaving\n"
+"                    through lo, per L4 protocol: each loopback packet once.\n"
+"\n"
+"Exit status: 0 on success, 1 when tracing could not start, 2 on bad usage.\n";
+
+const char *lt_backend_name(enum lt_backend b)
+{
+	return b == LT_BACKEND_TRACEPOINT ? "tracepoint" : "auto";
+}
+
+const char *lt_lo_mode_name(enum lt_lo_mode m)
+{
+	static const char *const names[] = { "auto", "tcx", "clsact", "none" };
+	return names[m];
+}
+
+static enum lt_parse_result bad(FILE *err, const char *flag, const char *value,
+				const char *expected)
+{
+	if (value)
+		fprintf(err, "lotrace: %s: invalid value '%s': expected %s\n", flag, value, expected);
+	else
+		fprintf(err, "lotrace: %s: %s\n", flag, expected);
+	fprintf(err, "Try 'lotrace stat --help'.\n");
+	return LT_PARSE_ERROR;
+}
+
+static bool matches(const char *arg, const char *s, const char *l)
+{
+	return (s && !strcmp(arg, s)) || !strcmp(arg, l);
+}
+
+enum lt_parse_result lt_parse_args(int argc, char **argv, struct lt_opts *opts,
+				   FILE *out, FILE *err)
+{
+	memset(opts, 0, sizeof(*opts));
+	int i = 1;
+
+	if (argc < 2) {
+		fputs(usage_text, err);
+		return LT_PARSE_ERROR;
+	}
+	if (matches(argv[1], "-h", "--help") || !strcmp(argv[1], "help")) {
+		fputs(usage_text, out);
+		return LT_PARSE_EXIT;
+	}
+	if (matches(argv[1], "-V", "--version")) {
+		fprintf(out, "lotrace %s\n", LOTRACE_VERSION);
+		return LT_PARSE_EXIT;
+	}
+	if (strcmp(argv[1], "stat")) {
+		fprintf(err, "lotrace: unknown command '%s': expected 'stat'\n", argv[1]);
+		fprintf(err, "Try 'lotrace stat --help'.\n");
+		return LT_PARSE_ERROR;
+	}
+	for (i = 2; i < argc; i++) {
+		const char *arg = argv[i];
+		const char *val = NULL;
+		char flag[32];
+		/* --flag=value and --flag value both work. */
+		const char *eq = strncmp(arg, "--", 2) ? NULL : strchr(arg, '=');
+		size_t flen = eq ? (size_t)(eq - arg) : strlen(arg);
+		if (flen >= sizeof(flag))
+			flen = sizeof(flag) - 1;
+		memcpy(flag, arg, flen);
+		flag[flen] = 0;
+
+		bool takes_value = matches(flag, "-d", "--duration") || matches(flag, "-p", "--pid") ||
+				   matches(flag, "-c", "--comm") || matches(flag, "-b", "--backend") ||
+				   matches(flag, NULL, "--lo-attach");
+		if (takes_value) {
+			if (eq)
+				val = eq + 1;
+			else if (i + 1 < argc)
+				val = argv[++i];
+			else
+				return bad(err, flag, NULL, "needs a value");
+		} else if (eq) {
+			return bad(err, flag, NULL, "takes no value");
+		}
+
+		if (matches(flag, "-h", "--help")) {
+			fputs(usage_text, out);
+			return LT_PARSE_EXIT;
+		} else if (matches(flag, "-V", "--version")) {
+			fprintf(out, "lotrace %s\n", LOTRACE_VERSION);
+			return LT_PARSE_EXIT;
+		} else if (matches(flag, "-j", "--json")) {
+			opts->json = true;
+		} else if (matches(flag, "-q", "--quiet")) {
+			opts->quiet = true;
+		} else if (matches(flag, "-d", "--duration")) {
+			char *end;
+			errno = 0;
+			double d = strtod(val, &end);
+			if (errno || end == val || *end || !isfinite(d) || d <= 0 || d > 31536000)
+				return bad(err, flag, val, "a number of seconds > 0 (e.g. 10 or 0.5)");
+			opts->duration_s = d;
+		} else if (matches(flag, "-p", "--pid")) {
+			char *end;
+			errno = 0;
+			long p = strtol(val, &end, 10);
+			if (errno || end == val || *end || p <= 0 || p > 4194304)
+				return bad(err, flag, val, "a process id (1 to 4194304)");
+			opts->pid = (int)p;
+		} else if (matches(flag, "-c", "--comm")) {
+			size_t n = strlen(val);
+			if (n == 0 || n >= LOTRACE_COMM_LEN)
+				return bad(err, flag, val, "a process name of 1 to 15 characters");
+			memcpy(opts->comm, val, n + 1);
+		} else if (matches(flag, "-b", "--backend")) {
+			if (!strcmp(val, "auto"))
+				opts->backend = LT_BACKEND_AUTO;
+			else if (!strcmp(val, "tracepoint"))
+				opts->backend = LT_BACKEND_TRACEPOINT;
+			else
+				return bad(err, flag, val, "auto or tracepoint");
+		} else if (!strcmp(flag, "--lo-attach")) {
+			if (!strcmp(val, "auto"))
+				opts->lo_mode = LT_LO_AUTO;
+			else if (!strcmp(val, "tcx"))
+				opts->lo_mode = LT_LO_TCX;
+			else if (!strcmp(val, "clsact"))
+				opts->lo_mode = LT_LO_CLSACT;
+			else if (!strcmp(val, "none"))
+				opts->lo_mode = LT_LO_NONE;
+			else
+				return bad(err, flag, val, "auto, tcx, clsact or none");
+		} else {
+			fprintf(err, "lotrace: unknown option '%s'\n", arg);
+			fprintf(err, "Try 'lotrace stat --help'.\n");
+			return LT_PARSE_ERROR;
+		}
+	}
+	return LT_PARSE_OK;
+}

@@ -1,0 +1,34 @@
+/* Command line of `lotrace`. */
+#ifndef LOTRACE_OPTS_H
+#define LOTRACE_OPTS_H
+
+#include <stdbool.h>
+#include <stdio.h>
+#include "lotrace.h"
+
+enum lt_backend { LT_BACKEND_AUTO, LT_BACKEND_TRACEPOINT };
+enum lt_lo_mode { LT_LO_AUTO, LT_LO_TCX, LT_LO_CLSACT, LT_LO_NONE };
+
+struct lt_opts {
+	double duration_s; /* 0: until SIGINT/SIGTERM */
+	bool json;
+	int pid;           /* 0: all */
+	char comm[LOTRACE_COMM_LEN];
+	enum lt_backend backend;
+	enum lt_lo_mode lo_mode;
+	bool quiet;        /* no progress lines on stderr */
+};
+
+enum lt_parse_result {
+	LT_PARSE_OK = 0,
+	LT_PARSE_EXIT = 1,  /* --help or --version printed: exit 0 */
+	LT_PARSE_ERROR = 2, /* message printed: exit 2 */
+};
+
+/* Parses argv (argv[0] is the program); prints help to out, errors to err. */
+enum lt_parse_result lt_parse_args(int argc, char **argv, struct lt_opts *opts,
+				   FILE *out, FILE *err);
+const char *lt_backend_name(enum lt_backend b);
+const char *lt_lo_mode_name(enum lt_lo_mode m);
+
+#endif

@@ -1,0 +1,304 @@
+#include "report.h"
+
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+#include "names.h"
+
+static bool proc_wanted(const struct agg *a, uint32_t tgid, const struct report_filter *f)
+{
+	if (f->pid && (uint32_t)f->pid != tgid)
+		return false;
+	if (f->comm && f->comm[0] && strcmp(agg_comm(a, tgid), f->comm))
+		return false;
+	return true;
+}
+
+static bool pair_wanted(const struct agg *a, const struct agg_pair *p, const struct report_filter *f)
+{
+	return proc_wanted(a, p->sender, f) || proc_wanted(a, p->receiver, f);
+}
+
+void format_ns(char *buf, size_t len, uint64_t ns)
+{
+	if (ns < 1000)
+		snprintf(buf, len, "%llu ns", (unsigned long long)ns);
+	else if (ns < 1000000)
+		snprintf(buf, len, "%.1f us", (double)ns / 1e3);
+	else if (ns < 1000000000)
+		snprintf(buf, len, "%.1f ms", (double)ns / 1e6);
+	else
+		snprintf(buf, len, "%.2f s", (double)ns / 1e9);
+}
+
+static const char *quantile_or_dash(char *buf, size_t len, const struct hist *h, double q)
+{
+	if (!h || !h->count)
+		return "-";
+	format_ns(buf, len, hist_quantile(h, q));
+	return buf;
+}
+
+/* Rows are sorted by process, then transport; send and recv side by side. */
+static int cmp_proc(const void *x, const void *y)
+{
+	const struct agg_proc *a = *(struct agg_proc *const *)x, *b = *(struct agg_proc *const *)y;
+	if (a->tgid != b->tgid)
+		return a->tgid < b->tgid ? -1 : 1;
+	if (a->transport != b->transport)
+		return a->transport - b->transport;
+	return a->direction - b->direction;
+}
+
+static struct agg_proc **sorted_procs(const struct agg *a, size_t *n)
+{
+	struct agg_proc **v = calloc(a->nprocs + 1, sizeof(*v));
+	*n = 0;
+	if (!v)
+		return NULL;
+	for (size_t i = 0; i < a->nprocs; i++)
+		v[(*n)++] = &a->procs[i];
+	qsort(v, *n, sizeof(*v), cmp_proc);
+	return v;
+}
+
+static const struct hist *latency_of(const struct agg_proc *p)
+{
+	return p ? p->latency : NULL;
+}
+
+void report_table(FILE *out, const struct agg *a, const struct report_filter *f)
+{
+	char b1[32], b2[32], b3[32], b4[32];
+	size_t n;
+	struct agg_proc **v = sorted_procs(a, &n);
+
+	fprintf(out, "lotrace: %.1f s traced, backend %s, lo counted via %s\n\n", a->duration_s,
+		a->backend, a->lo_attach);
+	fprintf(out, "%-8s %-16s %-15s %10s %12s %10s %12s %9s %9s %9s\n", "PID", "COMM",
+		"TRANSPORT", "SENT MSGS", "SENT BYTES", "RECV MSGS", "RECV BYTES", "LAT p50",
+		"LAT p99", "SEND p50");
+	for (size_t i = 0; v && i < n;) {
+		/* Gather the send and recv rows of one (pid, transport). */
+		const struct agg_proc *snd = NULL, *rcv = NULL;
+		size_t j = i;
+		for (; j < n && v[j]->tgid == v[i]->tgid && v[j]->transport == v[i]->transport; j++) {
+			if (v[j]->direction == LT_SEND)
+				snd = v[j];
+			else
+				rcv = v[j];
+		}
+		const struct agg_proc *any = v[i];
+		i = j;
+		if (!proc_wanted(a, any->tgid, f))
+			continue;
+		if (!(snd && snd->messages) && !(rcv && rcv->messages))
+			continue;
+		fprintf(out, "%-8u %-16s %-15s %10llu %12llu %10llu %12llu %9s %9s %9s\n", any->tgid,
+			agg_comm(a, any->tgid), lt_transport_name(any->transport),
+			(unsigned long long)(snd ? snd->messages : 0),
+			(unsigned long long)(snd ? snd->bytes : 0),
+			(unsigned long long)(rcv ? rcv->messages : 0),
+			(unsigned long long)(rcv ? rcv->bytes : 0),
+			quantile_or_dash(b1, sizeof(b1), latency_of(rcv), 0.5),
+			quantile_or_dash(b2, sizeof(b2), latency_of(rcv), 0.99),
+			quantile_or_dash(b3, sizeof(b3), snd ? snd->send_dur : NULL, 0.5));
+	}
+	free(v);
+
+	bool header = false;
+	for (size_t i = 0; i < a->npairs; i++) {
+		const struct agg_pair *p = &a->pairs[i];
+		if (!pair_wanted(a, p, f) || (!p->messages && !p->bytes))
+			continue;
+		if (!header) {
+			fprintf(out, "\n%-24s    %-24s %-15s %10s %12s %9s %9s\n", "SENDER", "RECEIVER",
+				"TRANSPORT", "MSGS", "BYTES", "LAT p50", "LAT p99");
+			header = true;
+		}
+		snprintf(b4, sizeof(b4), "%u/%s", p->sender, agg_comm(a, p->sender));
+		char rb[32];
+		snprintf(rb, sizeof(rb), "%u/%s", p->receiver, agg_comm(a, p->receiver));
+		fprintf(out, "%-24s -> %-24s %-15s %10llu %12llu %9s %9s\n", b4, rb,
+			lt_transport_name(p->transport), (unsigned long long)p->messages,
+			(unsigned long long)p->bytes, quantile_or_dash(b1, sizeof(b1), p->latency, 0.5),
+			quantile_or_dash(b2, sizeof(b2), p->latency, 0.99));
+	}
+
+	uint64_t lo_pk[LT_L4_COUNT] = { 0 }, lo_by[LT_L4_COUNT] = { 0 };
+	for (size_t i = 0; i < a->nlo; i++) {
+		lo_pk[a->lo[i].l4 % LT_L4_COUNT] += a->lo[i].packets;
+		lo_by[a->lo[i].l4 % LT_L4_COUNT] += a->lo[i].bytes;
+	}
+	fprintf(out, "\nlo:");
+	for (int l = 0; l < LT_L4_COUNT; l++)
+		if (lo_pk[l])
+			fprintf(out, "  %s %llu packets %llu bytes", lt_l4_name(l),
+				(unsigned long long)lo_pk[l], (unsigned long long)lo_by[l]);
+	fprintf(out, "%s\n", a->nlo ? "" : "  no packets");
+
+	/* The closing comparison: transports by median message latency. */
+	int order[LT_TRANSPORT_COUNT], m = 0;
+	for (int t = 0; t < LT_TRANSPORT_COUNT; t++)
+		if (a->transport_latency[t].count)
+			order[m++] = t;
+	for (int x = 1; x < m; x++)
+		for (int y = x; y > 0 && hist_quantile(&a->transport_latency[order[y]], 0.5) <
+					       hist_quantile(&a->transport_latency[order[y - 1]], 0.5); y--) {
+			int tmp = order[y];
+			order[y] = order[y - 1];
+			order[y - 1] = tmp;
+		}
+	if (m) {
+		fprintf(out, "\nmessage latency on this host (all processes):\n");
+		uint64_t base = hist_quantile(&a->transport_latency[order[0]], 0.5);
+		for (int x = 0; x < m; x++) {
+			const struct hist *h = &a->transport_latency[order[x]];
+			uint64_t p50 = hist_quantile(h, 0.5);
+			format_ns(b1, sizeof(b1), p50);
+			format_ns(b2, sizeof(b2), hist_quantile(h, 0.99));
+			format_ns(b3, sizeof(b3), hist_quantile(&a->transport_send[order[x]], 0.5));
+			fprintf(out, "  %-15s p50 %9s  p99 %9s  send p50 %9s  (%llu msgs)",
+				lt_transport_name(order[x]), b1, b2,
+				a->transport_send[order[x]].count ? b3 : "-",
+				(unsigned long long)h->count);
+			if (x && base)
+				fprintf(out, "  %.1fx %s", (double)p50 / (double)base,
+					lt_transport_name(order[0]));
+			fputc('\n', out);
+		}
+		if (m > 1) {
+			format_ns(b1, sizeof(b1), base);
+			format_ns(b2, sizeof(b2), hist_quantile(&a->transport_latency[order[m - 1]], 0.5));
+			fprintf(out, "  => %s p50 %s vs %s p50 %s (%.1fx)\n", lt_transport_name(order[0]),
+				b1, lt_transport_name(order[m - 1]), b2,
+				base ? (double)hist_quantile(&a->transport_latency[order[m - 1]], 0.5) /
+						(double)base : 0.0);
+		}
+	}
+	fprintf(out, "\nevents: %llu processed, %llu lost; untimed messages: %llu",
+		(unsigned long long)a->events_processed, (unsigned long long)a->lost_events,
+		(unsigned long long)agg_untimed_total(a));
+	if (a->map_full)
+		fprintf(out, "; counter map full %llu times (counts incomplete)",
+			(unsigned long long)a->map_full);
+	fputc('\n', out);
+}
+
+static void json_string(FILE *out, const char *s)
+{
+	fputc('"', out);
+	for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+		if (*p == '"' || *p == '\\')
+			fprintf(out, "\\%c", *p);
+		else if (*p < 0x20 || *p >= 0x7f)
+			fprintf(out, "\\u%04x", *p);
+		else
+			fputc(*p, out);
+	}
+	fputc('"', out);
+}
+
+static void json_summary(FILE *out, const char *name, const struct hist *h)
+{
+	static const struct hist empty;
+	struct hist_summary s = hist_summarize(h ? h : &empty);
+	fprintf(out,
+		"\"%s\": {\"count\": %llu, \"p50\": %llu, \"p90\": %llu, \"p99\": %llu, "
+		"\"max\": %llu, \"min\": %llu, \"mean\": %.1f}",
+		name, (unsigned long long)s.count, (unsigned long long)s.p50,
+		(unsigned long long)s.p90, (unsigned long long)s.p99, (unsigned long long)s.max,
+		(unsigned long long)s.min, s.mean);
+}
+
+void report_json(FILE *out, const struct agg *a, const struct report_filter *f)
+{
+	size_t n;
+	struct agg_proc **v = sorted_procs(a, &n);
+
+	fprintf(out, "{\"backend\": ");
+	json_string(out, a->backend);
+	fprintf(out, ", \"lo_attach\": ");
+	json_string(out, a->lo_attach);
+	fprintf(out, ", \"duration_s\": %.3f, \"lost_events\": %llu, \"untimed_messages\": %llu",
+		a->duration_s, (unsigned long long)a->lost_events,
+		(unsigned long long)agg_untimed_total(a));
+	fprintf(out, ", \"events_processed\": %llu, \"counter_map_full\": %llu",
+		(unsigned long long)a->events_processed, (unsigned long long)a->map_full);
+	fprintf(out, ",\n \"untimed_by_transport\": {");
+	for (int t = 0; t < LT_TRANSPORT_COUNT; t++)
+		fprintf(out, "%s\"%s\": %llu", t ? ", " : "", lt_transport_name(t),
+			(unsigned long long)a->untimed[t]);
+	fprintf(out, "},\n \"processes\": [");
+	bool first = true;
+	for (size_t i = 0; v && i < n; i++) {
+		const struct agg_proc *p = v[i];
+		if (!proc_wanted(a, p->tgid, f) || !p->messages)
+			continue;
+		fprintf(out, "%s\n  {\"pid\": %u, \"comm\": ", first ? "" : ",", p->tgid);
+		json_string(out, agg_comm(a, p->tgid));
+		fprintf(out, ", \"transport\": \"%s\", \"direction\": \"%s\", \"messages\": %llu, "
+			     "\"bytes\": %llu, ",
+			lt_transport_name(p->transport), lt_direction_name(p->direction),
+			(unsigned long long)p->messages, (unsigned long long)p->bytes);
+		if (p->direction == LT_RECV)
+			json_summary(out, "latency_ns", p->latency);
+		else
+			json_summary(out, "send_duration_ns", p->send_dur);
+		fputc('}', out);
+		first = false;
+	}
+	free(v);
+	fprintf(out, "\n ],\n \"pairs\": [");
+	first = true;
+	for (size_t i = 0; i < a->npairs; i++) {
+		const struct agg_pair *p = &a->pairs[i];
+		if (!pair_wanted(a, p, f) || (!p->messages && !p->bytes))
+			continue;
+		fprintf(out, "%s\n  {\"sender_pid\": %u, \"sender_comm\": ", first ? "" : ",",
+			p->sender);
+		json_string(out, agg_comm(a, p->sender));
+		fprintf(out, ", \"receiver_pid\": %u, \"receiver_comm\": ", p->receiver);
+		json_string(out, agg_comm(a, p->receiver));
+		fprintf(out, ", \"transport\": \"%s\", \"messages\": %llu, \"bytes\": %llu, ",
+			lt_transport_name(p->transport), (unsigned long long)p->messages,
+			(unsigned long long)p->bytes);
+		json_summary(out, "latency_ns", p->latency);
+		fputc('}', out);
+		first = false;
+	}
+	fprintf(out, "\n ],\n \"transports\": {");
+	for (int t = 0; t < LT_TRANSPORT_COUNT; t++) {
+		fprintf(out, "%s\n  \"%s\": {", t ? "," : "", lt_transport_name(t));
+		json_summary(out, "latency_ns", &a->transport_latency[t]);
+		fprintf(out, ", ");
+		json_summary(out, "send_duration_ns", &a->transport_send[t]);
+		fputc('}', out);
+	}
+	uint64_t pk[LT_L4_COUNT] = { 0 }, by[LT_L4_COUNT] = { 0 }, tp = 0, tb = 0;
+	for (size_t i = 0; i < a->nlo; i++) {
+		pk[a->lo[i].l4 % LT_L4_COUNT] += a->lo[i].packets;
+		by[a->lo[i].l4 % LT_L4_COUNT] += a->lo[i].bytes;
+		tp += a->lo[i].packets;
+		tb += a->lo[i].bytes;
+	}
+	fprintf(out, "\n },\n \"lo\": {\"packets\": %llu, \"bytes\": %llu, \"by_protocol\": {",
+		(unsigned long long)tp, (unsigned long long)tb);
+	for (int l = 0; l < LT_L4_COUNT; l++)
+		fprintf(out, "%s\"%s\": {\"packets\": %llu, \"bytes\": %llu}", l ? ", " : "",
+			lt_l4_name(l), (unsigned long long)pk[l], (unsigned long long)by[l]);
+	fprintf(out, "}, \"by_process\": [");
+	first = true;
+	for (size_t i = 0; i < a->nlo; i++) {
+		const struct agg_lo_proc *l = &a->lo[i];
+		if ((f->pid || (f->comm && f->comm[0])) && !proc_wanted(a, l->tgid, f))
+			continue;
+		fprintf(out, "%s\n   {\"pid\": %u, \"comm\": ", first ? "" : ",", l->tgid);
+		json_string(out, l->tgid ? agg_comm(a, l->tgid) : "[kernel]");
+		fprintf(out, ", \"protocol\": \"%s\", \"packets\": %llu, \"bytes\": %llu}",
+			lt_l4_name((int)l->l4), (unsigned long long)l->packets,
+			(unsigned long long)l->bytes);
+		first = false;
+	}
+	fprintf(out, "]}\n}\n");
+}
