@@ -23,7 +23,7 @@ TESTS := $(BUILD)/test_unit $(BUILD)/test_integration
 
 .PHONY: all test clean
 .DELETE_ON_ERROR:
-all: lotrace
+all: lotrace tools/lobench
 
 $(BUILD):
 	mkdir -p $@
@@ -43,13 +43,16 @@ lotrace: $(APP_SRCS) $(USER_HDRS) $(BUILD)/lotrace.skel.h
 $(BUILD)/test_unit: tests/test_unit.c $(LIB_SRCS) $(USER_HDRS) | $(BUILD)
 	$(CC) $(CFLAGS) $(SAN) -Iuser tests/test_unit.c $(LIB_SRCS) -o $@ -lcriterion -lm
 
-$(BUILD)/test_integration: tests/test_integration.c tests/gen.c tests/gen.h tests/lotrace_run.c tests/lotrace_run.h | $(BUILD)
-	$(CC) $(CFLAGS) $(SAN) -Iuser tests/test_integration.c tests/gen.c tests/lotrace_run.c -o $@ -lcriterion -ljson-c -lm
+$(BUILD)/test_integration: tests/test_integration.c tests/lotrace_run.c tests/lotrace_run.h | $(BUILD)
+	$(CC) $(CFLAGS) $(SAN) -Iuser tests/test_integration.c tests/lotrace_run.c -o $@ -lcriterion -ljson-c -lm
 
 # Unit tests, then the integration tests against the real kernel (root).
-test: lotrace $(TESTS)
+test: lotrace tools/lobench $(TESTS)
 	$(BUILD)/test_unit --verbose=0
-	LOTRACE=./lotrace $(BUILD)/test_integration --verbose=0 -j1
+	LOTRACE=./lotrace LOBENCH=./tools/lobench $(BUILD)/test_integration --verbose=0 -j1
 
 clean:
 	rm -rf $(BUILD) lotrace
+
+tools/lobench: tools/lobench.c
+	$(CC) $(CFLAGS) $< -o $@ -lm

@@ -31,7 +31,6 @@ LT_SHARED struct {
 struct lt_sock_state {
 	__u32 owner_tgid; /* last process that sent or received on it */
 	__u32 pad;
-	__u64 lo_tx_ns;   /* last time a packet of it left through lo */
 };
 
 LT_SHARED struct {
@@ -41,13 +40,23 @@ LT_SHARED struct {
 	__type(value, struct lt_sock_state);
 } sock_states SEC(".maps");
 
-/* UDP destination ports seen on lo: classifies wildcard-bound receivers. */
+/*
+ * UDP datagrams sent through a loopback device and not yet received, by
+ * destination (netns, port): how an unconnected receiver, which has no route
+ * of its own, knows its datagrams came over lo.
+ */
+struct lo_udp_dest {
+	__u32 netns;
+	__u16 port;
+	__u16 pad;
+};
+
 LT_SHARED struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 4096);
-	__type(key, __u16);
+	__uint(max_entries, 8192);
+	__type(key, struct lo_udp_dest);
 	__type(value, __u64);
-} lo_udp_ports SEC(".maps");
+} lo_udp_pending SEC(".maps");
 
 LT_SHARED struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
@@ -98,6 +107,8 @@ struct lt_send_ctx {
 	__u64 sk;        /* socket it sends on */
 	__u32 slot_seq;  /* its queue slot (seq), 0 if none */
 	__u32 remaining; /* messages left in this call (sendmmsg) */
+	__u8 lo_tx;      /* a packet of this send left through a loopback device */
+	__u8 pad[7];
 };
 
 LT_SHARED struct {

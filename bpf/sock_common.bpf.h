@@ -9,6 +9,7 @@
  *   lt_send_exit(sk, ret)             - one message's send returned ret
  *   lt_recv_exit(sk, ret, flags)      - a recv call returned ret
  *   lt_tcp_closed(sk)                 - a TCP socket reached TCP_CLOSE
+ *   lt_xmit(skb, dev)                 - a packet starts leaving through dev
  *
  * Counting (messages, bytes) is done in per-CPU hash maps and never depends on
  * the ring buffer; the ring buffer carries only latency samples.
@@ -28,19 +29,9 @@
 #include <bpf/bpf_endian.h>
 #include <bpf/bpf_tracing.h>
 #include "lotrace.h"
+#include "kernel_defs.h"
 #include "maps.bpf.h"
 
-#define AF_UNIX 1
-#define AF_INET 2
-#define AF_INET6 10
-#define SOCK_STREAM 1
-#define SOCK_DGRAM 2
-#define SOCK_SEQPACKET 5
-#define IPPROTO_TCP 6
-#define IPPROTO_UDP 17
-#define MSG_PEEK 2
-#define IFF_LOOPBACK 0x8
-#define TCP_CLOSE 7
 
 static __always_inline __u32 current_tgid(void)
 {
@@ -120,14 +111,6 @@ static __always_inline bool addr_is_loopback(__u8 family, const __u8 a[16])
 	return w[0] == 0 && w[1] == 0 && w[2] == 0 && w[3] == bpf_htonl(1);
 }
 
-static __always_inline bool lo_udp_port_seen(struct sock *sk)
-{
-	__u16 port = BPF_CORE_READ(sk, __sk_common.skc_num);
-
-	return BPF_CORE_READ(sk, sk_protocol) == IPPROTO_UDP &&
-	       bpf_map_lookup_elem(&lo_udp_ports, &port) != NULL;
-}
-
 static __always_inline bool addr_is_any(__u8 family, const __u8 a[16])
 {
 	__u32 w[4];
@@ -147,9 +130,10 @@ static __always_inline bool addr_eq(const __u8 a[16], const __u8 b[16])
 
 /*
  * Does this TCP/UDP socket's traffic go through a loopback device?  The cached
- * route says so exactly; without one (unconnected UDP, route being rebuilt)
- * the addresses do: a loopback address, or the same address at both ends
- * (Linux routes traffic to the host's own addresses over lo).
+ * route says so exactly; without one (route being rebuilt) the addresses do:
+ * a loopback address, or the same address at both ends (Linux routes traffic
+ * to the host's own addresses over lo).  Unconnected UDP sockets have neither;
+ * for them lt_xmit sees the device of each datagram.
  */
 static __always_inline bool lt_inet_on_loopback(struct sock *sk)
 {
@@ -163,7 +147,7 @@ static __always_inline bool lt_inet_on_loopback(struct sock *sk)
 	__u8 family = inet_addrs(sk, local, remote);
 
 	if (addr_is_any(family, remote))
-		return addr_is_loopback(family, local) || lo_udp_port_seen(sk);
+		return addr_is_loopback(family, local);
 	return addr_is_loopback(family, remote) || addr_eq(local, remote);
 }
 
@@ -320,6 +304,69 @@ static __always_inline struct timing_queue *tq_get(struct tq_key *k, bool create
 	return bpf_map_lookup_elem(&timing_queues, k);
 }
 
+/*
+ * A packet starts leaving through dev.  On a loopback device: mark the send
+ * in progress on this thread (if the packet is its own) as going over lo, and
+ * note a UDP datagram as pending for its destination, before it can arrive.
+ */
+static __always_inline void lt_xmit(const struct sk_buff *skb, const struct net_device *dev)
+{
+	if (!(BPF_CORE_READ(dev, flags) & IFF_LOOPBACK))
+		return;
+	struct lt_send_ctx *ctx = bpf_task_storage_get(&send_ctxs, bpf_get_current_task_btf(), 0, 0);
+	if (ctx && ctx->ts && ctx->sk == (__u64)BPF_CORE_READ(skb, sk))
+		ctx->lo_tx = 1;
+
+	unsigned char *head = BPF_CORE_READ(skb, head);
+	__u16 nh = BPF_CORE_READ(skb, network_header);
+	__u16 th = BPF_CORE_READ(skb, transport_header);
+	__u16 proto = bpf_ntohs(BPF_CORE_READ(skb, protocol));
+	__u8 l4 = 0;
+	if (proto == ETH_P_IP)
+		bpf_probe_read_kernel(&l4, 1, head + nh + 9);
+	else if (proto == ETH_P_IPV6)
+		bpf_probe_read_kernel(&l4, 1, head + nh + 6);
+	if (l4 != IPPROTO_UDP)
+		return;
+	__u16 dport = 0;
+	if (bpf_probe_read_kernel(&dport, 2, head + th + 2))
+		return;
+	struct lo_udp_dest d = {
+		.netns = BPF_CORE_READ(dev, nd_net.net, ns.inum),
+		.port = bpf_ntohs(dport),
+	};
+	__u64 *pending = bpf_map_lookup_elem(&lo_udp_pending, &d);
+	if (pending) {
+		__sync_fetch_and_add(pending, 1);
+	} else {
+		__u64 one = 1;
+		if (bpf_map_update_elem(&lo_udp_pending, &d, &one, BPF_NOEXIST) &&
+		    (pending = bpf_map_lookup_elem(&lo_udp_pending, &d)))
+			__sync_fetch_and_add(pending, 1);
+	}
+}
+
+/* Was the datagram this UDP socket just received sent through lo? */
+static __always_inline bool udp_received_over_lo(struct sock *sk)
+{
+	struct lo_udp_dest d = {
+		.netns = sk_netns(sk),
+		.port = BPF_CORE_READ(sk, __sk_common.skc_num),
+	};
+	__u64 *pending = bpf_map_lookup_elem(&lo_udp_pending, &d);
+	if (!pending)
+		return false;
+	/* Claim one pending datagram; other receivers on the port may race. */
+	for (int i = 0; i < 8; i++) {
+		__u64 n = *pending;
+		if (!n)
+			return false;
+		if (__sync_val_compare_and_swap(pending, n, n - 1) == n)
+			return true;
+	}
+	return false;
+}
+
 /* Queue the message that starts now on sk; returns its slot seq or 0. */
 static __always_inline __u32 tq_push(struct sock *sk, int transport, __u64 ts)
 {
@@ -378,6 +425,7 @@ static __always_inline void lt_send_enter(struct sock *sk, __u64 now, __u32 mess
 	ctx->ts = now;
 	ctx->sk = (__u64)sk;
 	ctx->remaining = messages;
+	ctx->lo_tx = 0;
 	ctx->slot_seq = tq_push(sk, transport, now);
 }
 
@@ -404,10 +452,9 @@ static __always_inline void lt_send_exit(struct sock *sk, int ret)
 	struct lt_send_ctx *ctx = bpf_task_storage_get(&send_ctxs, bpf_get_current_task_btf(), 0, 0);
 	bool timed = ctx && ctx->ts && ctx->sk == (__u64)sk;
 	__u64 now = bpf_ktime_get_ns();
-	struct lt_sock_state *st = note_owner(sk);
 
-	if (!lt_is_unix(transport) && !lt_inet_on_loopback(sk) &&
-	    !(transport == LT_UDP && st && timed && st->lo_tx_ns >= ctx->ts)) {
+	note_owner(sk);
+	if (!lt_is_unix(transport) && !(timed && ctx->lo_tx) && !lt_inet_on_loopback(sk)) {
 		if (ctx)
 			ctx->ts = 0;
 		return;
@@ -438,6 +485,7 @@ static __always_inline void lt_send_exit(struct sock *sk, int ret)
 	} else {
 		ctx->ts = 0;
 	}
+	ctx->lo_tx = 0;
 }
 
 /* A message whose first byte the receiver got now. */
@@ -501,8 +549,13 @@ static __always_inline void lt_recv_exit(struct sock *sk, int ret, int flags)
 	int transport = lt_transport_of(sk);
 	if (transport < 0)
 		return;
-	if (!lt_is_unix(transport) && !lt_inet_on_loopback(sk))
+	if (transport == LT_UDP) {
+		/* One datagram per recv: claim one of those lt_xmit saw leave via lo. */
+		if (!udp_received_over_lo(sk) && !lt_inet_on_loopback(sk))
+			return;
+	} else if (transport == LT_TCP && !lt_inet_on_loopback(sk)) {
 		return;
+	}
 
 	__u64 now = bpf_ktime_get_ns();
 	note_owner(sk);

@@ -69,3 +69,10 @@ int BPF_PROG(lt_tp_tcp_state, struct sock *sk, int oldstate, int newstate)
 		lt_tcp_closed(sk);
 	return 0;
 }
+
+SEC("tp_btf/net_dev_start_xmit")
+int BPF_PROG(lt_tp_xmit, const struct sk_buff *skb, const struct net_device *dev)
+{
+	lt_xmit(skb, dev);
+	return 0;
+}

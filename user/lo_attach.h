@@ -13,7 +13,7 @@
 #include "opts.h"
 
 #define LT_TC_HANDLE 0x10ce
-#define LT_TC_PRIORITY 0x10ce
+#define LT_TC_PRIORITY 1 /* runs before filters that end the chain */
 #define LT_LO_PROG_NAME "lt_lo_egress"
 
 struct lo_attachment {

@@ -76,7 +76,7 @@ static const char *choose_backend(const struct lt_opts *opts, FILE *log)
 {
 	(void)opts; /* tracepoint is the only backend built so far */
 	static const char *const needed[] = { "sock_send_length", "sock_recv_length", "sys_enter",
-					      "inet_sock_set_state" };
+					      "inet_sock_set_state", "net_dev_start_xmit" };
 	for (size_t i = 0; i < sizeof(needed) / sizeof(needed[0]); i++) {
 		if (!kernel_has_tracepoint(needed[i])) {
 			fprintf(log, "lotrace: the kernel lacks the %s tracepoint (sock:sock_send_length and sock_recv_length arrived in Linux 6.3); no other backend is available in this build\n",

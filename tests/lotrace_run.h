@@ -1,0 +1,37 @@
+/* Test helpers: run lotrace and lobench as real processes, read their JSON. */
+#ifndef LOTRACE_TEST_RUN_H
+#define LOTRACE_TEST_RUN_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <json-c/json.h>
+
+struct lotrace_proc {
+	pid_t pid;
+	int out_fd; /* stdout */
+	int err_fd; /* stderr */
+	char err[8192];
+};
+
+/* Start `$LOTRACE stat --json ARGS...` and wait until it traces. false on failure. */
+bool lotrace_start(struct lotrace_proc *p, const char *const *args);
+/* SIGINT it; returns its JSON (caller json_object_put) or NULL; *status gets the exit status. */
+json_object *lotrace_stop(struct lotrace_proc *p, int *status);
+
+/* Run a shell command, return its stdout parsed as JSON (NULL on failure). */
+json_object *run_json(const char *cmd);
+/* Run a shell command; returns its exit status (-1 if it could not run). */
+int run_cmd(const char *cmd);
+/* Run a shell command and capture stdout+stderr into buf. Returns exit status. */
+int run_capture(const char *cmd, char *buf, size_t len);
+
+/* lotrace JSON accessors: the processes row or NULL. */
+json_object *find_process(json_object *doc, int pid, const char *transport, const char *direction);
+json_object *find_pair(json_object *doc, int sender, int receiver, const char *transport);
+int64_t jint(json_object *obj, const char *path); /* "a.b.c"; -1 if missing */
+
+const char *lotrace_path(void);
+const char *lobench_path(void);
+
+#endif

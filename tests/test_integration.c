@@ -1,0 +1,430 @@
+/*
+ * Integration tests: real BPF in the running kernel, real sockets, traffic
+ * with known ground truth from tools/lobench.  Needs root; without it every
+ * test fails (never skips), so CI cannot pass without exercising the kernel.
+ */
+#include <criterion/criterion.h>
+#include <criterion/parameterized.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include "lotrace_run.h"
+
+/* Test hosts: network namespaces this suite makes and removes itself. */
+#define NS_OWN "lt-test-own"   /* lo + a veth device with 10.202.0.1 */
+#define NS_VETH "lt-test-veth" /* reached from here through a veth pair */
+
+static void need_root(void)
+{
+	cr_assert_eq(geteuid(), 0, "the integration tests need root (BPF, tc, netns)");
+}
+
+static void netns_down(void)
+{
+	run_cmd("ip netns del " NS_OWN " 2>/dev/null; ip netns del " NS_VETH " 2>/dev/null;"
+		" ip link del lt-veth0 2>/dev/null; true");
+}
+
+static void netns_up(void)
+{
+	need_root();
+	netns_down();
+	int rc = run_cmd(
+		"set -e; ip netns add " NS_OWN "; ip -n " NS_OWN " link set lo up;"
+		" ip -n " NS_OWN " link add lt-own0 type veth peer name lt-own1;"
+		" ip -n " NS_OWN " addr add 10.202.0.1/24 dev lt-own0;"
+		" ip -n " NS_OWN " link set lt-own0 up; ip -n " NS_OWN " link set lt-own1 up;"
+		" ip netns add " NS_VETH "; ip -n " NS_VETH " link set lo up;"
+		" ip link add lt-veth0 type veth peer name lt-veth1 netns " NS_VETH ";"
+		" ip addr add 10.201.0.1/24 dev lt-veth0; ip link set lt-veth0 up;"
+		" ip -n " NS_VETH " addr add 10.201.0.2/24 dev lt-veth1;"
+		" ip -n " NS_VETH " link set lt-veth1 up");
+	cr_assert_eq(rc, 0, "could not create the test network namespaces");
+}
+
+/* Arrays, not pointers: Criterion copies parameters into a new process image. */
+struct scenario {
+	char name[48];
+	char transport[16];
+	char args[128];    /* lobench arguments choosing transport and addresses */
+	bool over_lo;      /* false: must not be counted */
+};
+
+#define COUNT 200
+#define SIZE 100
+
+static struct scenario count_scenarios[] = {
+	{ "unix_stream socketpair", "unix_stream", "-t unix_stream -u socketpair", true },
+	{ "unix_stream path", "unix_stream", "-t unix_stream -u path", true },
+	{ "unix_stream abstract", "unix_stream", "-t unix_stream -u abstract", true },
+	{ "unix_dgram socketpair", "unix_dgram", "-t unix_dgram -u socketpair", true },
+	{ "unix_dgram path", "unix_dgram", "-t unix_dgram -u path", true },
+	{ "unix_dgram abstract", "unix_dgram", "-t unix_dgram -u abstract", true },
+	{ "unix_seqpacket socketpair", "unix_seqpacket", "-t unix_seqpacket -u socketpair", true },
+	{ "unix_seqpacket path", "unix_seqpacket", "-t unix_seqpacket -u path", true },
+	{ "unix_seqpacket abstract", "unix_seqpacket", "-t unix_seqpacket -u abstract", true },
+	{ "tcp 127.0.0.1", "tcp", "-t tcp -a 127.0.0.1", true },
+	{ "tcp 127.0.0.2", "tcp", "-t tcp -a 127.0.0.2", true },
+	{ "tcp ::1", "tcp", "-t tcp -a ::1", true },
+	{ "tcp v4-mapped", "tcp", "-t tcp -a ::ffff:127.0.0.1", true },
+	{ "udp 127.0.0.1", "udp", "-t udp -a 127.0.0.1", true },
+	{ "udp ::1", "udp", "-t udp -a ::1", true },
+	{ "tcp own non-127 address", "tcp",
+	  "-t tcp -a 10.202.0.1 --client-netns " NS_OWN " --server-netns " NS_OWN, true },
+	{ "udp own non-127 address", "udp",
+	  "-t udp -a 10.202.0.1 --client-netns " NS_OWN " --server-netns " NS_OWN, true },
+	{ "tcp in another netns", "tcp",
+	  "-t tcp -a 127.0.0.1 --client-netns " NS_OWN " --server-netns " NS_OWN, true },
+	{ "unix_stream in another netns", "unix_stream",
+	  "-t unix_stream -u abstract --client-netns " NS_OWN " --server-netns " NS_OWN, true },
+	{ "tcp through veth (not loopback)", "tcp", "-t tcp -a 10.201.0.2 --server-netns " NS_VETH,
+	  false },
+	{ "udp through veth (not loopback)", "udp", "-t udp -a 10.201.0.2 --server-netns " NS_VETH,
+	  false },
+};
+
+ParameterizedTestParameters(counts, exact)
+{
+	return cr_make_param_array(struct scenario, count_scenarios,
+				   sizeof(count_scenarios) / sizeof(count_scenarios[0]));
+}
+
+/* Ground truth from lobench's own counters for one side. */
+static int64_t truth(json_object *bench, const char *side, const char *field)
+{
+	char path[64];
+	snprintf(path, sizeof(path), "%s.%s", side, field);
+	return jint(bench, path);
+}
+
+ParameterizedTest(struct scenario *s, counts, exact, .init = netns_up, .fini = netns_down,
+		  .timeout = 120)
+{
+	struct lotrace_proc lt;
+	cr_assert(lotrace_start(&lt, NULL), "lotrace did not start");
+	char cmd[512];
+	snprintf(cmd, sizeof(cmd), "%s %s -p oneway -n %d -s %d --json", lobench_path(), s->args,
+		 COUNT, SIZE);
+	json_object *bench = run_json(cmd);
+	int status;
+	json_object *doc = lotrace_stop(&lt, &status);
+	cr_assert_not_null(bench, "%s: lobench failed", s->name);
+	cr_assert_not_null(doc, "%s: no JSON from lotrace", s->name);
+	cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "%s: lotrace failed: %s", s->name,
+		  lt.err);
+
+	int client = (int)truth(bench, "client", "pid"), server = (int)truth(bench, "server", "pid");
+	/* lobench's own ground truth is what we compare against. */
+	cr_assert_eq(truth(bench, "client", "sent_messages"), COUNT);
+	cr_assert_eq(truth(bench, "client", "sent_bytes"), COUNT * SIZE);
+	cr_assert_eq(truth(bench, "server", "recv_messages"), COUNT);
+	cr_assert_eq(truth(bench, "server", "recv_bytes"), COUNT * SIZE);
+
+	json_object *snd = find_process(doc, client, s->transport, "send");
+	json_object *rcv = find_process(doc, server, s->transport, "recv");
+	if (!s->over_lo) {
+		cr_expect_null(snd, "%s: traffic through veth was counted as loopback (send)", s->name);
+		cr_expect_null(rcv, "%s: traffic through veth was counted as loopback (recv)", s->name);
+		goto out;
+	}
+	cr_assert_not_null(snd, "%s: no send row for client pid %d", s->name, client);
+	cr_assert_not_null(rcv, "%s: no recv row for server pid %d", s->name, server);
+	cr_expect_eq(jint(snd, "messages"), COUNT, "%s: sent messages", s->name);
+	cr_expect_eq(jint(snd, "bytes"), COUNT * SIZE, "%s: sent bytes", s->name);
+	cr_expect_eq(jint(rcv, "messages"), COUNT, "%s: received messages", s->name);
+	cr_expect_eq(jint(rcv, "bytes"), COUNT * SIZE, "%s: received bytes", s->name);
+	cr_expect_eq(jint(snd, "send_duration_ns.count"), COUNT, "%s: send durations", s->name);
+	/* Nothing in the other direction: one-way traffic. */
+	cr_expect_null(find_process(doc, client, s->transport, "recv"), "%s", s->name);
+	cr_expect_null(find_process(doc, server, s->transport, "send"), "%s", s->name);
+
+	json_object *pair = find_pair(doc, client, server, s->transport);
+	cr_assert_not_null(pair, "%s: no pair %d -> %d", s->name, client, server);
+	cr_expect_eq(jint(pair, "messages"), COUNT, "%s: pair messages", s->name);
+	cr_expect_eq(jint(pair, "bytes"), COUNT * SIZE, "%s: pair bytes", s->name);
+	cr_expect_eq(jint(pair, "latency_ns.count"), COUNT, "%s: timed messages", s->name);
+	cr_expect_null(find_pair(doc, server, client, s->transport), "%s: reverse pair", s->name);
+out:
+	json_object_put(bench);
+	json_object_put(doc);
+}
+
+/* The lo counter sees the wire: payload plus at least IP+TCP headers per packet. */
+Test(lo, wire_bytes, .timeout = 60)
+{
+	need_root();
+	const int n = 300, size = 1000;
+	struct lotrace_proc lt;
+	cr_assert(lotrace_start(&lt, NULL));
+	char cmd[256];
+	snprintf(cmd, sizeof(cmd), "%s -t tcp -a 127.0.0.1 -p oneway -n %d -s %d --json",
+		 lobench_path(), n, size);
+	json_object *bench = run_json(cmd);
+	json_object *doc = lotrace_stop(&lt, NULL);
+	cr_assert_not_null(bench);
+	cr_assert_not_null(doc);
+
+	int64_t packets = jint(doc, "lo.by_protocol.tcp.packets");
+	int64_t bytes = jint(doc, "lo.by_protocol.tcp.bytes");
+	cr_expect_geq(packets, 3, "handshake at least");
+	cr_expect_geq(bytes, (int64_t)n * size + 40 * packets,
+		      "lo tcp bytes %lld < payload %d + 40 * %lld packets", (long long)bytes,
+		      n * size, (long long)packets);
+	/* The client's data packets are attributed to it through its socket. */
+	int client = (int)truth(bench, "client", "pid");
+	json_object *rows, *mine = NULL;
+	cr_assert(json_object_object_get_ex(json_object_object_get(doc, "lo"), "by_process", &rows));
+	for (size_t i = 0; i < json_object_array_length(rows); i++) {
+		json_object *r = json_object_array_get_idx(rows, i);
+		if (jint(r, "pid") == client &&
+		    !strcmp(json_object_get_string(json_object_object_get(r, "protocol")), "tcp"))
+			mine = r;
+	}
+	cr_assert_not_null(mine, "no lo row for the client pid %d", client);
+	int64_t cb = jint(mine, "bytes"), cp = jint(mine, "packets");
+	cr_expect_geq(cb, (int64_t)(n - 1) * size + 40 * cp,
+		      "client's lo bytes %lld, packets %lld", (long long)cb, (long long)cp);
+	json_object_put(bench);
+	json_object_put(doc);
+}
+
+struct latency_case {
+	char transport[16];
+	char args[64];
+};
+
+static struct latency_case latency_cases[] = {
+	{ "unix_stream", "-t unix_stream" },
+	{ "unix_dgram", "-t unix_dgram" },
+	{ "unix_seqpacket", "-t unix_seqpacket" },
+	{ "tcp", "-t tcp -a 127.0.0.1" },
+	{ "udp", "-t udp -a 127.0.0.1" },
+};
+
+ParameterizedTestParameters(latency, vs_userspace)
+{
+	return cr_make_param_array(struct latency_case, latency_cases,
+				   sizeof(latency_cases) / sizeof(latency_cases[0]));
+}
+
+/*
+ * lotrace's in-kernel message latency against an independent user-space
+ * measurement of the same ping-pong: the kernel part of a one-way trip must
+ * be a large share of RTT/2 and never more than it (plus noise).
+ */
+ParameterizedTest(struct latency_case *c, latency, vs_userspace, .timeout = 120)
+{
+	need_root();
+	const int n = 2000, warmup = 200;
+	struct lotrace_proc lt;
+	cr_assert(lotrace_start(&lt, NULL));
+	char cmd[256];
+	snprintf(cmd, sizeof(cmd), "%s %s -p pingpong -n %d -w %d -s 64 --json", lobench_path(),
+		 c->args, n, warmup);
+	json_object *bench = run_json(cmd);
+	json_object *doc = lotrace_stop(&lt, NULL);
+	cr_assert_not_null(bench);
+	cr_assert_not_null(doc);
+
+	int client = (int)truth(bench, "client", "pid"), server = (int)truth(bench, "server", "pid");
+	int64_t one_way = jint(bench, "one_way_ns.p50");
+	json_object *to_server = find_pair(doc, client, server, c->transport);
+	json_object *to_client = find_pair(doc, server, client, c->transport);
+	cr_assert_not_null(to_server);
+	cr_assert_not_null(to_client);
+	/* Every message timed. */
+	cr_expect_eq(jint(to_server, "latency_ns.count"), n + warmup, "%s client->server timed",
+		     c->transport);
+	cr_expect_eq(jint(to_client, "latency_ns.count"), n + warmup, "%s server->client timed",
+		     c->transport);
+	/*
+	 * The two directions of a ping-pong are not symmetric (wake-up paths
+	 * differ), but together they are one round trip: compare their mean
+	 * with RTT/2.
+	 */
+	int64_t p50 = (jint(to_server, "latency_ns.p50") + jint(to_client, "latency_ns.p50")) / 2;
+	double ratio = (double)p50 / (double)one_way;
+	cr_log_info("%s: lotrace p50 %lld ns (mean of both directions), user-space RTT/2 p50 %lld ns, ratio %.2f",
+		    c->transport, (long long)p50, (long long)one_way, ratio);
+	cr_expect(ratio >= 0.3 && ratio <= 1.1,
+		  "%s: lotrace p50 %lld ns vs user-space one-way p50 %lld ns (ratio %.2f)",
+		  c->transport, (long long)p50, (long long)one_way, ratio);
+	json_object_put(bench);
+	json_object_put(doc);
+}
+
+/* What lotrace could leave behind: BPF programs, qdiscs and filters on lo. */
+static void attachments(char *buf, size_t len)
+{
+	run_capture("bpftool prog list 2>&1 | grep -c '^[0-9]' ; tc qdisc show dev lo;"
+		    " tc filter show dev lo egress; tc filter show dev lo ingress",
+		    buf, len);
+}
+
+/* A previous test's lotrace may still be being freed: start from a quiet state. */
+static void wait_no_lotrace_programs(void)
+{
+	for (int i = 0; i < 50 && run_cmd("bpftool prog list | grep -q ' name lt_'") == 0; i++)
+		usleep(100 * 1000);
+	cr_assert_neq(run_cmd("bpftool prog list | grep -q ' name lt_'"), 0,
+		      "lotrace programs are loaded before the test started");
+}
+
+static void wait_for_attachments(const char *want, char *now, size_t len)
+{
+	/* Programs are freed asynchronously after their last fd closes. */
+	for (int i = 0; i < 50; i++) {
+		attachments(now, len);
+		if (!strcmp(want, now))
+			return;
+		usleep(100 * 1000);
+	}
+}
+
+Test(robustness, start_stop_20_times_leaves_nothing, .timeout = 300)
+{
+	need_root();
+	wait_no_lotrace_programs();
+	char before[4096], after[4096];
+	attachments(before, sizeof(before));
+	for (int i = 0; i < 20; i++) {
+		const char *clsact[] = { "--lo-attach", "clsact", NULL };
+		struct lotrace_proc lt;
+		cr_assert(lotrace_start(&lt, i % 2 ? clsact : NULL), "start %d", i);
+		int status;
+		json_object *doc = lotrace_stop(&lt, &status);
+		cr_assert_not_null(doc, "run %d", i);
+		cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "run %d: %s", i, lt.err);
+		json_object_put(doc);
+	}
+	wait_for_attachments(before, after, sizeof(after));
+	cr_expect_str_eq(after, before, "BPF programs / lo qdiscs / filters changed");
+}
+
+Test(robustness, foreign_clsact_filter_survives, .timeout = 60)
+{
+	need_root();
+	wait_no_lotrace_programs();
+	run_cmd("tc qdisc del dev lo clsact 2>/dev/null");
+	cr_assert_eq(run_cmd("tc qdisc add dev lo clsact && "
+			     "tc filter add dev lo egress prio 9 u32 match u32 0 0 classid 1:1"),
+		     0, "could not add a foreign filter");
+	char before[4096], after[4096];
+	attachments(before, sizeof(before));
+	const char *clsact[] = { "--lo-attach", "clsact", NULL };
+	const char *const *modes[] = { clsact, NULL };
+	for (int m = 0; m < 2; m++) {
+		struct lotrace_proc lt;
+		cr_assert(lotrace_start(&lt, modes[m]));
+		int status;
+		json_object *doc = lotrace_stop(&lt, &status);
+		cr_expect(WIFEXITED(status) && WEXITSTATUS(status) == 0, "%s", lt.err);
+		json_object_put(doc);
+	}
+	wait_for_attachments(before, after, sizeof(after));
+	run_cmd("tc qdisc del dev lo clsact");
+	cr_expect_str_eq(after, before);
+	cr_expect(strstr(after, "pref 9 u32") != NULL, "the foreign filter is gone: %s", after);
+}
+
+Test(robustness, sigkill_with_tcx_leaves_nothing, .timeout = 60)
+{
+	need_root();
+	wait_no_lotrace_programs();
+	char before[4096], after[4096];
+	attachments(before, sizeof(before));
+	struct lotrace_proc lt;
+	const char *tcx[] = { "--lo-attach", "tcx", NULL };
+	cr_assert(lotrace_start(&lt, tcx));
+	kill(lt.pid, SIGKILL);
+	waitpid(lt.pid, NULL, 0);
+	close(lt.out_fd);
+	close(lt.err_fd);
+	wait_for_attachments(before, after, sizeof(after));
+	cr_expect_str_eq(after, before, "a SIGKILLed lotrace left something attached");
+}
+
+Test(robustness, sigkill_with_clsact_is_cleaned_by_next_start, .timeout = 60)
+{
+	need_root();
+	wait_no_lotrace_programs();
+	char before[4096], after[4096];
+	int had_clsact = run_cmd("tc qdisc show dev lo | grep -q clsact") == 0;
+	struct lotrace_proc lt;
+	const char *clsact[] = { "--lo-attach", "clsact", NULL };
+	cr_assert(lotrace_start(&lt, clsact));
+	kill(lt.pid, SIGKILL);
+	waitpid(lt.pid, NULL, 0);
+	close(lt.out_fd);
+	close(lt.err_fd);
+	cr_expect_eq(run_cmd("tc filter show dev lo egress | grep -q lt_lo_egress"), 0,
+		     "expected the killed lotrace's clsact filter to remain until the next start");
+	/* The qdisc the killed lotrace made stays (lotrace cannot prove it made it). */
+	attachments(before, sizeof(before));
+	cr_assert(lotrace_start(&lt, clsact));
+	cr_expect(strstr(lt.err, "removed a stale lotrace filter") != NULL,
+		  "the next lotrace did not say it cleaned up: %s", lt.err);
+	json_object_put(lotrace_stop(&lt, NULL));
+	wait_for_attachments(before, after, sizeof(after));
+	cr_expect(strstr(after, "lt_lo_egress") == NULL, "filter still there: %s", after);
+	cr_expect_eq(run_cmd("bpftool prog list | grep -q lt_"), 1, "lotrace programs left");
+	if (!had_clsact)
+		run_cmd("tc qdisc del dev lo clsact 2>/dev/null");
+}
+
+struct bad_flag {
+	char args[64];
+	char mentions[24];
+};
+
+static struct bad_flag bad_flags[] = {
+	{ "stat --duration abc", "--duration" },
+	{ "stat --duration -1", "--duration" },
+	{ "stat --pid 0", "--pid" },
+	{ "stat --pid 12x", "--pid" },
+	{ "stat --comm 0123456789abcdefg", "--comm" },
+	{ "stat --backend fentryy", "--backend" },
+	{ "stat --lo-attach tc", "--lo-attach" },
+	{ "stat --bogus", "--bogus" },
+	{ "stat --duration", "--duration" },
+	{ "frobnicate", "frobnicate" },
+};
+
+ParameterizedTestParameters(cli, bad_flag_exits_2)
+{
+	return cr_make_param_array(struct bad_flag, bad_flags, sizeof(bad_flags) / sizeof(bad_flags[0]));
+}
+
+ParameterizedTest(struct bad_flag *b, cli, bad_flag_exits_2)
+{
+	char cmd[256], out[4096];
+	snprintf(cmd, sizeof(cmd), "%s %s 2>&1", lotrace_path(), b->args);
+	int rc = run_capture(cmd, out, sizeof(out));
+	cr_expect_eq(rc, 2, "'%s' exited %d", b->args, rc);
+	cr_expect(strstr(out, b->mentions) != NULL, "'%s' error does not name %s: %s", b->args,
+		  b->mentions, out);
+}
+
+Test(cli, unprivileged_gets_one_clear_line)
+{
+	need_root();
+	char cmd[256], out[4096];
+	snprintf(cmd, sizeof(cmd), "setpriv --reuid=65534 --regid=65534 --clear-groups %s stat "
+		 "--duration 1 2>&1", lotrace_path());
+	int rc = run_capture(cmd, out, sizeof(out));
+	cr_expect_eq(rc, 1, "exit %d: %s", rc, out);
+	cr_expect(strstr(out, "missing capabilities: CAP_BPF CAP_PERFMON CAP_NET_ADMIN") != NULL,
+		  "%s", out);
+}
+
+Test(cli, help_explains_latency)
+{
+	char cmd[256], out[8192];
+	snprintf(cmd, sizeof(cmd), "%s stat --help", lotrace_path());
+	cr_assert_eq(run_capture(cmd, out, sizeof(out)), 0);
+	cr_expect(strstr(out, "latency") && strstr(out, "--duration") && strstr(out, "--json") &&
+		  strstr(out, "--pid") && strstr(out, "--comm"));
+}

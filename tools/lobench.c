@@ -1,0 +1,646 @@
+/*
+ * lobench: loopback IPC traffic generator and benchmark with ground truth.
+ *
+ * A server process and a client process (both children of lobench, so their
+ * pids are known) exchange messages over one transport; each side counts
+ * exactly what its successful send and recv calls moved, and lobench prints
+ * those counts with the pids, so a tracer's numbers can be checked against
+ * them.  Patterns:
+ *   oneway    client sends COUNT messages of SIZE bytes, server receives them;
+ *             flow control by a pipe (not a socket) every WINDOW messages, so
+ *             nothing is dropped and at most WINDOW messages are in flight
+ *   pingpong  client sends, server echoes, client receives: round-trip times
+ *             measured with CLOCK_MONOTONIC (one-way latency = RTT / 2)
+ *   stream    client sends as fast as it can for COUNT messages: throughput
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sched.h>
+#include <signal.h>
+#include <stddef.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+enum transport { T_TCP, T_UDP, T_UNIX_STREAM, T_UNIX_DGRAM, T_UNIX_SEQPACKET };
+static const char *const transport_names[] = { "tcp", "udp", "unix_stream", "unix_dgram",
+					       "unix_seqpacket" };
+enum pattern { P_ONEWAY, P_PINGPONG, P_STREAM };
+static const char *const pattern_names[] = { "oneway", "pingpong", "stream" };
+enum unix_addr { U_SOCKETPAIR, U_PATH, U_ABSTRACT };
+static const char *const unix_addr_names[] = { "socketpair", "path", "abstract" };
+
+struct config {
+	enum transport transport;
+	enum pattern pattern;
+	enum unix_addr unix_addr;
+	const char *addr; /* tcp/udp: server address */
+	long count;
+	long size;
+	long warmup;
+	long window;
+	int cpu_client, cpu_server; /* -1: not pinned */
+	const char *client_netns, *server_netns;
+	bool json;
+};
+
+/* What each side did, exactly; shared with the parent. */
+struct side {
+	int pid;
+	uint64_t sent_messages, sent_bytes, recv_messages, recv_bytes;
+	int error; /* errno of a failure, 0 if fine */
+	char what[96];
+};
+
+struct shared {
+	struct side client, server;
+	double elapsed_s; /* client: first to last message (excluding warm-up) */
+	long nrtt;
+	uint64_t rtt_ns[]; /* pingpong samples */
+};
+
+static void usage(FILE *f)
+{
+	fputs("Usage: lobench [OPTIONS]\n"
+	      "Loopback IPC benchmark and traffic generator with exact ground truth.\n\n"
+	      "  -t, --transport T   tcp, udp, unix_stream, unix_dgram, unix_seqpacket (default unix_stream)\n"
+	      "  -p, --pattern P     oneway, pingpong or stream (default pingpong)\n"
+	      "  -a, --addr A        tcp/udp server address: 127.0.0.1 (default), ::1,\n"
+	      "                      ::ffff:127.0.0.1, or any address of this host\n"
+	      "  -u, --unix-addr U   socketpair (default), path or abstract\n"
+	      "  -n, --count N       messages (default 10000), after warm-up\n"
+	      "  -s, --size B        bytes per message (default 64, 1 to 1048576)\n"
+	      "  -w, --warmup N      pingpong warm-up round trips, not in the stats (default 0)\n"
+	      "      --window N      messages between flow-control tokens: oneway (default 8)\n"
+	      "                      and udp stream (default 64)\n"
+	      "      --cpu-client C  pin the client to CPU C\n"
+	      "      --cpu-server C  pin the server to CPU C\n"
+	      "      --client-netns NAME, --server-netns NAME\n"
+	      "                      run that side in network namespace /run/netns/NAME\n"
+	      "  -j, --json          JSON output\n"
+	      "  -h, --help          this help\n\n"
+	      "Counts: every successful send call is one message; recv counts calls\n"
+	      "that returned data.  Stream receivers read exactly SIZE bytes per\n"
+	      "call (MSG_WAITALL), so both sides count COUNT messages.\n",
+	      f);
+}
+
+static int die_usage(const char *flag, const char *val, const char *expected)
+{
+	fprintf(stderr, "lobench: %s: invalid value '%s': expected %s\n", flag, val ? val : "",
+		expected);
+	exit(2);
+}
+
+static long parse_long(const char *flag, const char *v, long lo, long hi)
+{
+	char *end;
+	errno = 0;
+	long n = strtol(v, &end, 10);
+	if (errno || end == v || *end || n < lo || n > hi) {
+		char buf[64];
+		snprintf(buf, sizeof(buf), "an integer from %ld to %ld", lo, hi);
+		die_usage(flag, v, buf);
+	}
+	return n;
+}
+
+static int lookup(const char *const *names, int n, const char *flag, const char *v,
+		  const char *expected)
+{
+	for (int i = 0; i < n; i++)
+		if (!strcmp(names[i], v))
+			return i;
+	return die_usage(flag, v, expected);
+}
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static void enter_netns(const char *name, struct side *s)
+{
+	char path[256];
+	if (!name)
+		return;
+	snprintf(path, sizeof(path), "/run/netns/%s", name);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0 || setns(fd, CLONE_NEWNET)) {
+		s->error = errno;
+		snprintf(s->what, sizeof(s->what), "enter netns %s", name);
+		_exit(1);
+	}
+	close(fd);
+}
+
+static void pin(int cpu)
+{
+	if (cpu < 0)
+		return;
+	cpu_set_t set;
+	CPU_ZERO(&set);
+	CPU_SET(cpu, &set);
+	sched_setaffinity(0, sizeof(set), &set);
+}
+
+static void fail(struct side *s, const char *what)
+{
+	s->error = errno ? errno : EIO;
+	snprintf(s->what, sizeof(s->what), "%s", what);
+	_exit(1);
+}
+
+static bool is_unix(enum transport t);
+
+/* Flow control by pipe tokens: oneway always; stream only where the kernel drops (udp). */
+static bool uses_window(const struct config *c)
+{
+	return c->pattern == P_ONEWAY || (c->pattern == P_STREAM && c->transport == T_UDP);
+}
+
+static bool is_unix(enum transport t)
+{
+	return t >= T_UNIX_STREAM;
+}
+
+static bool is_stream(enum transport t)
+{
+	return t == T_TCP || t == T_UNIX_STREAM;
+}
+
+static int sock_type(enum transport t)
+{
+	switch (t) {
+	case T_TCP:
+	case T_UNIX_STREAM:
+		return SOCK_STREAM;
+	case T_UNIX_SEQPACKET:
+		return SOCK_SEQPACKET;
+	default:
+		return SOCK_DGRAM;
+	}
+}
+
+/* An address for tcp/udp (port 0 until bound) or unix path/abstract. */
+struct address {
+	struct sockaddr_storage ss;
+	socklen_t len;
+};
+
+static int inet_address(const char *a, int port, struct address *out)
+{
+	memset(out, 0, sizeof(*out));
+	struct sockaddr_in *s4 = (struct sockaddr_in *)&out->ss;
+	struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&out->ss;
+	if (inet_pton(AF_INET, a, &s4->sin_addr) == 1) {
+		s4->sin_family = AF_INET;
+		s4->sin_port = htons((uint16_t)port);
+		out->len = sizeof(*s4);
+		return 0;
+	}
+	if (inet_pton(AF_INET6, a, &s6->sin6_addr) == 1) {
+		s6->sin6_family = AF_INET6;
+		s6->sin6_port = htons((uint16_t)port);
+		out->len = sizeof(*s6);
+		return 0;
+	}
+	return -1;
+}
+
+static void unix_address(enum unix_addr kind, const char *tag, struct address *out)
+{
+	memset(out, 0, sizeof(*out));
+	struct sockaddr_un *su = (struct sockaddr_un *)&out->ss;
+	su->sun_family = AF_UNIX;
+	if (kind == U_ABSTRACT) {
+		int n = snprintf(su->sun_path + 1, sizeof(su->sun_path) - 1, "lobench-%d-%s",
+				 (int)getpid(), tag);
+		out->len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + n);
+	} else {
+		snprintf(su->sun_path, sizeof(su->sun_path), "/tmp/lobench-%d-%s.sock", (int)getpid(),
+			 tag);
+		unlink(su->sun_path);
+		out->len = sizeof(*su);
+	}
+}
+
+static int port_of(int fd)
+{
+	struct sockaddr_storage ss;
+	socklen_t len = sizeof(ss);
+	getsockname(fd, (struct sockaddr *)&ss, &len);
+	return ntohs(ss.ss_family == AF_INET ? ((struct sockaddr_in *)&ss)->sin_port :
+					       ((struct sockaddr_in6 *)&ss)->sin6_port);
+}
+
+static bool send_msg(int fd, const char *buf, long size, struct side *s)
+{
+	ssize_t n;
+	do
+		n = send(fd, buf, (size_t)size, 0);
+	while (n < 0 && errno == EINTR);
+	if (n <= 0)
+		return false;
+	s->sent_messages++;
+	s->sent_bytes += (uint64_t)n;
+	/* A short stream write: send the rest as another message. */
+	if (n < size)
+		return send_msg(fd, buf + n, size - n, s);
+	return true;
+}
+
+static bool recv_msg(int fd, char *buf, long size, bool stream, struct side *s,
+		     struct address *from)
+{
+	ssize_t n;
+	socklen_t fl = from ? sizeof(from->ss) : 0;
+	do
+		n = recvfrom(fd, buf, (size_t)size, stream ? MSG_WAITALL : 0,
+			     from ? (struct sockaddr *)&from->ss : NULL, from ? &fl : NULL);
+	while (n < 0 && errno == EINTR);
+	if (n <= 0)
+		return false;
+	if (from)
+		from->len = fl;
+	s->recv_messages++;
+	s->recv_bytes += (uint64_t)n;
+	if (stream && n < size) /* peer went away mid-message */
+		return recv_msg(fd, buf + n, size - n, stream, s, NULL);
+	return true;
+}
+
+static void wait_token(int fd)
+{
+	char c;
+	while (read(fd, &c, 1) < 0 && errno == EINTR)
+		;
+}
+
+static void give_token(int fd)
+{
+	char c = 1;
+	while (write(fd, &c, 1) < 0 && errno == EINTR)
+		;
+}
+
+static void set_nodelay(int fd, const struct config *c)
+{
+	int one = 1;
+	if (c->transport == T_TCP)
+		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+}
+
+struct run {
+	const struct config *c;
+	struct shared *sh;
+	int pair[2];        /* socketpair */
+	int ready[2];       /* server -> parent: bound, port follows */
+	int token_c2s[2];   /* flow control: client -> server (unused) */
+	int token_s2c[2];   /* server -> client: window received */
+	struct address server_addr, client_addr;
+};
+
+static void run_server(struct run *r)
+{
+	const struct config *c = r->c;
+	struct side *s = &r->sh->server;
+	char *buf = malloc((size_t)c->size);
+	int fd;
+	bool stream = is_stream(c->transport);
+
+	s->pid = getpid();
+	enter_netns(c->server_netns, s);
+	pin(c->cpu_server);
+	if (!buf)
+		fail(s, "malloc");
+	if (is_unix(c->transport) && c->unix_addr == U_SOCKETPAIR) {
+		fd = r->pair[1];
+		close(r->pair[0]);
+		give_token(r->ready[1]);
+	} else {
+		int family = is_unix(c->transport) ? AF_UNIX : r->server_addr.ss.ss_family;
+		int lfd = socket(family, sock_type(c->transport) | SOCK_CLOEXEC, 0);
+		int one = 1;
+		if (lfd < 0)
+			fail(s, "socket");
+		setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+		if (bind(lfd, (struct sockaddr *)&r->server_addr.ss, r->server_addr.len))
+			fail(s, "bind");
+		if (sock_type(c->transport) != SOCK_DGRAM && listen(lfd, 1))
+			fail(s, "listen");
+		int port = is_unix(c->transport) ? 0 : port_of(lfd);
+		if (write(r->ready[1], &port, sizeof(port)) != sizeof(port))
+			fail(s, "ready");
+		if (sock_type(c->transport) == SOCK_DGRAM) {
+			fd = lfd;
+		} else {
+			fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+			if (fd < 0)
+				fail(s, "accept");
+			close(lfd);
+		}
+	}
+	set_nodelay(fd, c);
+	long total = c->count + (c->pattern == P_PINGPONG ? c->warmup : 0);
+	bool dgram_unconnected = sock_type(c->transport) == SOCK_DGRAM &&
+				 !(is_unix(c->transport) && c->unix_addr == U_SOCKETPAIR);
+	for (long i = 0; i < total; i++) {
+		struct address from;
+		if (!recv_msg(fd, buf, c->size, stream, s, dgram_unconnected && i == 0 ? &from : NULL))
+			fail(s, "recv");
+		if (dgram_unconnected && i == 0 && c->pattern == P_PINGPONG) {
+			/* Reply on a connected socket: the client's address is known now. */
+			if (connect(fd, (struct sockaddr *)&from.ss, from.len))
+				fail(s, "connect back");
+		}
+		if (c->pattern == P_PINGPONG) {
+			if (!send_msg(fd, buf, c->size, s))
+				fail(s, "send");
+		} else if (uses_window(c) && (i + 1) % c->window == 0) {
+			give_token(r->token_s2c[1]);
+		}
+	}
+	if (c->pattern != P_PINGPONG)
+		give_token(r->token_s2c[1]); /* all received */
+	close(fd);
+	_exit(0);
+}
+
+static void run_client(struct run *r)
+{
+	const struct config *c = r->c;
+	struct side *s = &r->sh->client;
+	char *buf = calloc(1, (size_t)c->size);
+	int fd;
+	bool stream = is_stream(c->transport);
+
+	s->pid = getpid();
+	enter_netns(c->client_netns, s);
+	pin(c->cpu_client);
+	if (!buf)
+		fail(s, "malloc");
+	memset(buf, 'x', (size_t)c->size);
+	if (is_unix(c->transport) && c->unix_addr == U_SOCKETPAIR) {
+		fd = r->pair[0];
+		close(r->pair[1]);
+	} else {
+		int family = is_unix(c->transport) ? AF_UNIX : r->server_addr.ss.ss_family;
+		fd = socket(family, sock_type(c->transport) | SOCK_CLOEXEC, 0);
+		if (fd < 0)
+			fail(s, "socket");
+		/* A datagram client needs an address the server can answer. */
+		if (is_unix(c->transport) && sock_type(c->transport) == SOCK_DGRAM &&
+		    bind(fd, (struct sockaddr *)&r->client_addr.ss, r->client_addr.len))
+			fail(s, "bind client");
+		if (connect(fd, (struct sockaddr *)&r->server_addr.ss, r->server_addr.len))
+			fail(s, "connect");
+	}
+	set_nodelay(fd, c);
+
+	if (c->pattern == P_PINGPONG) {
+		for (long i = 0; i < c->warmup; i++)
+			if (!send_msg(fd, buf, c->size, s) || !recv_msg(fd, buf, c->size, stream, s, NULL))
+				fail(s, "warm-up");
+	}
+	uint64_t t0 = now_ns();
+	for (long i = 0; i < c->count; i++) {
+		uint64_t a = now_ns();
+		if (!send_msg(fd, buf, c->size, s))
+			fail(s, "send");
+		if (c->pattern == P_PINGPONG) {
+			if (!recv_msg(fd, buf, c->size, stream, s, NULL))
+				fail(s, "recv");
+			r->sh->rtt_ns[i] = now_ns() - a;
+		} else if (uses_window(c) && (i + 1) % c->window == 0) {
+			wait_token(r->token_s2c[0]);
+		}
+	}
+	if (c->pattern != P_PINGPONG)
+		wait_token(r->token_s2c[0]);
+	r->sh->elapsed_s = (double)(now_ns() - t0) / 1e9;
+	r->sh->nrtt = c->pattern == P_PINGPONG ? c->count : 0;
+	close(fd);
+	_exit(0);
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+	return x < y ? -1 : x > y;
+}
+
+static uint64_t pct(const uint64_t *v, long n, double q)
+{
+	if (!n)
+		return 0;
+	long rank = (long)ceil(q * (double)n);
+	if (rank < 1)
+		rank = 1;
+	return v[rank - 1];
+}
+
+static void print_side(FILE *f, const char *name, const struct side *s, bool json)
+{
+	if (json)
+		fprintf(f,
+			"\"%s\": {\"pid\": %d, \"sent_messages\": %llu, \"sent_bytes\": %llu, "
+			"\"recv_messages\": %llu, \"recv_bytes\": %llu}",
+			name, s->pid, (unsigned long long)s->sent_messages,
+			(unsigned long long)s->sent_bytes, (unsigned long long)s->recv_messages,
+			(unsigned long long)s->recv_bytes);
+	else
+		fprintf(f, "%-7s pid %-7d sent %llu msgs %llu bytes, received %llu msgs %llu bytes\n",
+			name, s->pid, (unsigned long long)s->sent_messages,
+			(unsigned long long)s->sent_bytes, (unsigned long long)s->recv_messages,
+			(unsigned long long)s->recv_bytes);
+}
+
+int main(int argc, char **argv)
+{
+	struct config c = { .transport = T_UNIX_STREAM, .pattern = P_PINGPONG, .addr = "127.0.0.1",
+			    .count = 10000, .size = 64, .window = 0, .cpu_client = -1,
+			    .cpu_server = -1 };
+
+	for (int i = 1; i < argc; i++) {
+		const char *a = argv[i];
+		if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+			usage(stdout);
+			return 0;
+		}
+		if (!strcmp(a, "-j") || !strcmp(a, "--json")) {
+			c.json = true;
+			continue;
+		}
+		if (i + 1 >= argc) {
+			fprintf(stderr, "lobench: %s: unknown option or missing value\nTry 'lobench --help'.\n", a);
+			return 2;
+		}
+		const char *v = argv[++i];
+		if (!strcmp(a, "-t") || !strcmp(a, "--transport"))
+			c.transport = lookup(transport_names, 5, a, v,
+					     "tcp, udp, unix_stream, unix_dgram or unix_seqpacket");
+		else if (!strcmp(a, "-p") || !strcmp(a, "--pattern"))
+			c.pattern = lookup(pattern_names, 3, a, v, "oneway, pingpong or stream");
+		else if (!strcmp(a, "-u") || !strcmp(a, "--unix-addr"))
+			c.unix_addr = lookup(unix_addr_names, 3, a, v, "socketpair, path or abstract");
+		else if (!strcmp(a, "-a") || !strcmp(a, "--addr"))
+			c.addr = v;
+		else if (!strcmp(a, "-n") || !strcmp(a, "--count"))
+			c.count = parse_long(a, v, 1, 100000000);
+		else if (!strcmp(a, "-s") || !strcmp(a, "--size"))
+			c.size = parse_long(a, v, 1, 1 << 20);
+		else if (!strcmp(a, "-w") || !strcmp(a, "--warmup"))
+			c.warmup = parse_long(a, v, 0, 10000000);
+		else if (!strcmp(a, "--window"))
+			c.window = parse_long(a, v, 1, 1000000);
+		else if (!strcmp(a, "--cpu-client"))
+			c.cpu_client = (int)parse_long(a, v, 0, CPU_SETSIZE - 1);
+		else if (!strcmp(a, "--cpu-server"))
+			c.cpu_server = (int)parse_long(a, v, 0, CPU_SETSIZE - 1);
+		else if (!strcmp(a, "--client-netns"))
+			c.client_netns = v;
+		else if (!strcmp(a, "--server-netns"))
+			c.server_netns = v;
+		else {
+			fprintf(stderr, "lobench: unknown option '%s'\nTry 'lobench --help'.\n", a);
+			return 2;
+		}
+	}
+	if (!c.window)
+		c.window = c.pattern == P_ONEWAY ? 8 : 64;
+	if (c.transport == T_UDP && c.size > 65507)
+		die_usage("--size", "", "at most 65507 bytes for udp");
+	if (c.transport == T_UNIX_DGRAM && c.size > 200000)
+		die_usage("--size", "", "at most 200000 bytes for unix_dgram (socket buffer)");
+
+	size_t shsize = sizeof(struct shared) +
+			(c.pattern == P_PINGPONG ? (size_t)c.count * sizeof(uint64_t) : 0);
+	struct shared *sh = mmap(NULL, shsize, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS,
+				 -1, 0);
+	if (sh == MAP_FAILED) {
+		perror("lobench: mmap");
+		return 1;
+	}
+	memset(sh, 0, sizeof(*sh));
+	struct run r = { .c = &c, .sh = sh };
+	if (pipe2(r.ready, O_CLOEXEC) || pipe2(r.token_s2c, O_CLOEXEC)) {
+		perror("lobench: pipe");
+		return 1;
+	}
+	if (is_unix(c.transport)) {
+		if (c.unix_addr == U_SOCKETPAIR) {
+			if (socketpair(AF_UNIX, sock_type(c.transport) | SOCK_CLOEXEC, 0, r.pair)) {
+				perror("lobench: socketpair");
+				return 1;
+			}
+		} else {
+			unix_address(c.unix_addr, "s", &r.server_addr);
+			unix_address(c.unix_addr, "c", &r.client_addr);
+		}
+	} else if (inet_address(c.addr, 0, &r.server_addr)) {
+		die_usage("--addr", c.addr, "an IPv4 or IPv6 address");
+	}
+
+	pid_t server = fork();
+	if (server == 0)
+		run_server(&r);
+	int port = 0;
+	if (read(r.ready[0], &port, sizeof(port)) <= 0) {
+		waitpid(server, NULL, 0);
+		fprintf(stderr, "lobench: server failed: %s: %s\n", sh->server.what,
+			strerror(sh->server.error));
+		return 1;
+	}
+	if (!is_unix(c.transport))
+		inet_address(c.addr, port, &r.server_addr);
+	pid_t client = fork();
+	if (client == 0)
+		run_client(&r);
+	if (r.pair[0] > 0) {
+		close(r.pair[0]);
+		close(r.pair[1]);
+	}
+	int st_c = 0, st_s = 0;
+	waitpid(client, &st_c, 0);
+	if (st_c) /* client died: unblock a server waiting for more */
+		kill(server, SIGTERM);
+	waitpid(server, &st_s, 0);
+	if (!is_unix(c.transport) || c.unix_addr != U_PATH) {
+		/* nothing on disk */
+	} else {
+		unlink(((struct sockaddr_un *)&r.server_addr.ss)->sun_path);
+		unlink(((struct sockaddr_un *)&r.client_addr.ss)->sun_path);
+	}
+	if (st_c || st_s) {
+		const struct side *bad = st_c ? &sh->client : &sh->server;
+		fprintf(stderr, "lobench: %s failed: %s: %s\n", st_c ? "client" : "server", bad->what,
+			strerror(bad->error));
+		return 1;
+	}
+
+	uint64_t *rtt = sh->rtt_ns;
+	qsort(rtt, (size_t)sh->nrtt, sizeof(*rtt), cmp_u64);
+	double msgs_per_s = sh->elapsed_s > 0 ? (double)c.count / sh->elapsed_s : 0;
+	const char *tname = transport_names[c.transport];
+	FILE *o = stdout;
+	if (c.json) {
+		fprintf(o, "{\"transport\": \"%s\", \"pattern\": \"%s\", \"address\": \"%s\", ", tname,
+			pattern_names[c.pattern],
+			is_unix(c.transport) ? unix_addr_names[c.unix_addr] : c.addr);
+		fprintf(o, "\"count\": %ld, \"size\": %ld, \"warmup\": %ld, \"elapsed_s\": %.6f, "
+			   "\"messages_per_s\": %.1f, \"mb_per_s\": %.3f,\n ",
+			c.count, c.size, c.warmup, sh->elapsed_s, msgs_per_s,
+			msgs_per_s * (double)c.size / 1e6);
+		print_side(o, "client", &sh->client, true);
+		fprintf(o, ",\n ");
+		print_side(o, "server", &sh->server, true);
+		if (sh->nrtt) {
+			fprintf(o, ",\n \"rtt_ns\": {\"count\": %ld, \"p50\": %llu, \"p90\": %llu, "
+				   "\"p99\": %llu, \"p999\": %llu, \"max\": %llu}",
+				sh->nrtt, (unsigned long long)pct(rtt, sh->nrtt, .5),
+				(unsigned long long)pct(rtt, sh->nrtt, .9),
+				(unsigned long long)pct(rtt, sh->nrtt, .99),
+				(unsigned long long)pct(rtt, sh->nrtt, .999),
+				(unsigned long long)rtt[sh->nrtt - 1]);
+			fprintf(o, ",\n \"one_way_ns\": {\"p50\": %llu, \"p90\": %llu, \"p99\": %llu, "
+				   "\"p999\": %llu, \"max\": %llu}",
+				(unsigned long long)pct(rtt, sh->nrtt, .5) / 2,
+				(unsigned long long)pct(rtt, sh->nrtt, .9) / 2,
+				(unsigned long long)pct(rtt, sh->nrtt, .99) / 2,
+				(unsigned long long)pct(rtt, sh->nrtt, .999) / 2,
+				(unsigned long long)rtt[sh->nrtt - 1] / 2);
+		}
+		fprintf(o, "}\n");
+	} else {
+		fprintf(o, "%s %s over %s, %ld x %ld B: %.3f s, %.0f msgs/s, %.2f MB/s\n",
+			pattern_names[c.pattern], tname,
+			is_unix(c.transport) ? unix_addr_names[c.unix_addr] : c.addr, c.count, c.size,
+			sh->elapsed_s, msgs_per_s, msgs_per_s * (double)c.size / 1e6);
+		if (sh->nrtt)
+			fprintf(o, "one-way (RTT/2): p50 %.2f us  p90 %.2f us  p99 %.2f us  p99.9 %.2f us  max %.2f us\n",
+				pct(rtt, sh->nrtt, .5) / 2e3, pct(rtt, sh->nrtt, .9) / 2e3,
+				pct(rtt, sh->nrtt, .99) / 2e3, pct(rtt, sh->nrtt, .999) / 2e3,
+				rtt[sh->nrtt - 1] / 2e3);
+		print_side(o, "client", &sh->client, false);
+		print_side(o, "server", &sh->server, false);
+	}
+	return 0;
+}
