@@ -41,7 +41,7 @@ lotrace: $(APP_SRCS) $(USER_HDRS) $(BUILD)/lotrace.skel.h
 	$(CC) $(CFLAGS) $(APP_SRCS) -o $@ $(LDLIBS)
 
 $(BUILD)/test_unit: tests/test_unit.c $(LIB_SRCS) $(USER_HDRS) | $(BUILD)
-	$(CC) $(CFLAGS) $(SAN) -Iuser tests/test_unit.c $(LIB_SRCS) -o $@ -lcriterion -lm
+	$(CC) $(CFLAGS) $(SAN) -Iuser tests/test_unit.c $(LIB_SRCS) -o $@ -lcriterion -ljson-c -lm
 
 $(BUILD)/test_integration: tests/test_integration.c tests/lotrace_run.c tests/lotrace_run.h | $(BUILD)
 	$(CC) $(CFLAGS) $(SAN) -Iuser tests/test_integration.c tests/lotrace_run.c -o $@ -lcriterion -ljson-c -lm

@@ -107,9 +107,7 @@ struct lt_event {
 	__u8 pad[6];
 };
 
-/* Configuration set in .rodata before load. */
+/* Default ring buffer size (--ring-buffer-size changes it before load). */
 #define LOTRACE_RINGBUF_BYTES (16u << 20)
-/* Wake the reader only past this fill level; otherwise it polls on a timer. */
-#define LOTRACE_WAKEUP_BYTES (LOTRACE_RINGBUF_BYTES / 4)
 
 #endif

@@ -17,6 +17,16 @@
 #define LT_SHARED extern
 #endif
 
+/*
+ * Configuration, set by user space before load.  The reader polls the ring
+ * buffer on a timer and is woken only when it holds more than this.
+ */
+#ifdef LT_MAPS_OWNER
+const volatile __u64 lt_wakeup_bytes = LOTRACE_RINGBUF_BYTES / 4;
+#else
+extern const volatile __u64 lt_wakeup_bytes;
+#endif
+
 #define LOTRACE_MAX_PROCS 16384
 #define LOTRACE_MAX_PAIRS 16384
 

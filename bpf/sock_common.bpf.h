@@ -273,7 +273,7 @@ static __always_inline void emit(__u8 kind, int transport, __u32 tgid, __u32 pee
 	 * Waking the reader for every event costs more than the traffic traced;
 	 * it polls on a short timer and is woken only when the ring fills up.
 	 */
-	__u64 flags = bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) > LOTRACE_WAKEUP_BYTES ?
+	__u64 flags = bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) > lt_wakeup_bytes ?
 			      BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP;
 	bpf_ringbuf_submit(e, flags);
 	stat_add(LT_STAT_EVENTS, 1);

@@ -9,6 +9,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/sendfile.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
 #include <sys/wait.h>
 #include <unistd.h>
 #include "lotrace_run.h"
@@ -427,4 +430,165 @@ Test(cli, help_explains_latency)
 	cr_assert_eq(run_capture(cmd, out, sizeof(out)), 0);
 	cr_expect(strstr(out, "latency") && strstr(out, "--duration") && strstr(out, "--json") &&
 		  strstr(out, "--pid") && strstr(out, "--comm"));
+}
+
+/*
+ * The counting rules on calls lobench does not make: sendmmsg/recvmmsg count
+ * each message, MSG_PEEK and failed calls count nothing, write/writev/read
+ * count as send/recv, and a send lotrace cannot time (sendfile) is counted as
+ * untimed, never guessed.
+ */
+static void edge_traffic(void)
+{
+	int d[2], s[2], dead[2];
+	char buf[256] = { 0 };
+	if (socketpair(AF_UNIX, SOCK_DGRAM, 0, d) || socketpair(AF_UNIX, SOCK_STREAM, 0, s) ||
+	    socketpair(AF_UNIX, SOCK_STREAM, 0, dead))
+		_exit(10);
+	struct mmsghdr mm[5];
+	struct iovec iov[5];
+	memset(mm, 0, sizeof(mm));
+	for (int i = 0; i < 5; i++) {
+		iov[i] = (struct iovec){ buf, 50 };
+		mm[i].msg_hdr.msg_iov = &iov[i];
+		mm[i].msg_hdr.msg_iovlen = 1;
+	}
+	if (sendmmsg(d[0], mm, 5, 0) != 5)
+		_exit(11);
+	if (recv(d[1], buf, sizeof(buf), MSG_PEEK) != 50)
+		_exit(12);
+	if (recvmmsg(d[1], mm, 5, 0, NULL) != 5)
+		_exit(13);
+	if (recv(d[1], buf, sizeof(buf), MSG_DONTWAIT) != -1) /* empty: fails */
+		_exit(14);
+	close(dead[1]);
+	if (send(dead[0], buf, 10, MSG_NOSIGNAL) != -1) /* peer gone: fails */
+		_exit(15);
+
+	char path[] = "/tmp/lotrace-edge-XXXXXX";
+	int f = mkstemp(path);
+	if (f < 0 || write(f, buf, 100) != 100)
+		_exit(16);
+	unlink(path);
+	off_t off = 0;
+	if (sendfile(s[0], f, &off, 100) != 100)
+		_exit(17);
+	if (write(s[0], buf, 10) != 10)
+		_exit(18);
+	struct iovec two[2] = { { buf, 8 }, { buf, 12 } };
+	if (writev(s[0], two, 2) != 20)
+		_exit(19);
+	if (recv(s[1], buf, 100, MSG_WAITALL) != 100 || read(s[1], buf, 10) != 10 ||
+	    recv(s[1], buf, 20, MSG_WAITALL) != 20)
+		_exit(20);
+	/* The stream drained: lotrace knows its offsets again and times this one. */
+	if (write(s[0], buf, 10) != 10 || read(s[1], buf, 10) != 10)
+		_exit(21);
+	_exit(0);
+}
+
+Test(semantics, mmsg_peek_failed_calls_and_untimed, .timeout = 60)
+{
+	need_root();
+	struct lotrace_proc lt;
+	cr_assert(lotrace_start(&lt, NULL));
+	pid_t child = fork();
+	if (child == 0)
+		edge_traffic();
+	int st;
+	waitpid(child, &st, 0);
+	json_object *doc = lotrace_stop(&lt, NULL);
+	cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "traffic step %d failed",
+		  WEXITSTATUS(st));
+	cr_assert_not_null(doc);
+
+	json_object *r;
+	cr_assert_not_null(r = find_process(doc, child, "unix_dgram", "send"));
+	cr_expect_eq(jint(r, "messages"), 5, "sendmmsg of 5 is 5 messages");
+	cr_expect_eq(jint(r, "bytes"), 250);
+	cr_assert_not_null(r = find_process(doc, child, "unix_dgram", "recv"));
+	cr_expect_eq(jint(r, "messages"), 5, "recvmmsg 5, MSG_PEEK and EAGAIN nothing");
+	cr_expect_eq(jint(r, "bytes"), 250);
+	cr_assert_not_null(r = find_pair(doc, child, child, "unix_dgram"));
+	cr_expect_eq(jint(r, "latency_ns.count"), 5, "every sendmmsg message timed");
+
+	cr_assert_not_null(r = find_process(doc, child, "unix_stream", "send"));
+	cr_expect_eq(jint(r, "messages"), 4, "sendfile, write, writev, write; not the failed send");
+	cr_expect_eq(jint(r, "bytes"), 140);
+	cr_assert_not_null(r = find_process(doc, child, "unix_stream", "recv"));
+	cr_expect_eq(jint(r, "messages"), 4);
+	cr_expect_eq(jint(r, "bytes"), 140);
+	/*
+	 * sendfile cannot be timed; the stream's offsets are then unknown, so the
+	 * write and writev queued behind it are untimed too, until it drains.
+	 */
+	cr_expect_geq(jint(doc, "untimed_by_transport.unix_stream"), 3);
+	cr_assert_not_null(r = find_pair(doc, child, child, "unix_stream"));
+	cr_expect_eq(jint(r, "latency_ns.count"), 1, "the write after the drain is timed");
+	json_object_put(doc);
+}
+
+/* --pid and --comm narrow the report to one process (and its pairs). */
+Test(cli, pid_filter_reports_one_process, .timeout = 60)
+{
+	need_root();
+	pid_t me = getpid();
+	char pid[16];
+	snprintf(pid, sizeof(pid), "%d", (int)me);
+	const char *args[] = { "--pid", pid, NULL };
+	struct lotrace_proc lt;
+	cr_assert(lotrace_start(&lt, args));
+	int sv[2];
+	char b[64] = { 0 };
+	cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+	for (int i = 0; i < 10; i++)
+		cr_assert_eq(write(sv[0], b, sizeof(b)), (ssize_t)sizeof(b));
+	cr_assert_eq(recv(sv[1], b, sizeof(b), MSG_WAITALL), (ssize_t)sizeof(b));
+	char cmd[256];
+	snprintf(cmd, sizeof(cmd), "%s -t unix_stream -n 20 --json", lobench_path());
+	json_object *bench = run_json(cmd);
+	json_object *doc = lotrace_stop(&lt, NULL);
+	cr_assert_not_null(doc);
+	json_object *rows = json_object_object_get(doc, "processes");
+	cr_assert_gt(json_object_array_length(rows), 0);
+	for (size_t i = 0; i < json_object_array_length(rows); i++)
+		cr_expect_eq(jint(json_object_array_get_idx(rows, i), "pid"), me);
+	json_object *r = find_process(doc, me, "unix_stream", "send");
+	cr_assert_not_null(r);
+	cr_expect_eq(jint(r, "messages"), 10);
+	json_object_put(bench);
+	json_object_put(doc);
+}
+
+/* A full ring buffer drops latency events, counts them, and no count suffers. */
+Test(robustness, full_ring_buffer_loses_events_not_counts, .timeout = 120)
+{
+	need_root();
+	const char *args[] = { "--ring-buffer-size", "4K", NULL };
+	struct lotrace_proc lt;
+	cr_assert(lotrace_start(&lt, args));
+	char cmd[256];
+	snprintf(cmd, sizeof(cmd), "%s -t unix_dgram -p oneway -n 200000 -s 16 --json",
+		 lobench_path());
+	json_object *bench = run_json(cmd);
+	json_object *doc = lotrace_stop(&lt, NULL);
+	cr_assert_not_null(bench);
+	cr_assert_not_null(doc);
+	int client = (int)truth(bench, "client", "pid"), server = (int)truth(bench, "server", "pid");
+	cr_expect_gt(jint(doc, "lost_events"), 0, "a 4 KiB ring should overflow");
+	json_object *s = find_process(doc, client, "unix_dgram", "send");
+	json_object *r = find_process(doc, server, "unix_dgram", "recv");
+	cr_assert_not_null(s);
+	cr_assert_not_null(r);
+	cr_expect_eq(jint(s, "messages"), 200000);
+	cr_expect_eq(jint(s, "bytes"), 200000 * 16);
+	cr_expect_eq(jint(r, "messages"), 200000);
+	cr_expect_eq(jint(r, "bytes"), 200000 * 16);
+	json_object *p = find_pair(doc, client, server, "unix_dgram");
+	cr_assert_not_null(p);
+	cr_expect_eq(jint(p, "messages"), 200000, "pair counts are kernel counters, exact");
+	cr_expect_eq(jint(p, "bytes"), 200000 * 16);
+	cr_expect_lt(jint(p, "latency_ns.count"), 200000, "some latency samples were lost");
+	json_object_put(bench);
+	json_object_put(doc);
 }

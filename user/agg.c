@@ -252,8 +252,9 @@ void agg_set_proc(struct agg *a, const struct lt_proc_key *k, uint64_t messages,
 	p->messages = messages;
 	p->bytes = bytes;
 	if (comm && comm[0]) {
-		memcpy(p->comm, comm, LOTRACE_COMM_LEN);
-		p->comm[LOTRACE_COMM_LEN - 1] = 0;
+		size_t n = strnlen(comm, LOTRACE_COMM_LEN - 1);
+		memcpy(p->comm, comm, n);
+		p->comm[n] = 0;
 	}
 }
 

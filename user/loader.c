@@ -114,6 +114,8 @@ int tracer_start(struct tracer *t, const struct lt_opts *opts, struct agg *agg, 
 		fprintf(log, "lotrace: cannot open the BPF object: %s\n", strerror(errno));
 		return -1;
 	}
+	bpf_map__set_max_entries(t->skel->maps.events, (__u32)opts->ring_bytes);
+	t->skel->rodata->lt_wakeup_bytes = opts->ring_bytes / 4;
 	int err = lotrace_bpf__load(t->skel);
 	if (err) {
 		fprintf(log, "lotrace: the kernel refused lotrace's BPF programs: %s (details above)\n",

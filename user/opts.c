@@ -27,6 +27,11 @@ static const char usage_text[] =
 "                          at most 15 characters, as in /proc/PID/comm)\n"
 "  -b, --backend NAME      hooks to use: auto (default) or tracepoint\n"
 "                          (sock:sock_send_length/sock_recv_length, 6.3+)\n"
+"      --ring-buffer-size SIZE\n"
+"                          latency events buffer: a power of two from 4K to\n"
+"                          1G (suffix K or M), default 16M; when it is full,\n"
+"                          events are dropped and counted (lost_events), but\n"
+"                          message and byte counts stay exact\n"
 "      --lo-attach MODE    how to attach the lo packet counter: auto (tcx on\n"
 "                          6.6+, else clsact), tcx, clsact, or none\n"
 "  -q, --quiet             no progress messages on stderr\n"
@@ -84,6 +89,7 @@ enum lt_parse_result lt_parse_args(int argc, char **argv, struct lt_opts *opts,
 				   FILE *out, FILE *err)
 {
 	memset(opts, 0, sizeof(*opts));
+	opts->ring_bytes = LOTRACE_RINGBUF_BYTES;
 	int i = 1;
 
 	if (argc < 2) {
@@ -117,7 +123,8 @@ enum lt_parse_result lt_parse_args(int argc, char **argv, struct lt_opts *opts,
 
 		bool takes_value = matches(flag, "-d", "--duration") || matches(flag, "-p", "--pid") ||
 				   matches(flag, "-c", "--comm") || matches(flag, "-b", "--backend") ||
-				   matches(flag, NULL, "--lo-attach");
+				   matches(flag, NULL, "--lo-attach") ||
+				   matches(flag, NULL, "--ring-buffer-size");
 		if (takes_value) {
 			if (eq)
 				val = eq + 1;
@@ -165,6 +172,20 @@ enum lt_parse_result lt_parse_args(int argc, char **argv, struct lt_opts *opts,
 				opts->backend = LT_BACKEND_TRACEPOINT;
 			else
 				return bad(err, flag, val, "auto or tracepoint");
+		} else if (!strcmp(flag, "--ring-buffer-size")) {
+			char *end;
+			errno = 0;
+			unsigned long long n = strtoull(val, &end, 10);
+			if (*end == 'k' || *end == 'K')
+				n <<= 10, end++;
+			else if (*end == 'm' || *end == 'M')
+				n <<= 20, end++;
+			else if (*end == 'g' || *end == 'G')
+				n <<= 30, end++;
+			if (errno || end == val || *end || val[0] == '-' || n < 4096 || n > (1ull << 30) ||
+			    (n & (n - 1)))
+				return bad(err, flag, val, "a power of two from 4K to 1G (e.g. 64K, 16M)");
+			opts->ring_bytes = (unsigned long)n;
 		} else if (!strcmp(flag, "--lo-attach")) {
 			if (!strcmp(val, "auto"))
 				opts->lo_mode = LT_LO_AUTO;

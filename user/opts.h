@@ -17,6 +17,7 @@ struct lt_opts {
 	enum lt_backend backend;
 	enum lt_lo_mode lo_mode;
 	bool quiet;        /* no progress lines on stderr */
+	unsigned long ring_bytes; /* ring buffer size, a power of two */
 };
 
 enum lt_parse_result {

@@ -167,13 +167,19 @@ void report_table(FILE *out, const struct agg *a, const struct report_filter *f)
 					lt_transport_name(order[0]));
 			fputc('\n', out);
 		}
+		/* The headline: Unix stream against TCP loopback, else fastest vs slowest. */
+		int fast = order[0], slow = order[m - 1];
+		if (a->transport_latency[LT_UNIX_STREAM].count && a->transport_latency[LT_TCP].count) {
+			fast = LT_UNIX_STREAM;
+			slow = LT_TCP;
+		}
 		if (m > 1) {
-			format_ns(b1, sizeof(b1), base);
-			format_ns(b2, sizeof(b2), hist_quantile(&a->transport_latency[order[m - 1]], 0.5));
-			fprintf(out, "  => %s p50 %s vs %s p50 %s (%.1fx)\n", lt_transport_name(order[0]),
-				b1, lt_transport_name(order[m - 1]), b2,
-				base ? (double)hist_quantile(&a->transport_latency[order[m - 1]], 0.5) /
-						(double)base : 0.0);
+			uint64_t f50 = hist_quantile(&a->transport_latency[fast], 0.5);
+			uint64_t s50 = hist_quantile(&a->transport_latency[slow], 0.5);
+			format_ns(b1, sizeof(b1), f50);
+			format_ns(b2, sizeof(b2), s50);
+			fprintf(out, "  => %s p50 %s vs %s p50 %s (%.1fx)\n", lt_transport_name(fast), b1,
+				lt_transport_name(slow), b2, f50 ? (double)s50 / (double)f50 : 0.0);
 		}
 	}
 	fprintf(out, "\nevents: %llu processed, %llu lost; untimed messages: %llu",

@@ -1,0 +1,367 @@
+/* Unit tests of lotrace's user space: histogram, aggregation, outputs, flags. */
+#include <criterion/criterion.h>
+#include <json-c/json.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "agg.h"
+#include "hist.h"
+#include "names.h"
+#include "opts.h"
+#include "report.h"
+
+static int cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+	return x < y ? -1 : x > y;
+}
+
+/* Deterministic xorshift so a failure reproduces. */
+static uint64_t rng_state = 0x9e3779b97f4a7c15ULL;
+static uint64_t rnd(void)
+{
+	rng_state ^= rng_state << 13;
+	rng_state ^= rng_state >> 7;
+	rng_state ^= rng_state << 17;
+	return rng_state;
+}
+
+Test(hist, buckets_tile_the_value_range)
+{
+	for (unsigned b = 0; b + 1 < HIST_BUCKETS; b++) {
+		cr_assert_leq(hist_bucket_low(b), hist_bucket_high(b), "bucket %u", b);
+		cr_assert_eq(hist_bucket_of(hist_bucket_low(b)), b, "low of %u", b);
+		cr_assert_eq(hist_bucket_of(hist_bucket_high(b)), b, "high of %u", b);
+		cr_assert_eq(hist_bucket_high(b) + 1, hist_bucket_low(b + 1), "gap after %u", b);
+	}
+	cr_assert_eq(hist_bucket_of(UINT64_MAX), HIST_BUCKETS - 1);
+	cr_assert_eq(hist_bucket_high(HIST_BUCKETS - 1), UINT64_MAX);
+}
+
+/* Every percentile within half a bucket (1/64 relative) of the exact one. */
+Test(hist, percentiles_match_exact_ones_on_random_data)
+{
+	const size_t n = 200000;
+	uint64_t *v = malloc(n * sizeof(*v));
+	struct hist *h = calloc(1, sizeof(*h));
+	for (int dist = 0; dist < 3; dist++) {
+		memset(h, 0, sizeof(*h));
+		for (size_t i = 0; i < n; i++) {
+			double u = (double)(rnd() >> 11) / 9007199254740992.0;
+			if (dist == 0) /* log-uniform 100 ns .. 10 ms, like IPC latencies */
+				v[i] = (uint64_t)(100.0 * pow(1e5, u));
+			else if (dist == 1) /* narrow: 4-5 us */
+				v[i] = 4000 + (uint64_t)(u * 1000);
+			else /* small exact values */
+				v[i] = rnd() % 40;
+			hist_add(h, v[i]);
+		}
+		qsort(v, n, sizeof(*v), cmp_u64);
+		const double qs[] = { 0.5, 0.9, 0.99, 0.999 };
+		for (size_t k = 0; k < 4; k++) {
+			uint64_t exact = v[(size_t)ceil(qs[k] * (double)n) - 1];
+			uint64_t got = hist_quantile(h, qs[k]);
+			double err = fabs((double)got - (double)exact) / (double)(exact ? exact : 1);
+			cr_expect_leq(err, 1.0 / 64 + 1e-9, "dist %d q %.3f: exact %llu got %llu", dist,
+				      qs[k], (unsigned long long)exact, (unsigned long long)got);
+		}
+		cr_expect_eq(h->max, v[n - 1]);
+		cr_expect_eq(h->min, v[0]);
+		cr_expect_eq(h->count, n);
+	}
+	free(v);
+	free(h);
+}
+
+Test(hist, merge_equals_adding_everything)
+{
+	struct hist *a = calloc(1, sizeof(*a)), *b = calloc(1, sizeof(*b)), *all = calloc(1, sizeof(*all));
+	for (int i = 0; i < 10000; i++) {
+		uint64_t x = rnd() % 1000000;
+		hist_add(i % 3 ? a : b, x);
+		hist_add(all, x);
+	}
+	hist_merge(a, b);
+	cr_expect_eq(memcmp(a, all, sizeof(*a)), 0);
+	free(a);
+	free(b);
+	free(all);
+}
+
+static void add_event(struct agg *a, int kind, int transport, uint32_t tgid, uint32_t peer,
+		      uint64_t v)
+{
+	struct lt_event e = { .value_ns = v, .tgid = tgid, .peer_tgid = peer, .kind = (uint8_t)kind,
+			      .transport = (uint8_t)transport };
+	cr_assert_eq(agg_event(a, &e, sizeof(e)), 0);
+}
+
+Test(agg, events_land_in_rows_pairs_and_transport_totals)
+{
+	struct agg *a = agg_new();
+	for (int i = 0; i < 100; i++) {
+		add_event(a, LT_EV_MSG_LATENCY, LT_UNIX_STREAM, 20, 10, 1000 + (uint64_t)i);
+		add_event(a, LT_EV_SEND_DURATION, LT_UNIX_STREAM, 10, 0, 500);
+	}
+	add_event(a, LT_EV_MSG_LATENCY, LT_TCP, 20, 11, 9000);
+	struct agg_proc *recv = agg_proc(a, 20, LT_UNIX_STREAM, LT_RECV);
+	cr_assert_not_null(recv->latency);
+	cr_expect_eq(recv->latency->count, 100);
+	cr_expect_eq(agg_proc(a, 10, LT_UNIX_STREAM, LT_SEND)->send_dur->count, 100);
+	cr_expect_eq(agg_pair(a, 10, 20, LT_UNIX_STREAM)->latency->count, 100);
+	cr_expect_eq(agg_pair(a, 11, 20, LT_TCP)->latency->count, 1);
+	cr_expect_eq(a->transport_latency[LT_UNIX_STREAM].count, 100);
+	cr_expect_eq(a->transport_send[LT_UNIX_STREAM].count, 100);
+	cr_expect_eq(a->events_processed, 201);
+	/* Malformed events are refused and not counted. */
+	struct lt_event bad = { .kind = 99 };
+	cr_expect_eq(agg_event(a, &bad, sizeof(bad)), -1);
+	cr_expect_eq(agg_event(a, &bad, 3), -1);
+	cr_expect_eq(a->events_processed, 201);
+	agg_free(a);
+}
+
+Test(agg, counter_snapshots_replace_values_and_keep_comm)
+{
+	struct agg *a = agg_new();
+	struct lt_proc_key k = { .tgid = 7, .transport = LT_TCP, .direction = LT_SEND };
+	agg_set_proc(a, &k, 5, 500, "redis-server");
+	agg_set_proc(a, &k, 6, 600, NULL);
+	struct agg_proc *p = agg_proc(a, 7, LT_TCP, LT_SEND);
+	cr_expect_eq(p->messages, 6);
+	cr_expect_eq(p->bytes, 600);
+	cr_expect_str_eq(agg_comm(a, 7), "redis-server");
+	cr_expect_str_eq(agg_comm(a, 8), "?");
+	struct lt_lo_key lk = { .tgid = 7, .l4 = LT_L4_TCP };
+	agg_set_lo(a, &lk, 3, 300);
+	agg_set_lo(a, &lk, 4, 400);
+	cr_expect_eq(a->nlo, 1);
+	cr_expect_eq(a->lo[0].bytes, 400);
+	agg_free(a);
+}
+
+Test(agg, many_rows_stay_findable)
+{
+	struct agg *a = agg_new();
+	for (uint32_t pid = 1; pid <= 20000; pid++)
+		agg_proc(a, pid, (int)(pid % LT_TRANSPORT_COUNT), (int)(pid % 2))->messages = pid;
+	for (uint32_t pid = 1; pid <= 20000; pid++)
+		cr_assert_eq(agg_proc(a, pid, (int)(pid % LT_TRANSPORT_COUNT), (int)(pid % 2))->messages,
+			     pid);
+	cr_expect_eq(a->nprocs, 20000);
+	agg_free(a);
+}
+
+static struct agg *sample_agg(void)
+{
+	struct agg *a = agg_new();
+	a->backend = "tracepoint";
+	a->lo_attach = "tcx";
+	a->duration_s = 2.5;
+	a->lost_events = 3;
+	a->untimed[LT_UDP] = 2;
+	struct lt_proc_key s = { .tgid = 100, .transport = LT_UNIX_STREAM, .direction = LT_SEND };
+	struct lt_proc_key r = { .tgid = 200, .transport = LT_UNIX_STREAM, .direction = LT_RECV };
+	struct lt_proc_key t = { .tgid = 200, .transport = LT_TCP, .direction = LT_RECV };
+	agg_set_proc(a, &s, 10, 640, "cli\"ent\\x");
+	agg_set_proc(a, &r, 10, 640, "server");
+	agg_set_proc(a, &t, 4, 256, "server");
+	struct lt_pair_key pk = { .sender_tgid = 100, .receiver_tgid = 200,
+				  .transport = LT_UNIX_STREAM };
+	agg_set_pair(a, &pk, 10, 640);
+	for (int i = 0; i < 10; i++) {
+		add_event(a, LT_EV_MSG_LATENCY, LT_UNIX_STREAM, 200, 100, 4000);
+		add_event(a, LT_EV_SEND_DURATION, LT_UNIX_STREAM, 100, 0, 1000);
+	}
+	for (int i = 0; i < 4; i++)
+		add_event(a, LT_EV_MSG_LATENCY, LT_TCP, 200, 300, 10000);
+	struct lt_lo_key lk = { .tgid = 300, .l4 = LT_L4_TCP };
+	agg_set_lo(a, &lk, 8, 800);
+	return a;
+}
+
+static json_object *json_of(struct agg *a, struct report_filter *f)
+{
+	char *buf = NULL;
+	size_t len = 0;
+	FILE *m = open_memstream(&buf, &len);
+	report_json(m, a, f);
+	fclose(m);
+	json_object *doc = json_tokener_parse(buf);
+	cr_assert_not_null(doc, "report_json printed invalid JSON: %s", buf);
+	free(buf);
+	return doc;
+}
+
+static json_object *get(json_object *o, const char *k)
+{
+	json_object *v = NULL;
+	cr_assert(json_object_object_get_ex(o, k, &v), "missing key %s", k);
+	return v;
+}
+
+Test(json, documented_fields_and_values)
+{
+	struct agg *a = sample_agg();
+	struct report_filter f = { 0, NULL };
+	json_object *d = json_of(a, &f);
+	cr_expect_str_eq(json_object_get_string(get(d, "backend")), "tracepoint");
+	cr_expect_eq(json_object_get_int(get(d, "lost_events")), 3);
+	cr_expect_eq(json_object_get_int(get(d, "untimed_messages")), 2);
+	cr_expect_float_eq(json_object_get_double(get(d, "duration_s")), 2.5, 1e-9);
+	json_object *procs = get(d, "processes");
+	cr_assert_eq(json_object_array_length(procs), 3);
+	json_object *p0 = json_object_array_get_idx(procs, 0);
+	cr_expect_eq(json_object_get_int(get(p0, "pid")), 100);
+	cr_expect_str_eq(json_object_get_string(get(p0, "comm")), "cli\"ent\\x");
+	cr_expect_str_eq(json_object_get_string(get(p0, "transport")), "unix_stream");
+	cr_expect_str_eq(json_object_get_string(get(p0, "direction")), "send");
+	cr_expect_eq(json_object_get_int(get(p0, "bytes")), 640);
+	json_object *sd = get(p0, "send_duration_ns");
+	cr_expect_eq(json_object_get_int(get(sd, "count")), 10);
+	cr_expect_eq(json_object_get_int(get(sd, "p50")), 1000);
+	json_object *p1 = json_object_array_get_idx(procs, 2);
+	json_object *lat = get(p1, "latency_ns");
+	cr_expect_eq(json_object_get_int(get(lat, "count")), 10);
+	cr_expect_eq(json_object_get_int(get(lat, "p99")), 4000);
+	cr_expect_eq(json_object_get_int(get(lat, "max")), 4000);
+
+	json_object *pair = json_object_array_get_idx(get(d, "pairs"), 0);
+	cr_expect_eq(json_object_get_int(get(pair, "sender_pid")), 100);
+	cr_expect_str_eq(json_object_get_string(get(pair, "receiver_comm")), "server");
+	cr_expect_eq(json_object_get_int(get(pair, "messages")), 10);
+	cr_expect_eq(json_object_get_int(get(get(pair, "latency_ns"), "p50")), 4000);
+
+	json_object *lo = get(d, "lo");
+	cr_expect_eq(json_object_get_int(get(lo, "packets")), 8);
+	cr_expect_eq(json_object_get_int(get(get(get(lo, "by_protocol"), "tcp"), "bytes")), 800);
+	json_object *tcp = get(get(d, "transports"), "tcp");
+	cr_expect_eq(json_object_get_int(get(get(tcp, "latency_ns"), "count")), 4);
+	cr_expect_eq(json_object_get_int(get(get(tcp, "latency_ns"), "p50")), 10000);
+	json_object_put(d);
+	agg_free(a);
+}
+
+Test(json, filters_by_pid_and_comm)
+{
+	struct agg *a = sample_agg();
+	struct report_filter f = { 200, NULL };
+	json_object *d = json_of(a, &f);
+	json_object *procs = get(d, "processes");
+	cr_expect_eq(json_object_array_length(procs), 2);
+	for (size_t i = 0; i < json_object_array_length(procs); i++)
+		cr_expect_eq(json_object_get_int(get(json_object_array_get_idx(procs, i), "pid")), 200);
+	cr_expect_eq(json_object_array_length(get(d, "pairs")), 1, "pairs where either end matches");
+	json_object_put(d);
+
+	struct report_filter c = { 0, "cli\"ent\\x" };
+	d = json_of(a, &c);
+	cr_expect_eq(json_object_array_length(get(d, "processes")), 1);
+	json_object_put(d);
+	agg_free(a);
+}
+
+Test(table, side_by_side_rows_and_transport_comparison)
+{
+	struct agg *a = sample_agg();
+	struct report_filter f = { 0, NULL };
+	char *buf = NULL;
+	size_t len = 0;
+	FILE *m = open_memstream(&buf, &len);
+	report_table(m, a, &f);
+	fclose(m);
+	cr_expect(strstr(buf, "SENT MSGS") && strstr(buf, "RECV MSGS"), "%s", buf);
+	cr_expect(strstr(buf, "=> unix_stream p50 4.0 us vs tcp p50 10.0 us (2.5x)") != NULL, "%s",
+		  buf);
+	cr_expect(strstr(buf, "3 lost") != NULL, "%s", buf);
+	free(buf);
+	agg_free(a);
+}
+
+Test(format, durations_read_naturally)
+{
+	char b[32];
+	format_ns(b, sizeof(b), 850);
+	cr_expect_str_eq(b, "850 ns");
+	format_ns(b, sizeof(b), 4100);
+	cr_expect_str_eq(b, "4.1 us");
+	format_ns(b, sizeof(b), 12300000);
+	cr_expect_str_eq(b, "12.3 ms");
+	format_ns(b, sizeof(b), 1200000000);
+	cr_expect_str_eq(b, "1.20 s");
+}
+
+Test(names, transports_round_trip)
+{
+	for (int t = 0; t < LT_TRANSPORT_COUNT; t++)
+		cr_expect_eq(lt_transport_from_name(lt_transport_name(t)), t);
+	cr_expect_eq(lt_transport_from_name("sctp"), -1);
+}
+
+static enum lt_parse_result parse(struct lt_opts *o, char **err_out, const char *a1,
+				  const char *a2, const char *a3, const char *a4)
+{
+	char *argv[6] = { "lotrace", (char *)a1, (char *)a2, (char *)a3, (char *)a4, NULL };
+	int argc = 1;
+	while (argc < 5 && argv[argc])
+		argc++;
+	static char outbuf[8192];
+	char *errbuf = NULL;
+	size_t errlen = 0;
+	FILE *out = fmemopen(outbuf, sizeof(outbuf), "w");
+	FILE *err = open_memstream(&errbuf, &errlen);
+	enum lt_parse_result r = lt_parse_args(argc, argv, o, out, err);
+	fclose(out);
+	fclose(err);
+	if (err_out)
+		*err_out = errbuf;
+	else
+		free(errbuf);
+	return r;
+}
+
+Test(opts, good_flags)
+{
+	struct lt_opts o;
+	cr_assert_eq(parse(&o, NULL, "stat", "--duration", "2.5", "--json"), LT_PARSE_OK);
+	cr_expect_float_eq(o.duration_s, 2.5, 1e-9);
+	cr_expect(o.json);
+	cr_assert_eq(parse(&o, NULL, "stat", "-p", "42", "--comm=redis-server"), LT_PARSE_OK);
+	cr_expect_eq(o.pid, 42);
+	cr_expect_str_eq(o.comm, "redis-server");
+	cr_assert_eq(parse(&o, NULL, "stat", "--backend", "tracepoint", "--lo-attach=clsact"),
+		     LT_PARSE_OK);
+	cr_expect_eq(o.backend, LT_BACKEND_TRACEPOINT);
+	cr_expect_eq(o.lo_mode, LT_LO_CLSACT);
+	cr_assert_eq(parse(&o, NULL, "stat", NULL, NULL, NULL), LT_PARSE_OK);
+	cr_expect_eq(o.duration_s, 0);
+	cr_expect_eq(o.lo_mode, LT_LO_AUTO);
+	cr_expect_eq(parse(&o, NULL, "--help", NULL, NULL, NULL), LT_PARSE_EXIT);
+	cr_expect_eq(parse(&o, NULL, "stat", "-h", NULL, NULL), LT_PARSE_EXIT);
+}
+
+Test(opts, bad_flags_name_the_flag)
+{
+	struct {
+		const char *a1, *a2, *a3, *mention;
+	} cases[] = {
+		{ "stat", "--duration", "0", "--duration" },
+		{ "stat", "--duration", "1e999", "--duration" },
+		{ "stat", "--pid", "-3", "--pid" },
+		{ "stat", "--comm", "", "--comm" },
+		{ "stat", "--json=yes", NULL, "--json" },
+		{ "stat", "--backend", "kprobe", "--backend" },
+		{ "stat", "-x", NULL, "-x" },
+		{ "stat", "--pid", NULL, "--pid" },
+		{ "top", NULL, NULL, "top" },
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct lt_opts o;
+		char *err = NULL;
+		cr_expect_eq(parse(&o, &err, cases[i].a1, cases[i].a2, cases[i].a3, NULL),
+			     LT_PARSE_ERROR, "case %zu", i);
+		cr_expect(strstr(err, cases[i].mention) != NULL, "case %zu: %s", i, err);
+		free(err);
+	}
+}
