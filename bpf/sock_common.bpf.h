@@ -279,8 +279,16 @@ static __always_inline void emit(__u8 kind, int transport, __u32 tgid, __u32 pee
 	stat_add(LT_STAT_EVENTS, 1);
 }
 
-/* Remember which process uses sk, for the lo TC program's attribution. */
-static __always_inline struct lt_sock_state *note_owner(struct sock *sk)
+/*
+ * Remember which process uses sk, for the lo TC program's attribution.
+ * Backends whose sk is not a BTF pointer (kprobes) cannot use socket storage.
+ */
+#ifdef LT_NO_SK_STORAGE
+static __always_inline void note_owner(struct sock *sk)
+{
+}
+#else
+static __always_inline void note_owner(struct sock *sk)
 {
 	struct lt_sock_state *st = bpf_sk_storage_get(&sock_states, sk, 0,
 						       BPF_SK_STORAGE_GET_F_CREATE);
@@ -288,8 +296,8 @@ static __always_inline struct lt_sock_state *note_owner(struct sock *sk)
 
 	if (st && st->owner_tgid != tgid)
 		st->owner_tgid = tgid;
-	return st;
 }
+#endif
 
 /* Too large for the BPF stack; new queues are copied from here. */
 static const struct timing_queue empty_queue;
@@ -484,6 +492,7 @@ static __always_inline void lt_send_exit(struct sock *sk, int ret)
 		ctx->slot_seq = tq_push(sk, transport, now);
 	} else {
 		ctx->ts = 0;
+		ctx->sk = 0;
 	}
 	ctx->lo_tx = 0;
 }
@@ -587,6 +596,63 @@ static __always_inline void lt_recv_exit(struct sock *sk, int ret, int flags)
 	tq_pop(q, transport, stream, end - ret, end, now);
 	if (q->last_sender)
 		count_pair(q->last_sender, current_tgid(), transport, 0, ret);
+}
+
+static __always_inline struct lt_send_ctx *task_ctx(bool create)
+{
+	return bpf_task_storage_get(&send_ctxs, bpf_get_current_task_btf(), 0,
+				    create ? BPF_LOCAL_STORAGE_GET_F_CREATE : 0);
+}
+
+/*
+ * Function-hook backends hook both unix_seqpacket_*msg and the
+ * unix_dgram_*msg they call (which the compiler may inline): only the
+ * outermost hooked call on a thread counts.
+ */
+static __always_inline bool lt_outer_enter(bool recv)
+{
+	struct lt_send_ctx *ctx = task_ctx(true);
+	if (!ctx)
+		return true;
+	__u8 *depth = recv ? &ctx->recv_depth : &ctx->send_depth;
+	return (*depth)++ == 0;
+}
+
+static __always_inline bool lt_outer_exit(bool recv)
+{
+	struct lt_send_ctx *ctx = task_ctx(false);
+	if (!ctx)
+		return true;
+	__u8 *depth = recv ? &ctx->recv_depth : &ctx->send_depth;
+	if (*depth == 0) /* entry happened before tracing started */
+		return true;
+	return --(*depth) == 0;
+}
+
+/* kretprobes see no arguments: the recv's socket and flags are saved at entry. */
+static __always_inline void lt_recv_save(struct sock *sk, int flags)
+{
+	struct lt_send_ctx *ctx = task_ctx(true);
+	if (ctx) {
+		ctx->recv_sk = (__u64)sk;
+		ctx->recv_flags = flags;
+	}
+}
+
+static __always_inline void lt_recv_saved_exit(int ret)
+{
+	struct lt_send_ctx *ctx = task_ctx(false);
+	if (ctx && ctx->recv_sk) {
+		lt_recv_exit((struct sock *)ctx->recv_sk, ret, (int)ctx->recv_flags);
+		ctx->recv_sk = 0;
+	}
+}
+
+static __always_inline void lt_send_saved_exit(int ret)
+{
+	struct lt_send_ctx *ctx = task_ctx(false);
+	if (ctx && ctx->sk)
+		lt_send_exit((struct sock *)ctx->sk, ret);
 }
 
 static __always_inline void lt_tcp_closed(struct sock *sk)

@@ -11,6 +11,7 @@
 #include <stdint.h>
 #include "hist.h"
 #include "lotrace.h"
+#include "opts.h"
 
 struct agg_proc {
 	uint32_t tgid;
@@ -65,6 +66,9 @@ struct agg {
 
 	double duration_s;
 	const char *backend;
+	/* Why each backend was or was not chosen ("" if not tried), by enum lt_backend. */
+#define LT_REASON_LEN 192
+	char backend_reasons[LT_BACKEND_COUNT][LT_REASON_LEN];
 	const char *lo_attach; /* "tcx", "clsact" or "none" */
 };
 
