@@ -333,11 +333,11 @@ Test(opts, good_flags)
 	cr_assert_eq(parse(&o, NULL, "stat", "--backend", "tracepoint", "--lo-attach=clsact"),
 		     LT_PARSE_OK);
 	cr_expect_eq(o.backend, LT_BACKEND_TRACEPOINT);
+	cr_expect_eq(o.lo_mode, LT_LO_CLSACT);
 	cr_assert_eq(parse(&o, NULL, "stat", "-b", "kprobe", NULL), LT_PARSE_OK);
 	cr_expect_eq(o.backend, LT_BACKEND_KPROBE);
 	cr_assert_eq(parse(&o, NULL, "stat", "--backend=fentry", NULL, NULL), LT_PARSE_OK);
 	cr_expect_eq(o.backend, LT_BACKEND_FENTRY);
-	cr_expect_eq(o.lo_mode, LT_LO_CLSACT);
 	cr_assert_eq(parse(&o, NULL, "stat", NULL, NULL, NULL), LT_PARSE_OK);
 	cr_expect_eq(o.duration_s, 0);
 	cr_expect_eq(o.lo_mode, LT_LO_AUTO);
