@@ -19,7 +19,7 @@ BPF_HDRS := $(wildcard bpf/*.h)
 LIB_SRCS := user/hist.c user/opts.c user/agg.c user/report.c user/names.c
 APP_SRCS := $(LIB_SRCS) user/loader.c user/lo_attach.c user/main.c
 USER_HDRS := $(wildcard user/*.h) bpf/lotrace.h
-TESTS := $(BUILD)/test_unit $(BUILD)/test_integration
+TESTS := $(BUILD)/test_unit $(BUILD)/test_lobench $(BUILD)/test_integration
 
 .PHONY: all test clean
 .DELETE_ON_ERROR:
@@ -46,9 +46,14 @@ $(BUILD)/test_unit: tests/test_unit.c $(LIB_SRCS) $(USER_HDRS) | $(BUILD)
 $(BUILD)/test_integration: tests/test_integration.c tests/lotrace_run.c tests/lotrace_run.h | $(BUILD)
 	$(CC) $(CFLAGS) $(SAN) -Iuser tests/test_integration.c tests/lotrace_run.c -o $@ -lcriterion -ljson-c -lm
 
-# Unit tests, then the integration tests against the real kernel (root).
+$(BUILD)/test_lobench: tests/test_lobench.c tests/lotrace_run.c tests/lotrace_run.h | $(BUILD)
+	$(CC) $(CFLAGS) $(SAN) tests/test_lobench.c tests/lotrace_run.c -o $@ -lcriterion -ljson-c -lm
+
+# Unit tests, lobench's ground truth, then the integration tests against the
+# real kernel (root).
 test: lotrace tools/lobench $(TESTS)
 	$(BUILD)/test_unit --verbose=0
+	LOBENCH=./tools/lobench $(BUILD)/test_lobench --verbose=0 -j1
 	LOTRACE=./lotrace LOBENCH=./tools/lobench $(BUILD)/test_integration --verbose=0 -j1
 
 clean:
@@ -56,3 +61,6 @@ clean:
 
 tools/lobench: tools/lobench.c
 	$(CC) $(CFLAGS) $< -o $@ -lm
+
+tools/aggbench: tools/aggbench.c $(LIB_SRCS) $(USER_HDRS)
+	$(CC) $(CFLAGS) -Iuser tools/aggbench.c $(LIB_SRCS) -o $@ -lm

@@ -1,6 +1,6 @@
 #!/bin/sh
-# /init of the initramfs built by tools/vmtest.sh.  Runs inside the guest
-# under busybox sh, as PID 1.
+# /init of the initramfs built by tools/vmtest.sh.  Runs inside the guest as
+# PID 1 under /bin/sh (the host's dash, or busybox sh if the host had none).
 #
 # Serial ports (set up by vmtest.sh on the qemu side):
 #   ttyS0  kernel console and this script's own messages (saved to a log)
@@ -11,11 +11,21 @@
 #   cmd       shell script that runs the command (already quoted)
 #   workdir   absolute path of the guest working directory
 #   modules   kernel modules to insmod, one path a line, dependencies first
+#   shadowed  busybox applet links to remove (a host tool of that name
+#             lives elsewhere in PATH)
 
 export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 export HOME=/root
 export TERM=dumb
 umask 022
+
+# Applet symlinks for busybox (it does not replace the real ip, tc, ...).
+/bin/busybox --install -s
+if [ -f /.vmtest/shadowed ]; then
+	while read -r f; do
+		[ -L "$f" ] && rm -f "$f"
+	done </.vmtest/shadowed
+fi
 
 # The initramfs has no /dev/console node (building it needs no root), so
 # get one from devtmpfs first and point our stdio at it.
@@ -83,7 +93,7 @@ read -r up _ </proc/uptime
 
 # Kill what the command left behind (it may hold ttyS1 open), then close
 # ttyS1: the last close waits until the UART has sent everything.
-kill -KILL -1 2>/dev/null
+kill -9 -1 2>/dev/null
 sleep 0.2
 exec 3>&-
 echo "rc $rc" >&4
