@@ -79,11 +79,20 @@ LT_SHARED struct {
 #define TQ_MASK (TQ_SLOTS - 1)
 #define TQ_MAX_QUEUES 16384
 
+/* Who reports a message's send duration: see lt_send_exit and time_message. */
+enum tq_slot_state {
+	TQ_SLOT_OPEN = 0,  /* neither side is done */
+	TQ_SLOT_SENT = 1,  /* the send returned first: send_ns is valid */
+	TQ_SLOT_TAKEN = 2, /* the receiver took it first: the sender reports apart */
+};
+
 struct tq_slot {
-	__u64 ts;    /* send-call entry time; 0: send failed, skip */
-	__u32 start; /* stream: offset of the message's first byte */
-	__u32 seq;   /* producer index + 1, written last: slot is published */
-	__u32 tgid;  /* sender */
+	__u64 ts;      /* send-call entry time; 0: send failed, skip */
+	__u32 start;   /* stream: offset of the message's first byte */
+	__u32 seq;     /* producer index + 1, written last: slot is published */
+	__u32 tgid;    /* sender */
+	__u32 state;   /* enum tq_slot_state */
+	__u32 send_ns; /* the send call's duration, once state is SENT */
 	__u32 pad;
 };
 

@@ -7,6 +7,7 @@
  * to processes with this backend.
  */
 #define LT_NO_SK_STORAGE
+#define LT_PLAIN_POINTERS
 #include "sock_common.bpf.h"
 
 #define SEND_HOOKS(func, name)                                                          \

@@ -27,7 +27,7 @@ int main(int argc, char **argv)
 		ev[i].tgid = 1000 + (uint32_t)(x % (uint64_t)procs);
 		ev[i].peer_tgid = 1000 + (uint32_t)((x >> 20) % (uint64_t)procs);
 		ev[i].transport = (uint8_t)((x >> 40) % LT_TRANSPORT_COUNT);
-		ev[i].kind = (x >> 50) & 1 ? LT_EV_MSG_LATENCY : LT_EV_SEND_DURATION;
+		ev[i].kind = (x >> 50) & 1 ? LT_EV_MESSAGE : LT_EV_SEND_DURATION;
 		ev[i].value_ns = 1000 + (x >> 44) % 100000;
 	}
 	struct timespec t0, t1;

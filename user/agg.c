@@ -218,7 +218,7 @@ int agg_event(struct agg *a, const void *data, size_t size)
 	if (e.transport >= LT_TRANSPORT_COUNT)
 		return -1;
 	a->events_processed++;
-	if (e.kind == LT_EV_MSG_LATENCY) {
+	if (e.kind == LT_EV_MESSAGE) {
 		struct agg_proc *p = agg_proc(a, e.tgid, e.transport, LT_RECV);
 		struct agg_pair *pr = agg_pair(a, e.peer_tgid, e.tgid, e.transport);
 		struct hist *h;
@@ -227,6 +227,12 @@ int agg_event(struct agg *a, const void *data, size_t size)
 		if (pr && (h = hist_of(&pr->latency)))
 			hist_add(h, e.value_ns);
 		hist_add(&a->transport_latency[e.transport], e.value_ns);
+		if (e.send_ns) {
+			struct agg_proc *s = agg_proc(a, e.peer_tgid, e.transport, LT_SEND);
+			if (s && (h = hist_of(&s->send_dur)))
+				hist_add(h, e.send_ns);
+			hist_add(&a->transport_send[e.transport], e.send_ns);
+		}
 		return 0;
 	}
 	if (e.kind == LT_EV_SEND_DURATION) {

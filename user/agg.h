@@ -60,7 +60,6 @@ struct agg {
 
 	uint64_t lost_events;
 	uint64_t map_full;
-	uint64_t events_submitted;
 	uint64_t events_processed;
 	uint64_t untimed[LT_TRANSPORT_COUNT];
 

@@ -27,7 +27,7 @@ static int libbpf_print(enum libbpf_print_level level, const char *fmt, va_list 
 {
 	if (level == LIBBPF_DEBUG || !libbpf_log)
 		return 0;
-	if (probing) {
+	if (probing && !getenv("LOTRACE_DEBUG")) {
 		char line[sizeof(probe_last_warning)];
 		vsnprintf(line, sizeof(line), fmt, ap);
 		line[strcspn(line, "\n")] = 0;
@@ -388,8 +388,6 @@ int tracer_snapshot(struct tracer *t)
 			t->agg->lost_events = sum[0];
 		else if (i == LT_STAT_MAP_FULL)
 			t->agg->map_full = sum[0];
-		else if (i == LT_STAT_EVENTS)
-			t->agg->events_submitted = sum[0];
 		else if (i >= LT_STAT_UNTIMED_BASE)
 			t->agg->untimed[i - LT_STAT_UNTIMED_BASE] = sum[0];
 	}
