@@ -21,7 +21,7 @@ APP_SRCS := $(LIB_SRCS) user/loader.c user/lo_attach.c user/main.c
 USER_HDRS := $(wildcard user/*.h) bpf/lotrace.h
 TESTS := $(BUILD)/test_unit $(BUILD)/test_lobench $(BUILD)/test_integration
 
-.PHONY: all test clean
+.PHONY: all test vmtest clean
 .DELETE_ON_ERROR:
 all: lotrace tools/lobench
 
@@ -55,6 +55,10 @@ test: lotrace tools/lobench $(TESTS)
 	$(BUILD)/test_unit --verbose=0
 	LOBENCH=./tools/lobench $(BUILD)/test_lobench --verbose=0 -j1
 	LOTRACE=./lotrace LOBENCH=./tools/lobench $(BUILD)/test_integration --verbose=0 -j1
+
+# The backend matrix: Debian 6.1 and 6.12 kernels under qemu, and this host.
+vmtest: lotrace tools/lobench $(BUILD)/test_integration
+	tools/vmmatrix.sh
 
 clean:
 	rm -rf $(BUILD) lotrace

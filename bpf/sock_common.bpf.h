@@ -12,7 +12,7 @@
  *   lt_xmit(skb, dev)                 - a packet starts leaving through dev
  *
  * Counting (messages, bytes) is done in per-CPU hash maps and never depends on
- * the ring buffer; the ring buffer carries only latency samples.
+ * the ring buffer; the ring buffer carries only timing samples.
  *
  * Message latency: a sender pushes (start offset, entry time, tgid) into a
  * small per-direction queue when its send call starts; the receiver pops the
@@ -51,6 +51,13 @@
 static __always_inline __u32 current_tgid(void)
 {
 	return bpf_get_current_pid_tgid() >> 32;
+}
+
+/* This thread's send/recv state. */
+static __always_inline struct lt_send_ctx *task_ctx(bool create)
+{
+	return bpf_task_storage_get(&send_ctxs, bpf_get_current_task_btf(), 0,
+				    create ? BPF_LOCAL_STORAGE_GET_F_CREATE : 0);
 }
 
 static __always_inline int lt_transport_of(struct sock *sk)
@@ -348,7 +355,7 @@ static __always_inline void lt_xmit(const struct sk_buff *skb, const struct net_
 {
 	if (!(LT_RD(dev, flags) & IFF_LOOPBACK))
 		return;
-	struct lt_send_ctx *ctx = bpf_task_storage_get(&send_ctxs, bpf_get_current_task_btf(), 0, 0);
+	struct lt_send_ctx *ctx = task_ctx(false);
 	if (ctx && ctx->ts && ctx->sk == (__u64)LT_RD(skb, sk))
 		ctx->lo_tx = 1;
 
@@ -455,8 +462,7 @@ static __always_inline void lt_send_enter(struct sock *sk, __u64 now, __u32 mess
 
 	if (transport < 0)
 		return;
-	struct lt_send_ctx *ctx = bpf_task_storage_get(&send_ctxs, bpf_get_current_task_btf(), 0,
-						    BPF_LOCAL_STORAGE_GET_F_CREATE);
+	struct lt_send_ctx *ctx = task_ctx(true);
 	if (!ctx)
 		return;
 	ctx->ts = now;
@@ -492,7 +498,7 @@ static __always_inline void lt_send_exit(struct sock *sk, int ret)
 
 	if (transport < 0)
 		return;
-	struct lt_send_ctx *ctx = bpf_task_storage_get(&send_ctxs, bpf_get_current_task_btf(), 0, 0);
+	struct lt_send_ctx *ctx = task_ctx(false);
 	bool timed = ctx && ctx->ts && ctx->sk == (__u64)sk;
 	__u64 now = bpf_ktime_get_ns();
 
@@ -648,11 +654,6 @@ static __always_inline void lt_recv_exit(struct sock *sk, int ret, int flags)
 		count_pair(q->last_sender, current_tgid(), transport, 0, ret);
 }
 
-static __always_inline struct lt_send_ctx *task_ctx(bool create)
-{
-	return bpf_task_storage_get(&send_ctxs, bpf_get_current_task_btf(), 0,
-				    create ? BPF_LOCAL_STORAGE_GET_F_CREATE : 0);
-}
 
 /*
  * Function-hook backends hook both unix_seqpacket_*msg and the

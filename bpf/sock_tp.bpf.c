@@ -17,8 +17,12 @@
 #define S_IFMT 00170000
 #define S_IFSOCK 0140000
 
-/* Makes a pointer read from memory a (read-only) BTF pointer again (6.2+). */
-extern void *bpf_rdonly_cast(const void *obj, __u32 btf_id) __ksym;
+/*
+ * Makes a pointer read from memory a (read-only) BTF pointer again (6.2+).
+ * Weak: on older kernels the object must still load for the other backends;
+ * this backend needs 6.3 anyway.
+ */
+extern void *bpf_rdonly_cast(const void *obj, __u32 btf_id) __ksym __weak;
 
 /* The socket behind fd in the current task, or NULL. */
 static __always_inline struct sock *sock_of_fd(unsigned long fd)

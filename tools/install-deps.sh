@@ -15,6 +15,7 @@ pkgs=(
 	libbpf-dev libelf-dev zlib1g-dev # libbpf and what it links against
 	libcriterion-dev libjson-c-dev   # tests
 	iproute2 util-linux              # tc, ip netns (tests), setpriv (tests)
+	qemu-system-x86 busybox-static xz-utils dash # the VM backend matrix (make vmtest)
 )
 # bpftool has its own package on Debian; Ubuntu ships it in linux-tools.
 if apt-cache show bpftool >/dev/null 2>&1; then

@@ -67,7 +67,7 @@ mount --make-rshared / 2>/dev/null || log "WARNING: mount --make-rshared / faile
 hostname vmtest
 ip link set lo up || log "WARNING: ip link set lo up failed"
 ulimit -l unlimited || log "WARNING: ulimit -l unlimited failed"
-ulimit -c 0
+ulimit -c 0 2>/dev/null
 
 if [ -f /.vmtest/modules ]; then
 	while read -r m; do

@@ -41,8 +41,12 @@
 #                         kvm_intel/kvm_amd is loaded and a probe boot works)
 #   VMTEST_SMP=N          guest CPUs (default 2)
 #   VMTEST_MEM=MB         guest memory (default 2048)
+#   VMTEST_KERNEL_ARGS=.. appended to the kernel command line (e.g. loglevel=8)
 set -euo pipefail
 
+# The whole script is one brace group, so bash parses it completely before
+# running it: editing or checking out this file during a run is safe.
+{
 PROG=vmtest.sh
 SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO_ROOT=$(cd "$SCRIPT_DIR/.." && pwd)
@@ -67,7 +71,7 @@ now() { date +%s.%N; }
 elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f", b - a }'; }
 
 # ---------------------------------------------------------------- arguments
-series= cache= timeout_s=600 workdir=
+series='' cache='' timeout_s=600 workdir=''
 adds=() extra_modules=() extra_tools=()
 while [ $# -gt 0 ]; do
 	case $1 in
@@ -96,7 +100,8 @@ case $series in
 '') usage_die "--kernel is required (6.1 or 6.12)" ;;
 *) usage_die "unsupported --kernel '$series' (use 6.1 or 6.12)" ;;
 esac
-[[ $timeout_s =~ ^[0-9]+$ ]] && [ "$timeout_s" -gt 0 ] || usage_die "--timeout must be a positive number of seconds, not '$timeout_s'"
+[[ $timeout_s =~ ^[1-9][0-9]*$ ]] ||
+	usage_die "--timeout must be a positive number of seconds, not '$timeout_s'"
 for a in "${adds[@]+"${adds[@]}"}"; do
 	[ -e "$a" ] || usage_die "--add $a: no such file or directory"
 done
@@ -126,7 +131,48 @@ case $series in
 6.1) pkg_re='^linux-image-6\.1\.0-[0-9]+-cloud-amd64' pkg_glob='linux-image-6.1.0-*-cloud-amd64' ;;
 6.12) pkg_re='^linux-image-6\.12\.[0-9]+\+deb12-cloud-amd64' pkg_glob='linux-image-6.12.*+deb12-cloud-amd64' ;;
 esac
-pkg=
+# newest_cached: "kernels/<package>" of the newest complete cached kernel.
+newest_cached() {
+	find "$cache/kernels" -mindepth 1 -maxdepth 1 -name "$pkg_glob*" -exec test -f {}/.complete \; \
+		-printf 'kernels/%f\n' 2>/dev/null | sort -V | tail -n 1 || true
+}
+# fetch PACKAGE: download and unpack into $cache/kernels/PACKAGE (locked
+# against concurrent runs).  Returns 1, with the reason on stderr, on failure.
+fetch() {
+	local p=$1 dest=$cache/kernels/$1 dl deb rc=0
+	exec 9>"$cache/.lock"
+	flock 9
+	if [ ! -f "$dest/.complete" ]; then
+		dl=$(mktemp -d "$cache/download.XXXXXX")
+		msg "downloading $p ..."
+		if ! command -v apt-get >/dev/null; then
+			msg "apt-get not found: cannot download $p"; rc=1
+		elif ! (cd "$dl" && apt-get download -q -o APT::Sandbox::User=root "$p" >"$dl/apt.log" 2>&1); then
+			sed 's/^/  /' "$dl/apt.log" >&2
+			msg "apt-get download $p failed (run apt-get update?)"; rc=1
+		elif ! deb=$(find "$dl" -maxdepth 1 -name '*.deb' | grep .); then
+			msg "apt-get download $p produced no .deb"; rc=1
+		else
+			msg "unpacking ${deb##*/} ..."
+			mkdir -p "$dl/root" "$cache/kernels"
+			if ! dpkg-deb -x "$deb" "$dl/root"; then
+				msg "dpkg-deb -x $deb failed"; rc=1
+			elif ! find "$dl/root/boot" -maxdepth 1 -name 'vmlinuz-*' 2>/dev/null | grep -q .; then
+				msg "$p holds no /boot/vmlinuz-*"; rc=1
+			else
+				rm -rf "$dest"
+				mv "$dl/root" "$dest"
+				touch "$dest/.complete"
+			fi
+		fi
+		rm -rf "$dl"
+	fi
+	flock -u 9
+	exec 9>&-
+	return "$rc"
+}
+
+pkg=''
 if command -v apt-cache >/dev/null; then
 	names=$(apt-cache pkgnames linux-image-6. 2>/dev/null || true)
 	for suffix in -unsigned ''; do
@@ -134,46 +180,20 @@ if command -v apt-cache >/dev/null; then
 		[ -z "$pkg" ] || break
 	done
 fi
-kroot=
-if [ -n "$pkg" ]; then
-	kroot=$cache/kernels/$pkg
-else
+if [ -z "$pkg" ]; then
 	# apt knows nothing (no lists yet?): fall back to the newest cached one.
-	last=$(cd "$cache" && ls -d kernels/$pkg_glob* 2>/dev/null | sort -V | tail -n 1 || true)
+	last=$(newest_cached)
 	[ -n "$last" ] || die "no $pkg_glob-unsigned package found in apt and none cached in $cache/kernels (run apt-get update)"
-	kroot=$cache/$last
 	pkg=${last#kernels/}
-	msg "note: apt lists no $pkg_glob package; using cached $pkg"
+	msg "note: apt lists no $pkg_glob package; using the cached $pkg"
+elif [ ! -f "$cache/kernels/$pkg/.complete" ] && ! fetch "$pkg"; then
+	last=$(newest_cached)
+	[ -n "$last" ] || die "cannot get kernel package $pkg (see above)"
+	pkg=${last#kernels/}
+	msg "note: using the cached $pkg instead"
 fi
-
-if [ ! -f "$kroot/.complete" ]; then
-	exec 9>"$cache/.lock"
-	flock 9
-	if [ ! -f "$kroot/.complete" ]; then
-		command -v apt-get >/dev/null || die "apt-get not found: cannot download $pkg"
-		dl=$(mktemp -d "$cache/download.XXXXXX")
-		msg "downloading $pkg ..."
-		if ! (cd "$dl" && apt-get download -q -o APT::Sandbox::User=root "$pkg" >"$dl/apt.log" 2>&1); then
-			cat "$dl/apt.log" >&2
-			rm -rf "$dl"
-			die "apt-get download $pkg failed (run apt-get update?)"
-		fi
-		deb=$(ls "$dl"/*.deb 2>/dev/null | head -n 1 || true)
-		[ -n "$deb" ] || { rm -rf "$dl"; die "apt-get download $pkg produced no .deb"; }
-		msg "unpacking $(basename "$deb") ..."
-		mkdir -p "$dl/root"
-		dpkg-deb -x "$deb" "$dl/root" || { rm -rf "$dl"; die "dpkg-deb -x $deb failed"; }
-		ls "$dl"/root/boot/vmlinuz-* >/dev/null 2>&1 || { rm -rf "$dl"; die "$pkg holds no /boot/vmlinuz-*"; }
-		mkdir -p "$cache/kernels"
-		rm -rf "$kroot"
-		mv "$dl/root" "$kroot"
-		touch "$kroot/.complete"
-		rm -rf "$dl"
-	fi
-	flock -u 9
-	exec 9>&-
-fi
-vmlinuz=$(ls "$kroot"/boot/vmlinuz-* 2>/dev/null | head -n 1 || true)
+kroot=$cache/kernels/$pkg
+vmlinuz=$(find "$kroot/boot" -maxdepth 1 -name 'vmlinuz-*' 2>/dev/null | head -n 1) || true
 [ -n "$vmlinuz" ] || die "no vmlinuz in $kroot (remove that directory and retry)"
 kver=${vmlinuz##*/vmlinuz-}
 moddir=$kroot/lib/modules/$kver
@@ -181,7 +201,8 @@ moddir=$kroot/lib/modules/$kver
 
 # ---------------------------------------------------------------- run dir
 run=$(mktemp -d "$cache/run.XXXXXX")
-qpid= tpid=
+qpid='' tpid=''
+# shellcheck disable=SC2317 # called by the EXIT trap
 cleanup() {
 	if [ -n "$qpid" ] && kill -0 "$qpid" 2>/dev/null; then kill "$qpid" 2>/dev/null || true; wait "$qpid" 2>/dev/null || true; fi
 	if [ -n "$tpid" ] && kill -0 "$tpid" 2>/dev/null; then kill "$tpid" 2>/dev/null || true; fi
@@ -386,7 +407,7 @@ console_log=$run/console.log
 out=$run/out
 status=$run/status
 : >"$out"
-cmdline="console=ttyS0 quiet loglevel=4 panic=-1 oops=panic rdinit=/init 8250.nr_uarts=4 mitigations=off tsc=reliable"
+cmdline="console=ttyS0 quiet loglevel=4 panic=-1 oops=panic rdinit=/init 8250.nr_uarts=4 mitigations=off tsc=reliable${VMTEST_KERNEL_ARGS:+ $VMTEST_KERNEL_ARGS}"
 "${qemu[@]}" "${accel_args[@]}" -smp "$smp" -m "$mem" -nodefaults -display none -monitor none -no-reboot \
 	-kernel "$vmlinuz" -initrd "$initrd" -append "$cmdline" \
 	-serial "file:$console_log" -serial "file:$out" -serial "file:$status" \
@@ -398,12 +419,12 @@ tpid=$!
 
 qrc=0
 timed_out=0
-deadline=$(( $(date +%s) + timeout_s ))
+deadline=$((SECONDS + timeout_s))
 while kill -0 "$qpid" 2>/dev/null; do
-	if [ "$(date +%s)" -ge "$deadline" ]; then
+	if [ "$SECONDS" -ge "$deadline" ]; then
 		timed_out=1
 		kill "$qpid" 2>/dev/null || true
-		sleep 2
+		for _ in 1 2 3 4 5 6 7 8 9 10; do kill -0 "$qpid" 2>/dev/null || break; sleep 0.2; done
 		kill -KILL "$qpid" 2>/dev/null || true
 		break
 	fi
@@ -418,8 +439,12 @@ t_end=$(now)
 cp "$console_log" "$cache/console-$series.log" 2>/dev/null || true
 show_failure() {
 	if [ -s "$run/qemu.err" ]; then msg "qemu said:"; sed 's/^/  /' "$run/qemu.err" >&2; fi
-	msg "kernel log ($cache/console-$series.log), last 40 lines:"
-	tail -n 40 "$console_log" 2>/dev/null | tr -d '\r' | sed 's/^/  /' >&2 || true
+	if [ -s "$console_log" ]; then
+		msg "kernel log ($cache/console-$series.log), last 40 lines:"
+		tail -n 40 "$console_log" | tr -d '\r' | sed 's/^/  /' >&2 || true
+	else
+		msg "the kernel log is empty; for early boot messages retry with VMTEST_KERNEL_ARGS='earlyprintk=serial,ttyS0 loglevel=8'"
+	fi
 }
 # Warnings from the guest's /init.
 if grep -a 'vmtest-init: ' "$console_log" 2>/dev/null | tr -d '\r' >"$run/initmsgs"; then
@@ -450,3 +475,4 @@ if [[ ! $st_rc =~ ^[0-9]+$ ]]; then
 fi
 msg "$summary, exit $st_rc"
 exit "$st_rc"
+}

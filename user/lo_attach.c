@@ -107,7 +107,11 @@ static int clsact_attach(struct lo_attachment *lo, int prog_fd, FILE *log)
 
 	/* A filter at lotrace's handle/priority: a killed lotrace's, or someone else's. */
 	DECLARE_LIBBPF_OPTS(bpf_tc_opts, q, .handle = LT_TC_HANDLE, .priority = LT_TC_PRIORITY);
-	if (!bpf_tc_query(&hook, &q)) {
+	/* Usually there is none, and libbpf would log the kernel's "not found". */
+	libbpf_print_fn_t print = libbpf_set_print(NULL);
+	int found = !bpf_tc_query(&hook, &q);
+	libbpf_set_print(print);
+	if (found) {
 		char name[BPF_OBJ_NAME_LEN] = "";
 		if (prog_name_of_id(q.prog_id, name, sizeof(name)) || strcmp(name, LT_LO_PROG_NAME)) {
 			fprintf(log, "lotrace: lo: a filter that is not lotrace's (program '%s') uses handle 0x%x priority 0x%x on lo egress; leaving it alone\n",

@@ -1,0 +1,54 @@
+#!/bin/sh
+# Runs inside a tools/vmtest.sh guest (and on the host for its own column):
+# for each hook backend, does lotrace load and attach, do the exact-count and
+# latency integration tests pass, and what does it add to a ping-pong.
+# Prints one "ROW kernel backend loads attaches counts latency overhead reason" line each.
+# Usage: vmmatrix-guest.sh DIR   (DIR holds lotrace, lobench, test_integration)
+cd "${1:-.}" || exit 1
+kernel=$(uname -r)
+export LOTRACE=./lotrace LOBENCH=./lobench
+
+pingpong_ns() { # one-way p50 of a same-core unix_stream ping-pong, in ns
+	./lobench -t unix_stream -n 3000 -w 300 --cpu-client 0 --cpu-server 0 --json |
+		sed -n 's/.*"one_way_ns": {"p50": \([0-9]*\).*/\1/p'
+}
+
+for backend in fentry tracepoint kprobe; do
+	./lotrace stat -q --json -d 0.3 --backend "$backend" >/tmp/probe.json 2>/tmp/probe.err
+	if [ $? -eq 0 ]; then
+		loads=yes attaches=yes reason=-
+		LOTRACE_BACKEND=$backend ./test_integration -j1 --filter 'counts/*' >/tmp/counts.log 2>&1 &&
+			counts=pass || counts=FAIL
+		LOTRACE_BACKEND=$backend ./test_integration -j1 --filter 'latency/*' >/tmp/latency.log 2>&1 &&
+			latency=pass || latency=FAIL
+		for f in counts latency; do
+			[ "$(eval echo \$$f)" = FAIL ] && grep -E 'Assertion|FAIL' /tmp/$f.log | head -5 >&2
+		done
+		# Added one-way latency, interleaved: none, traced, none, traced, ...
+		base=0 traced=0
+		for round in 1 2 3; do
+			b=$(pingpong_ns)
+			./lotrace stat --backend "$backend" >/dev/null 2>/tmp/lt.err &
+			lt=$!
+			i=0
+			while ! grep -q 'tracing with' /tmp/lt.err 2>/dev/null && [ $i -lt 300 ]; do
+				sleep 0.2
+				i=$((i + 1))
+			done
+			t=$(pingpong_ns)
+			kill -INT $lt; wait $lt
+			base=$((base + b)) traced=$((traced + t))
+		done
+		overhead="+$(((traced - base) / 3))ns"
+	else
+		reason=$(head -n 1 /tmp/probe.err | sed 's/^lotrace: the [a-z]* backend cannot run here: //')
+		case $reason in
+		attaching*) loads=yes attaches=no ;;
+		*) loads=no attaches=no ;;
+		esac
+		counts=- latency=- overhead=-
+	fi
+	echo "ROW $kernel $backend $loads $attaches $counts $latency $overhead $reason"
+done
+auto=$(./lotrace stat -q --json -d 0.3 2>/dev/null | sed -n 's/^{"backend": "\([a-z]*\)".*/\1/p')
+echo "AUTO $kernel ${auto:-none}"
