@@ -217,7 +217,13 @@ int agg_event(struct agg *a, const void *data, size_t size)
 	memcpy(&e, data, sizeof(e));
 	if (e.transport >= LT_TRANSPORT_COUNT)
 		return -1;
+	if (e.kind != LT_EV_MSG_LATENCY && e.kind != LT_EV_SEND_DURATION)
+		return -1;
 	a->events_processed++;
+	if (a->event_sink) {
+		a->event_sink(a->event_sink_ctx, &e);
+		return 0;
+	}
 	if (e.kind == LT_EV_MSG_LATENCY) {
 		struct agg_proc *p = agg_proc(a, e.tgid, e.transport, LT_RECV);
 		struct agg_pair *pr = agg_pair(a, e.peer_tgid, e.tgid, e.transport);
@@ -229,16 +235,12 @@ int agg_event(struct agg *a, const void *data, size_t size)
 		hist_add(&a->transport_latency[e.transport], e.value_ns);
 		return 0;
 	}
-	if (e.kind == LT_EV_SEND_DURATION) {
-		struct agg_proc *p = agg_proc(a, e.tgid, e.transport, LT_SEND);
-		struct hist *h;
-		if (p && (h = hist_of(&p->send_dur)))
-			hist_add(h, e.value_ns);
-		hist_add(&a->transport_send[e.transport], e.value_ns);
-		return 0;
-	}
-	a->events_processed--;
-	return -1;
+	struct agg_proc *p = agg_proc(a, e.tgid, e.transport, LT_SEND);
+	struct hist *h;
+	if (p && (h = hist_of(&p->send_dur)))
+		hist_add(h, e.value_ns);
+	hist_add(&a->transport_send[e.transport], e.value_ns);
+	return 0;
 }
 
 void agg_set_proc(struct agg *a, const struct lt_proc_key *k, uint64_t messages,
