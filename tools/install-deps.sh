@@ -15,6 +15,7 @@ pkgs=(
 	libbpf-dev libelf-dev zlib1g-dev # libbpf and what it links against
 	libcriterion-dev libjson-c-dev   # tests
 	iproute2 util-linux              # tc, ip netns (tests), setpriv (tests)
+	prometheus prometheus-node-exporter systemd # export tests: promtool, servers, systemd-analyze
 )
 # bpftool has its own package on Debian; Ubuntu ships it in linux-tools.
 if apt-cache show bpftool >/dev/null 2>&1; then

@@ -59,6 +59,7 @@ struct exp_run {
 	const char *dir;
 	uint64_t write_failures;
 	int last_errno; /* of the failing streak; 0: the last write worked */
+	bool oom_logged;
 };
 
 static int kernel_comm(void *ctx, uint32_t tgid, int transport, int direction, char *out,
@@ -157,6 +158,10 @@ static void write_file(struct exp_run *r, struct textfile *tf)
 	if (!tracer_read_stats(&r->t, &r->scan, stats))
 		exporter_stats(r->x, stats);
 	exporter_scan_end(r->x, clock_s(CLOCK_MONOTONIC));
+	if (exporter_out_of_memory(r->x) && !r->oom_logged) {
+		fprintf(stderr, "lotrace: out of memory: some traffic was counted under \"other\"\n");
+		r->oom_logged = true;
+	}
 
 	char *buf = NULL;
 	size_t len = 0;
@@ -166,8 +171,8 @@ static void write_file(struct exp_run *r, struct textfile *tf)
 		struct exp_self self = { r->t.agg->backend, r->t.agg->lo_attach,
 					 r->t.agg->events_processed, r->write_failures,
 					 clock_s(CLOCK_REALTIME) };
-		exporter_render(r->x, f, &self);
-		err = fclose(f) ? ENOMEM : -textfile_write(tf, buf, len);
+		int rendered = exporter_render(r->x, f, &self);
+		err = fclose(f) || rendered ? ENOMEM : -textfile_write(tf, buf, len);
 	}
 	free(buf);
 	if (err) {

@@ -17,6 +17,79 @@
 #define EXP_LABEL_MAX 512 /* longer cgroup paths are cut */
 #define EXP_UNKNOWN "unknown"
 
+/* Chained hash table of nodes embedded first in their structs; capacity a power of two. */
+struct hnode {
+	struct hnode *next;
+	uint64_t hash;
+};
+
+struct htab {
+	struct hnode **slot;
+	size_t cap, n;
+};
+
+static bool htab_insert(struct htab *t, struct hnode *node)
+{
+	if (t->n >= t->cap) { /* load 1: double and rehash */
+		size_t cap = t->cap ? t->cap * 2 : 256;
+		struct hnode **slot = calloc(cap, sizeof(*slot));
+		if (!slot)
+			return false;
+		for (size_t i = 0; i < t->cap; i++)
+			for (struct hnode *h = t->slot[i], *next; h; h = next) {
+				next = h->next;
+				h->next = slot[h->hash & (cap - 1)];
+				slot[h->hash & (cap - 1)] = h;
+			}
+		free(t->slot);
+		t->slot = slot;
+		t->cap = cap;
+	}
+	struct hnode **head = &t->slot[node->hash & (t->cap - 1)];
+	node->next = *head;
+	*head = node;
+	t->n++;
+	return true;
+}
+
+/* The chain holding hash (NULL when empty). */
+static struct hnode *htab_chain(const struct htab *t, uint64_t hash)
+{
+	return t->cap ? t->slot[hash & (t->cap - 1)] : NULL;
+}
+
+/* Calls drop(node) for every node and frees the table. */
+static void htab_free(struct htab *t, void (*drop)(struct hnode *))
+{
+	for (size_t i = 0; i < t->cap; i++)
+		for (struct hnode *h = t->slot[i], *next; h; h = next) {
+			next = h->next;
+			drop(h);
+		}
+	free(t->slot);
+	memset(t, 0, sizeof(*t));
+}
+
+/* Removes every node for which gone(ctx, node) is true (gone frees it). */
+static void htab_filter(struct htab *t, bool (*gone)(void *ctx, struct hnode *), void *ctx)
+{
+	for (size_t i = 0; i < t->cap; i++)
+		for (struct hnode **ph = &t->slot[i]; *ph;) {
+			struct hnode *h = *ph;
+			struct hnode *next = h->next;
+			if (gone(ctx, h)) {
+				*ph = next;
+				t->n--;
+			} else {
+				ph = &h->next;
+			}
+		}
+}
+
+#define HTAB_FOREACH(t, node)                                           \
+	for (size_t hi_ = 0; hi_ < (t)->cap; hi_++)                      \
+		for (struct hnode *node = (t)->slot[hi_]; node; node = node->next)
+
 /* Series values of one (label, transport); [LT_RECV] hist is latency, [LT_SEND] send duration. */
 struct exp_vals {
 	uint64_t messages[LT_DIRECTION_COUNT];
@@ -24,22 +97,23 @@ struct exp_vals {
 	struct prom_hist hist[LT_DIRECTION_COUNT];
 };
 
+/* One (label, transport). */
 struct exp_entry {
-	struct exp_entry *next; /* hash chain */
-	uint64_t hash;
+	struct hnode node; /* first: a node pointer is an entry pointer */
 	char *label;
 	uint8_t transport;
 	bool touched;        /* traffic since the last scan */
 	uint64_t rank_bytes; /* lifetime bytes, both directions: the ranking */
 	double last_active;
-	struct exp_vals *v;  /* own series; NULL: folded into "other" */
+	struct exp_vals *v;  /* its own series; NULL: folded into "other" */
 };
 
+/* One process (tgid) with entries in the kernel maps or events. */
 struct exp_task {
-	struct exp_task *next;
+	struct hnode node;
 	uint32_t tgid;
 	bool alive;
-	bool reused;   /* the pid now names another process */
+	bool reused;    /* the pid now names another process */
 	uint64_t start; /* 0: unknown (gone when first seen) */
 	char *label;    /* resolved on first use */
 	uint32_t kept;  /* kernel entries left after this scan */
@@ -51,10 +125,8 @@ struct exp_task {
 
 struct exporter {
 	struct exp_config cfg;
-	struct exp_entry **entries;
-	size_t nentries, entries_cap;
-	struct exp_task **tasks;
-	size_t ntasks, tasks_cap;
+	struct htab entries; /* of struct exp_entry */
+	struct htab tasks;   /* of struct exp_task */
 	unsigned own[LT_TRANSPORT_COUNT];
 	struct exp_vals other[LT_TRANSPORT_COUNT];
 	uint64_t lo_packets[LT_L4_COUNT], lo_bytes[LT_L4_COUNT];
@@ -63,53 +135,18 @@ struct exporter {
 	bool out_of_memory;
 };
 
-static uint64_t hash_str(const char *s, int transport)
+static uint64_t hash_label(const char *s, int transport)
 {
-	uint64_t h = 0xcbf29ce484222325ULL ^ (uint64_t)transport;
+	uint64_t h = 0xcbf29ce484222325ULL ^ (uint64_t)transport; /* FNV-1a */
 	for (; *s; s++)
 		h = (h ^ (unsigned char)*s) * 0x100000001b3ULL;
 	return h;
 }
 
-static uint64_t hash_u32(uint32_t v)
+static uint64_t hash_tgid(uint32_t v)
 {
 	uint64_t x = v * 0x9e3779b97f4a7c15ULL;
 	return x ^ x >> 29;
-}
-
-/* Chained tables whose capacity is a power of two; grown at load 1. */
-static bool table_grow(void ***slots, size_t *cap, size_t n, size_t next_off,
-		       uint64_t (*hash_of)(const void *))
-{
-	if (n < *cap)
-		return true;
-	size_t ncap = *cap ? *cap * 2 : 256;
-	void **ns = calloc(ncap, sizeof(*ns));
-	if (!ns)
-		return false;
-	for (size_t i = 0; i < *cap; i++) {
-		for (void *node = (*slots)[i], *next; node; node = next) {
-			void **link = (void **)((char *)node + next_off);
-			next = *link;
-			size_t b = hash_of(node) & (ncap - 1);
-			*link = ns[b];
-			ns[b] = node;
-		}
-	}
-	free(*slots);
-	*slots = ns;
-	*cap = ncap;
-	return true;
-}
-
-static uint64_t entry_hash_of(const void *n)
-{
-	return ((const struct exp_entry *)n)->hash;
-}
-
-static uint64_t task_hash_of(const void *n)
-{
-	return hash_u32(((const struct exp_task *)n)->tgid);
 }
 
 struct exporter *exporter_new(const struct exp_config *cfg)
@@ -120,45 +157,45 @@ struct exporter *exporter_new(const struct exp_config *cfg)
 	return x;
 }
 
-static void entry_free(struct exp_entry *e)
+static void entry_free(struct hnode *n)
 {
+	struct exp_entry *e = (struct exp_entry *)n;
 	free(e->label);
 	free(e->v);
 	free(e);
+}
+
+static void task_free(struct hnode *n)
+{
+	struct exp_task *t = (struct exp_task *)n;
+	free(t->label);
+	free(t);
 }
 
 void exporter_free(struct exporter *x)
 {
 	if (!x)
 		return;
-	for (size_t i = 0; i < x->entries_cap; i++)
-		for (struct exp_entry *e = x->entries[i], *next; e; e = next) {
-			next = e->next;
-			entry_free(e);
-		}
-	for (size_t i = 0; i < x->tasks_cap; i++)
-		for (struct exp_task *t = x->tasks[i], *next; t; t = next) {
-			next = t->next;
-			free(t->label);
-			free(t);
-		}
-	free(x->entries);
-	free(x->tasks);
+	htab_free(&x->entries, entry_free);
+	htab_free(&x->tasks, task_free);
 	free(x);
 }
 
 size_t exporter_tasks(const struct exporter *x)
 {
-	return x->ntasks;
+	return x->tasks.n;
+}
+
+bool exporter_out_of_memory(const struct exporter *x)
+{
+	return x->out_of_memory;
 }
 
 static struct exp_task *task_find(struct exporter *x, uint32_t tgid)
 {
-	if (!x->tasks_cap)
-		return NULL;
-	for (struct exp_task *t = x->tasks[hash_u32(tgid) & (x->tasks_cap - 1)]; t; t = t->next)
-		if (t->tgid == tgid)
-			return t;
+	for (struct hnode *n = htab_chain(&x->tasks, hash_tgid(tgid)); n; n = n->next)
+		if (((struct exp_task *)n)->tgid == tgid)
+			return (struct exp_task *)n;
 	return NULL;
 }
 
@@ -185,18 +222,19 @@ static struct exp_task *task_get(struct exporter *x, uint32_t tgid)
 	struct exp_task *t = task_find(x, tgid);
 	if (t)
 		return t;
-	if (!table_grow((void ***)&x->tasks, &x->tasks_cap, x->ntasks,
-			offsetof(struct exp_task, next), task_hash_of) ||
-	    !(t = calloc(1, sizeof(*t)))) {
+	t = calloc(1, sizeof(*t));
+	if (!t) {
 		x->out_of_memory = true;
 		return NULL;
 	}
+	t->node.hash = hash_tgid(tgid);
 	t->tgid = tgid;
 	task_check(x, t);
-	size_t b = hash_u32(tgid) & (x->tasks_cap - 1);
-	t->next = x->tasks[b];
-	x->tasks[b] = t;
-	x->ntasks++;
+	if (!htab_insert(&x->tasks, &t->node)) {
+		free(t);
+		x->out_of_memory = true;
+		return NULL;
+	}
 	return t;
 }
 
@@ -238,13 +276,13 @@ static const char *task_label(struct exporter *x, struct exp_task *t, int transp
 }
 
 static struct exp_entry *entry_find(struct exporter *x, const char *label, int transport,
-				    uint64_t h)
+				    uint64_t hash)
 {
-	if (!x->entries_cap)
-		return NULL;
-	for (struct exp_entry *e = x->entries[h & (x->entries_cap - 1)]; e; e = e->next)
-		if (e->hash == h && e->transport == transport && !strcmp(e->label, label))
+	for (struct hnode *n = htab_chain(&x->entries, hash); n; n = n->next) {
+		struct exp_entry *e = (struct exp_entry *)n;
+		if (n->hash == hash && e->transport == transport && !strcmp(e->label, label))
 			return e;
+	}
 	return NULL;
 }
 
@@ -282,23 +320,22 @@ static void demote(struct exporter *x, struct exp_entry *e)
 static struct exp_vals *route(struct exporter *x, const char *label, int transport,
 			      uint64_t bytes)
 {
-	uint64_t h = hash_str(label, transport);
+	uint64_t h = hash_label(label, transport);
 	struct exp_entry *e = entry_find(x, label, transport, h);
 	if (!e) {
-		if (!table_grow((void ***)&x->entries, &x->entries_cap, x->nentries,
-				offsetof(struct exp_entry, next), entry_hash_of) ||
-		    !(e = calloc(1, sizeof(*e))) || !(e->label = strdup(label))) {
-			if (e)
-				free(e);
+		e = calloc(1, sizeof(*e));
+		if (!e || !(e->label = strdup(label))) {
+			free(e);
 			x->out_of_memory = true;
 			return &x->other[transport];
 		}
-		e->hash = h;
+		e->node.hash = h;
 		e->transport = (uint8_t)transport;
-		size_t b = h & (x->entries_cap - 1);
-		e->next = x->entries[b];
-		x->entries[b] = e;
-		x->nentries++;
+		if (!htab_insert(&x->entries, &e->node)) {
+			entry_free(&e->node);
+			x->out_of_memory = true;
+			return &x->other[transport];
+		}
 		/* A new label gets a series while there is room; later it must earn one. */
 		if (may_own(e) && x->own[transport] < x->cfg.max_series)
 			promote(x, e);
@@ -322,11 +359,11 @@ void exporter_event(struct exporter *x, const struct lt_event *e)
 
 void exporter_scan_begin(struct exporter *x)
 {
-	for (size_t i = 0; i < x->tasks_cap; i++)
-		for (struct exp_task *t = x->tasks[i]; t; t = t->next) {
-			task_check(x, t);
-			t->kept = 0;
-		}
+	HTAB_FOREACH(&x->tasks, n) {
+		struct exp_task *t = (struct exp_task *)n;
+		task_check(x, t);
+		t->kept = 0;
+	}
 }
 
 /* Adds the increment since the previous scan; a counter below its previous value restarted. */
@@ -480,50 +517,53 @@ static void rank_transport(struct exporter *x, int transport, struct exp_entry *
 	}
 }
 
+/* Processes that are gone and have nothing left in the kernel are forgotten. */
+static bool task_done(void *ctx, struct hnode *n)
+{
+	struct exp_task *t = (struct exp_task *)n;
+	(void)ctx;
+	if (t->alive || t->kept)
+		return false;
+	task_free(n);
+	return true;
+}
+
+struct expire_ctx {
+	struct exporter *x;
+	double now;
+};
+
+/* Idle labels lose their series; their totals stay counted, in "other". */
+static bool entry_expired(void *ctx, struct hnode *n)
+{
+	struct expire_ctx *c = ctx;
+	struct exp_entry *e = (struct exp_entry *)n;
+	if (e->touched) { /* new entries are touched too */
+		e->last_active = c->now;
+		e->touched = false;
+	}
+	if (c->x->cfg.idle_expiry_s <= 0 || c->now - e->last_active < c->x->cfg.idle_expiry_s)
+		return false;
+	if (e->v)
+		demote(c->x, e);
+	entry_free(n);
+	return true;
+}
+
 void exporter_scan_end(struct exporter *x, double now)
 {
-	/* Forget processes that are gone and have nothing left in the kernel. */
-	for (size_t i = 0; i < x->tasks_cap; i++) {
-		for (struct exp_task **pt = &x->tasks[i]; *pt;) {
-			struct exp_task *t = *pt;
-			if (!t->alive && !t->kept) {
-				*pt = t->next;
-				free(t->label);
-				free(t);
-				x->ntasks--;
-			} else {
-				pt = &t->next;
-			}
-		}
-	}
-	/* Expire idle labels; their totals stay counted, in "other". */
-	for (size_t i = 0; i < x->entries_cap; i++) {
-		for (struct exp_entry **pe = &x->entries[i]; *pe;) {
-			struct exp_entry *e = *pe;
-			if (e->touched) { /* new entries are touched too */
-				e->last_active = now;
-				e->touched = false;
-			}
-			if (x->cfg.idle_expiry_s > 0 && now - e->last_active >= x->cfg.idle_expiry_s) {
-				if (e->v)
-					demote(x, e);
-				*pe = e->next;
-				entry_free(e);
-				x->nentries--;
-			} else {
-				pe = &e->next;
-			}
-		}
-	}
-	struct exp_entry **list = malloc((x->nentries + 1) * sizeof(*list));
+	struct expire_ctx c = { x, now };
+	htab_filter(&x->tasks, task_done, NULL);
+	htab_filter(&x->entries, entry_expired, &c);
+
+	struct exp_entry **list = malloc((x->entries.n + 1) * sizeof(*list));
 	if (!list) {
 		x->out_of_memory = true;
 		return;
 	}
 	size_t n = 0;
-	for (size_t i = 0; i < x->entries_cap; i++)
-		for (struct exp_entry *e = x->entries[i]; e; e = e->next)
-			list[n++] = e;
+	HTAB_FOREACH(&x->entries, node)
+		list[n++] = (struct exp_entry *)node;
 	qsort(list, n, sizeof(*list), by_rank);
 	for (size_t i = 0; i < n;) {
 		size_t j = i;
@@ -540,6 +580,7 @@ void exporter_scan_end(struct exporter *x, double now)
 struct series {
 	const char *label;
 	int transport;
+	bool other; /* sorts after the transport's own series */
 	const struct exp_vals *v;
 };
 
@@ -548,6 +589,8 @@ static int series_cmp(const void *a, const void *b)
 	const struct series *x = a, *y = b;
 	if (x->transport != y->transport)
 		return x->transport - y->transport;
+	if (x->other != y->other)
+		return x->other - y->other;
 	return strcmp(x->label, y->label);
 }
 
@@ -587,43 +630,26 @@ static void render_per_transport(FILE *f, enum prom_metric m, const uint64_t *va
 	}
 }
 
-void exporter_render(struct exporter *x, FILE *f, const struct exp_self *self)
+int exporter_render(struct exporter *x, FILE *f, const struct exp_self *self)
 {
 	const char *by = lt_export_by_name(x->cfg.by);
-	size_t cap = x->nentries + LT_TRANSPORT_COUNT, n = 0;
-	struct series *s = malloc(cap * sizeof(*s));
+	struct series *s = malloc((x->entries.n + LT_TRANSPORT_COUNT) * sizeof(*s));
 	uint64_t identities[LT_TRANSPORT_COUNT] = { 0 }, folded[LT_TRANSPORT_COUNT] = { 0 };
+	size_t n = 0;
 
-	for (size_t i = 0; i < x->entries_cap; i++)
-		for (struct exp_entry *e = x->entries[i]; e; e = e->next) {
-			identities[e->transport]++;
-			if (!e->v)
-				folded[e->transport]++;
-			else if (s)
-				s[n++] = (struct series){ e->label, e->transport, e->v };
-		}
-	if (s) {
-		qsort(s, n, sizeof(*s), series_cmp);
-		/* "other" after each transport's own series. */
-		size_t out = n + LT_TRANSPORT_COUNT;
-		struct series *all = malloc(out * sizeof(*all));
-		if (all) {
-			size_t k = 0, i = 0;
-			for (int t = 0; t < LT_TRANSPORT_COUNT; t++) {
-				for (; i < n && s[i].transport == t; i++)
-					all[k++] = s[i];
-				all[k++] = (struct series){ PROM_FOLD_LABEL, t, &x->other[t] };
-			}
-			free(s);
-			s = all;
-			n = k;
-		} else {
-			x->out_of_memory = true;
-		}
-	} else {
-		x->out_of_memory = true;
-		n = 0;
+	if (!s)
+		return -1;
+	HTAB_FOREACH(&x->entries, node) {
+		struct exp_entry *e = (struct exp_entry *)node;
+		identities[e->transport]++;
+		if (!e->v)
+			folded[e->transport]++;
+		else
+			s[n++] = (struct series){ e->label, e->transport, false, e->v };
 	}
+	for (int t = 0; t < LT_TRANSPORT_COUNT; t++)
+		s[n++] = (struct series){ PROM_FOLD_LABEL, t, true, &x->other[t] };
+	qsort(s, n, sizeof(*s), series_cmp);
 
 	for (enum prom_metric m = 0; m < PROM_METRIC_COUNT; m++) {
 		switch (m) {
@@ -705,6 +731,7 @@ void exporter_render(struct exporter *x, FILE *f, const struct exp_self *self)
 		}
 	}
 	free(s);
+	return 0;
 }
 
 /* ---- /proc ---- */

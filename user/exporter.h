@@ -82,10 +82,12 @@ void exporter_map_size(struct exporter *x, enum exp_map m, uint64_t entries, uin
 /* Folds and expires labels; now: monotonic seconds. */
 void exporter_scan_end(struct exporter *x, double now);
 
-/* The whole file, in Prometheus text format. */
-void exporter_render(struct exporter *x, FILE *f, const struct exp_self *self);
+/* The whole file, in Prometheus text format.  -1: out of memory. */
+int exporter_render(struct exporter *x, FILE *f, const struct exp_self *self);
 
 /* Processes the exporter currently tracks (for tests). */
 size_t exporter_tasks(const struct exporter *x);
+/* Some traffic went to "other" for lack of memory. */
+bool exporter_out_of_memory(const struct exporter *x);
 
 #endif
