@@ -7,11 +7,11 @@
 #include "export_opts.h"
 #include "lotrace.h"
 
-#define LOTRACE_VERSION "0.1.0"
-
 enum lt_backend { LT_BACKEND_AUTO, LT_BACKEND_TRACEPOINT };
 enum lt_lo_mode { LT_LO_AUTO, LT_LO_TCX, LT_LO_CLSACT, LT_LO_NONE };
+
 enum lt_command { LT_CMD_STAT, LT_CMD_EXPORT };
+#define LOTRACE_VERSION "0.1.0"
 
 struct lt_opts {
 	enum lt_command command;
