@@ -22,7 +22,7 @@ LIB_SRCS += user/export_opts.c user/prom.c user/exporter.c user/textfile.c user/
 APP_SRCS := $(LIB_SRCS) user/loader.c user/lo_attach.c user/main.c
 APP_SRCS += user/kmaps.c user/export.c
 USER_HDRS := $(wildcard user/*.h) bpf/lotrace.h
-TESTS := $(BUILD)/test_unit $(BUILD)/test_integration
+TESTS := $(BUILD)/test_unit $(BUILD)/test_lobench $(BUILD)/test_integration
 TESTS += $(BUILD)/test_export $(BUILD)/test_export_integration
 
 .PHONY: all test clean
@@ -56,9 +56,14 @@ $(BUILD)/test_export: tests/test_export.c $(LIB_SRCS) $(USER_HDRS) | $(BUILD)
 $(BUILD)/test_export_integration: tests/test_export_integration.c tests/lotrace_run.c tests/lotrace_run.h | $(BUILD)
 	$(CC) $(CFLAGS) $(SAN) -Iuser tests/test_export_integration.c tests/lotrace_run.c -o $@ -lcriterion -ljson-c -lm
 
-# Unit tests, then the integration tests against the real kernel (root).
+$(BUILD)/test_lobench: tests/test_lobench.c tests/lotrace_run.c tests/lotrace_run.h | $(BUILD)
+	$(CC) $(CFLAGS) $(SAN) tests/test_lobench.c tests/lotrace_run.c -o $@ -lcriterion -ljson-c -lm
+
+# Unit tests, lobench's ground truth, then the integration tests against the
+# real kernel (root).
 test: lotrace tools/lobench $(TESTS)
 	$(BUILD)/test_unit --verbose=0
+	LOBENCH=./tools/lobench $(BUILD)/test_lobench --verbose=0 -j1
 	LOTRACE=./lotrace LOBENCH=./tools/lobench $(BUILD)/test_integration --verbose=0 -j1
 	$(BUILD)/test_export --verbose=0
 	LOTRACE=./lotrace LOBENCH=./tools/lobench $(BUILD)/test_export_integration --verbose=0 -j1
@@ -68,3 +73,6 @@ clean:
 
 tools/lobench: tools/lobench.c
 	$(CC) $(CFLAGS) $< -o $@ -lm
+
+tools/aggbench: tools/aggbench.c $(LIB_SRCS) $(USER_HDRS)
+	$(CC) $(CFLAGS) -Iuser tools/aggbench.c $(LIB_SRCS) -o $@ -lm

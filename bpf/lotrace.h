@@ -87,24 +87,28 @@ struct lt_lo_val {
 enum lotrace_stat {
 	LT_STAT_LOST_EVENTS = 0,  /* ring buffer full: event dropped */
 	LT_STAT_MAP_FULL,         /* a counter map refused a new key */
-	LT_STAT_EVENTS,           /* events submitted to the ring buffer */
 	LT_STAT_UNTIMED_BASE,     /* + transport: messages sent that cannot be timed */
 	LT_STAT_COUNT = LT_STAT_UNTIMED_BASE + LT_TRANSPORT_COUNT,
 };
 
-/* Ring-buffer events: one per timed message and one per send call. */
+/*
+ * Ring-buffer events: one per timed message, carrying its sender's send
+ * duration too when the sender finished first; a send duration that could
+ * not travel with its message comes as an event of its own.
+ */
 enum lotrace_event_kind {
-	LT_EV_MSG_LATENCY = 1,   /* tgid received, peer_tgid sent */
-	LT_EV_SEND_DURATION = 2, /* tgid sent; peer_tgid 0 */
+	LT_EV_MESSAGE = 1,       /* value_ns: latency; tgid received, peer_tgid sent */
+	LT_EV_SEND_DURATION = 2, /* value_ns: send duration; tgid sent */
 };
 
 struct lt_event {
 	__u64 value_ns;
 	__u32 tgid;
 	__u32 peer_tgid;
+	__u32 send_ns; /* LT_EV_MESSAGE: the sender's send duration, 0 if sent apart */
 	__u8 kind;
 	__u8 transport;
-	__u8 pad[6];
+	__u16 pad;
 };
 
 /* Default ring buffer size (--ring-buffer-size changes it before load). */

@@ -79,11 +79,20 @@ LT_SHARED struct {
 #define TQ_MASK (TQ_SLOTS - 1)
 #define TQ_MAX_QUEUES 16384
 
+/* Who reports a message's send duration: see lt_send_exit and time_message. */
+enum tq_slot_state {
+	TQ_SLOT_OPEN = 0,  /* neither side is done */
+	TQ_SLOT_SENT = 1,  /* the send returned first: send_ns is valid */
+	TQ_SLOT_TAKEN = 2, /* the receiver took it first: the sender reports apart */
+};
+
 struct tq_slot {
-	__u64 ts;    /* send-call entry time; 0: send failed, skip */
-	__u32 start; /* stream: offset of the message's first byte */
-	__u32 seq;   /* producer index + 1, written last: slot is published */
-	__u32 tgid;  /* sender */
+	__u64 ts;      /* send-call entry time; 0: send failed, skip */
+	__u32 start;   /* stream: offset of the message's first byte */
+	__u32 seq;     /* producer index + 1, written last: slot is published */
+	__u32 tgid;    /* sender */
+	__u32 state;   /* enum tq_slot_state */
+	__u32 send_ns; /* the send call's duration, once state is SENT */
 	__u32 pad;
 };
 
@@ -112,13 +121,18 @@ struct tq_key {
 };
 
 /* A send call in progress on this thread. */
+/* Per-thread state of the send and recv calls in progress. */
 struct lt_send_ctx {
 	__u64 ts;        /* when the current message's send started */
 	__u64 sk;        /* socket it sends on */
 	__u32 slot_seq;  /* its queue slot (seq), 0 if none */
 	__u32 remaining; /* messages left in this call (sendmmsg) */
 	__u8 lo_tx;      /* a packet of this send left through a loopback device */
-	__u8 pad[7];
+	__u8 send_depth; /* function-hook backends: nested hooked calls */
+	__u8 recv_depth;
+	__u8 pad[5];
+	__u64 recv_sk;   /* kretprobe: the recv's socket and flags, saved at entry */
+	__s64 recv_flags;
 };
 
 LT_SHARED struct {

@@ -33,6 +33,21 @@
 #include "maps.bpf.h"
 
 
+/*
+ * Reading kernel memory.  In the tp_btf and fentry backends pointers are BTF
+ * pointers and fields are read directly: the verifier makes those plain loads
+ * guarded by exception tables, several times cheaper than the probe-read
+ * helper calls of BPF_CORE_READ.  The kprobe backend's pointers are plain
+ * numbers, so it defines LT_PLAIN_POINTERS and reads through the helper.
+ * Casts to a containing type (tcp_sock, unix_sock) always use BPF_CORE_READ:
+ * the verifier knows the pointer as a struct sock.
+ */
+#ifdef LT_PLAIN_POINTERS
+#define LT_RD(src, a, ...) BPF_CORE_READ(src, a, ##__VA_ARGS__)
+#else
+#define LT_RD(src, a, ...) ((src)->___arrow(a, ##__VA_ARGS__))
+#endif
+
 static __always_inline __u32 current_tgid(void)
 {
 	return bpf_get_current_pid_tgid() >> 32;
@@ -40,8 +55,8 @@ static __always_inline __u32 current_tgid(void)
 
 static __always_inline int lt_transport_of(struct sock *sk)
 {
-	__u16 family = BPF_CORE_READ(sk, __sk_common.skc_family);
-	__u16 type = BPF_CORE_READ(sk, sk_type);
+	__u16 family = LT_RD(sk, __sk_common.skc_family);
+	__u16 type = LT_RD(sk, sk_type);
 
 	if (family == AF_UNIX) {
 		if (type == SOCK_STREAM)
@@ -54,7 +69,7 @@ static __always_inline int lt_transport_of(struct sock *sk)
 	}
 	if (family != AF_INET && family != AF_INET6)
 		return -1;
-	__u16 protocol = BPF_CORE_READ(sk, sk_protocol);
+	__u16 protocol = LT_RD(sk, sk_protocol);
 	if (protocol == IPPROTO_TCP && type == SOCK_STREAM)
 		return LT_TCP;
 	if (protocol == IPPROTO_UDP && type == SOCK_DGRAM)
@@ -78,11 +93,11 @@ static __always_inline bool lt_is_unix(int transport)
  */
 static __always_inline __u8 inet_addrs(struct sock *sk, __u8 local[16], __u8 remote[16])
 {
-	__u16 family = BPF_CORE_READ(sk, __sk_common.skc_family);
+	__u16 family = LT_RD(sk, __sk_common.skc_family);
 
 	if (family == AF_INET6) {
-		struct in6_addr d = BPF_CORE_READ(sk, __sk_common.skc_v6_daddr);
-		struct in6_addr s = BPF_CORE_READ(sk, __sk_common.skc_v6_rcv_saddr);
+		struct in6_addr d = LT_RD(sk, __sk_common.skc_v6_daddr);
+		struct in6_addr s = LT_RD(sk, __sk_common.skc_v6_rcv_saddr);
 		bool d_mapped = d.in6_u.u6_addr32[0] == 0 && d.in6_u.u6_addr32[1] == 0 &&
 				d.in6_u.u6_addr32[2] == bpf_htonl(0xffff);
 		bool d_any = !(d.in6_u.u6_addr32[0] | d.in6_u.u6_addr32[1] |
@@ -95,8 +110,8 @@ static __always_inline __u8 inet_addrs(struct sock *sk, __u8 local[16], __u8 rem
 			return AF_INET6;
 		}
 	}
-	__u32 daddr = BPF_CORE_READ(sk, __sk_common.skc_daddr);
-	__u32 saddr = BPF_CORE_READ(sk, __sk_common.skc_rcv_saddr);
+	__u32 daddr = LT_RD(sk, __sk_common.skc_daddr);
+	__u32 saddr = LT_RD(sk, __sk_common.skc_rcv_saddr);
 	__builtin_memcpy(local, &saddr, 4);
 	__builtin_memcpy(remote, &daddr, 4);
 	return AF_INET;
@@ -137,10 +152,10 @@ static __always_inline bool addr_eq(const __u8 a[16], const __u8 b[16])
  */
 static __always_inline bool lt_inet_on_loopback(struct sock *sk)
 {
-	struct dst_entry *dst = BPF_CORE_READ(sk, sk_dst_cache);
+	struct dst_entry *dst = LT_RD(sk, sk_dst_cache);
 
 	if (dst) {
-		unsigned int flags = BPF_CORE_READ(dst, dev, flags);
+		unsigned int flags = LT_RD(dst, dev, flags);
 		return flags & IFF_LOOPBACK;
 	}
 	__u8 local[16] = {}, remote[16] = {};
@@ -153,7 +168,7 @@ static __always_inline bool lt_inet_on_loopback(struct sock *sk)
 
 static __always_inline __u32 sk_netns(struct sock *sk)
 {
-	return BPF_CORE_READ(sk, __sk_common.skc_net.net, ns.inum);
+	return LT_RD(sk, __sk_common.skc_net.net, ns.inum);
 }
 
 /* Key of the queue that data sent on sk goes into; false if unknown. */
@@ -168,12 +183,12 @@ static __always_inline bool tq_key_send(struct sock *sk, int transport, struct t
 		return true;
 	}
 	k->netns = sk_netns(sk);
-	k->lport = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
+	k->lport = bpf_ntohs(LT_RD(sk, __sk_common.skc_dport));
 	if (!k->lport)
 		return false; /* unconnected UDP: destination is per call */
 	if (transport == LT_UDP)
 		return true;
-	k->rport = BPF_CORE_READ(sk, __sk_common.skc_num);
+	k->rport = LT_RD(sk, __sk_common.skc_num);
 	k->family = inet_addrs(sk, k->raddr, k->laddr);
 	return true;
 }
@@ -187,10 +202,10 @@ static __always_inline void tq_key_recv(struct sock *sk, int transport, struct t
 		return;
 	}
 	k->netns = sk_netns(sk);
-	k->lport = BPF_CORE_READ(sk, __sk_common.skc_num);
+	k->lport = LT_RD(sk, __sk_common.skc_num);
 	if (transport == LT_UDP)
 		return;
-	k->rport = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
+	k->rport = bpf_ntohs(LT_RD(sk, __sk_common.skc_dport));
 	k->family = inet_addrs(sk, k->laddr, k->raddr);
 }
 
@@ -206,7 +221,12 @@ static __always_inline void count_untimed(int transport, __u64 n)
 	stat_add(LT_STAT_UNTIMED_BASE + transport, n);
 }
 
-static __always_inline void count_proc(int transport, int direction, __u64 bytes)
+/*
+ * The counting and event functions are global (weak: every backend file has
+ * them, the linker keeps one): the verifier checks them once instead of at
+ * every call site, which keeps the recv path's loop within its limits.
+ */
+__weak __noinline int count_proc(int transport, int direction, __u64 bytes)
 {
 	struct lt_proc_key key = {
 		.tgid = current_tgid(),
@@ -223,16 +243,17 @@ static __always_inline void count_proc(int transport, int direction, __u64 bytes
 		v = bpf_map_lookup_elem(&proc_counts, &key);
 		if (!v) {
 			stat_add(LT_STAT_MAP_FULL, 1);
-			return;
+			return 0;
 		}
 	}
 	/* Atomic even per CPU: a preemptible kernel can interleave two tasks. */
 	__sync_fetch_and_add(&v->messages, 1);
 	__sync_fetch_and_add(&v->bytes, bytes);
+	return 0;
 }
 
-static __always_inline void count_pair(__u32 sender, __u32 receiver, int transport,
-				       __u64 messages, __u64 bytes)
+__weak __noinline int count_pair(__u32 sender, __u32 receiver, int transport, __u64 messages,
+				 __u64 bytes)
 {
 	struct lt_pair_key key = {
 		.sender_tgid = sender,
@@ -247,28 +268,34 @@ static __always_inline void count_pair(__u32 sender, __u32 receiver, int transpo
 		v = bpf_map_lookup_elem(&pair_counts, &key);
 		if (!v) {
 			stat_add(LT_STAT_MAP_FULL, 1);
-			return;
+			return 0;
 		}
 	}
 	if (messages)
 		__sync_fetch_and_add(&v->messages, messages);
 	if (bytes)
 		__sync_fetch_and_add(&v->bytes, bytes);
+	return 0;
 }
 
-static __always_inline void emit(__u8 kind, int transport, __u32 tgid, __u32 peer, __u64 value)
+/* what: kind << 8 | transport (BPF functions take at most five arguments). */
+#define EV(kind, transport) ((kind) << 8 | (transport))
+
+__weak __noinline int emit(__u32 what, __u32 tgid, __u32 peer, __u64 value, __u32 send_ns)
 {
 	struct lt_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
 
 	if (!e) {
 		stat_add(LT_STAT_LOST_EVENTS, 1);
-		return;
+		return 0;
 	}
 	e->value_ns = value;
 	e->tgid = tgid;
 	e->peer_tgid = peer;
-	e->kind = kind;
-	e->transport = transport;
+	e->send_ns = send_ns;
+	e->kind = what >> 8;
+	e->transport = what & 0xff;
+	e->pad = 0;
 	/*
 	 * Waking the reader for every event costs more than the traffic traced;
 	 * it polls on a short timer and is woken only when the ring fills up.
@@ -276,11 +303,19 @@ static __always_inline void emit(__u8 kind, int transport, __u32 tgid, __u32 pee
 	__u64 flags = bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) > lt_wakeup_bytes ?
 			      BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP;
 	bpf_ringbuf_submit(e, flags);
-	stat_add(LT_STAT_EVENTS, 1);
+	return 0;
 }
 
-/* Remember which process uses sk, for the lo TC program's attribution. */
-static __always_inline struct lt_sock_state *note_owner(struct sock *sk)
+/*
+ * Remember which process uses sk, for the lo TC program's attribution.
+ * Backends whose sk is not a BTF pointer (kprobes) cannot use socket storage.
+ */
+#ifdef LT_NO_SK_STORAGE
+static __always_inline void note_owner(struct sock *sk)
+{
+}
+#else
+static __always_inline void note_owner(struct sock *sk)
 {
 	struct lt_sock_state *st = bpf_sk_storage_get(&sock_states, sk, 0,
 						       BPF_SK_STORAGE_GET_F_CREATE);
@@ -288,8 +323,8 @@ static __always_inline struct lt_sock_state *note_owner(struct sock *sk)
 
 	if (st && st->owner_tgid != tgid)
 		st->owner_tgid = tgid;
-	return st;
 }
+#endif
 
 /* Too large for the BPF stack; new queues are copied from here. */
 static const struct timing_queue empty_queue;
@@ -311,16 +346,16 @@ static __always_inline struct timing_queue *tq_get(struct tq_key *k, bool create
  */
 static __always_inline void lt_xmit(const struct sk_buff *skb, const struct net_device *dev)
 {
-	if (!(BPF_CORE_READ(dev, flags) & IFF_LOOPBACK))
+	if (!(LT_RD(dev, flags) & IFF_LOOPBACK))
 		return;
 	struct lt_send_ctx *ctx = bpf_task_storage_get(&send_ctxs, bpf_get_current_task_btf(), 0, 0);
-	if (ctx && ctx->ts && ctx->sk == (__u64)BPF_CORE_READ(skb, sk))
+	if (ctx && ctx->ts && ctx->sk == (__u64)LT_RD(skb, sk))
 		ctx->lo_tx = 1;
 
-	unsigned char *head = BPF_CORE_READ(skb, head);
-	__u16 nh = BPF_CORE_READ(skb, network_header);
-	__u16 th = BPF_CORE_READ(skb, transport_header);
-	__u16 proto = bpf_ntohs(BPF_CORE_READ(skb, protocol));
+	unsigned char *head = LT_RD(skb, head);
+	__u16 nh = LT_RD(skb, network_header);
+	__u16 th = LT_RD(skb, transport_header);
+	__u16 proto = bpf_ntohs(LT_RD(skb, protocol));
 	__u8 l4 = 0;
 	if (proto == ETH_P_IP)
 		bpf_probe_read_kernel(&l4, 1, head + nh + 9);
@@ -332,7 +367,7 @@ static __always_inline void lt_xmit(const struct sk_buff *skb, const struct net_
 	if (bpf_probe_read_kernel(&dport, 2, head + th + 2))
 		return;
 	struct lo_udp_dest d = {
-		.netns = BPF_CORE_READ(dev, nd_net.net, ns.inum),
+		.netns = LT_RD(dev, nd_net.net, ns.inum),
 		.port = bpf_ntohs(dport),
 	};
 	__u64 *pending = bpf_map_lookup_elem(&lo_udp_pending, &d);
@@ -351,7 +386,7 @@ static __always_inline bool udp_received_over_lo(struct sock *sk)
 {
 	struct lo_udp_dest d = {
 		.netns = sk_netns(sk),
-		.port = BPF_CORE_READ(sk, __sk_common.skc_num),
+		.port = LT_RD(sk, __sk_common.skc_num),
 	};
 	__u64 *pending = bpf_map_lookup_elem(&lo_udp_pending, &d);
 	if (!pending)
@@ -408,6 +443,8 @@ static __always_inline __u32 tq_push(struct sock *sk, int transport, __u64 ts)
 	s->ts = ts;
 	s->start = start;
 	s->tgid = current_tgid();
+	s->state = TQ_SLOT_OPEN;
+	s->send_ns = 0;
 	s->seq = idx + 1;
 	return idx + 1;
 }
@@ -429,18 +466,24 @@ static __always_inline void lt_send_enter(struct sock *sk, __u64 now, __u32 mess
 	ctx->slot_seq = tq_push(sk, transport, now);
 }
 
-static __always_inline void tq_cancel(struct sock *sk, int transport, __u32 seq)
+/* The queue that data sent on sk goes into, or NULL. */
+static __always_inline struct timing_queue *tq_my_queue(struct sock *sk, int transport)
 {
 	struct tq_key k = {};
 
-	if (!tq_key_send(sk, transport, &k))
-		return;
-	struct timing_queue *q = tq_get(&k, false);
+	return tq_key_send(sk, transport, &k) ? tq_get(&k, false) : NULL;
+}
+
+/* The queue slot of the message this thread is sending, or NULL. */
+static __always_inline struct tq_slot *tq_my_slot(struct sock *sk, int transport, __u32 seq,
+						  struct timing_queue **qp)
+{
+	struct timing_queue *q = tq_my_queue(sk, transport);
 	if (!q)
-		return;
+		return NULL;
+	*qp = q;
 	struct tq_slot *s = &q->slot[(seq - 1) & TQ_MASK];
-	if (s->seq == seq)
-		s->ts = 0;
+	return seq && s->seq == seq ? s : NULL;
 }
 
 static __always_inline void lt_send_exit(struct sock *sk, int ret)
@@ -453,27 +496,37 @@ static __always_inline void lt_send_exit(struct sock *sk, int ret)
 	bool timed = ctx && ctx->ts && ctx->sk == (__u64)sk;
 	__u64 now = bpf_ktime_get_ns();
 
-	note_owner(sk);
-	if (!lt_is_unix(transport) && !(timed && ctx->lo_tx) && !lt_inet_on_loopback(sk)) {
-		if (ctx)
-			ctx->ts = 0;
-		return;
+	if (!lt_is_unix(transport)) {
+		note_owner(sk);
+		if (!(timed && ctx->lo_tx) && !lt_inet_on_loopback(sk)) {
+			if (ctx)
+				ctx->ts = 0;
+			return;
+		}
 	}
 
+	struct timing_queue *q = NULL;
+	struct tq_slot *s = timed ? tq_my_slot(sk, transport, ctx->slot_seq, &q) : NULL;
 	if (ret > 0) {
 		count_proc(transport, LT_SEND, ret);
-		if (timed)
-			emit(LT_EV_SEND_DURATION, transport, current_tgid(), 0, now - ctx->ts);
 		if (!timed || !ctx->slot_seq)
 			count_untimed(transport, 1);
-		if (transport == LT_UNIX_STREAM) {
-			struct tq_key k = {};
-			struct timing_queue *q;
-			if (tq_key_send(sk, transport, &k) && (q = tq_get(&k, false)))
-				__sync_fetch_and_add(&q->sent_off, ret);
+		if (timed) {
+			/* Hand the duration to the receiver's event, unless it came first. */
+			__u64 dur = now - ctx->ts;
+			bool handed = false;
+			if (s && dur <= 0xffffffffu) {
+				s->send_ns = dur ? dur : 1;
+				handed = __sync_val_compare_and_swap(&s->state, TQ_SLOT_OPEN,
+								     TQ_SLOT_SENT) == TQ_SLOT_OPEN;
+			}
+			if (!handed)
+				emit(EV(LT_EV_SEND_DURATION, transport), current_tgid(), 0, dur, 0);
 		}
-	} else if (timed && ctx->slot_seq) {
-		tq_cancel(sk, transport, ctx->slot_seq);
+		if (transport == LT_UNIX_STREAM && (q || (!timed && (q = tq_my_queue(sk, transport)))))
+			__sync_fetch_and_add(&q->sent_off, ret);
+	} else if (s) {
+		s->ts = 0; /* the send failed: no message */
 	}
 	if (!timed)
 		return;
@@ -484,17 +537,21 @@ static __always_inline void lt_send_exit(struct sock *sk, int ret)
 		ctx->slot_seq = tq_push(sk, transport, now);
 	} else {
 		ctx->ts = 0;
+		ctx->sk = 0;
 	}
 	ctx->lo_tx = 0;
 }
 
 /* A message whose first byte the receiver got now. */
-static __always_inline void time_message(struct timing_queue *q, struct tq_slot *s,
-					 int transport, __u32 me, __u64 now)
+static __always_inline void time_message(struct timing_queue *q, struct tq_slot *s, int transport,
+					 __u32 me, __u64 now)
 {
 	__u32 sender = s->tgid;
+	/* Take the send duration if the sender left it; else it reports it itself. */
+	__u32 state = __sync_lock_test_and_set(&s->state, TQ_SLOT_TAKEN);
+	__u32 send_ns = state == TQ_SLOT_SENT ? s->send_ns : 0;
 
-	emit(LT_EV_MSG_LATENCY, transport, me, sender, now - s->ts);
+	emit(EV(LT_EV_MESSAGE, transport), me, sender, now - s->ts, send_ns);
 	count_pair(sender, me, transport, 1, 0);
 	q->last_sender = sender;
 }
@@ -558,7 +615,8 @@ static __always_inline void lt_recv_exit(struct sock *sk, int ret, int flags)
 	}
 
 	__u64 now = bpf_ktime_get_ns();
-	note_owner(sk);
+	if (!lt_is_unix(transport))
+		note_owner(sk); /* only TCP/UDP packets cross lo */
 	count_proc(transport, LT_RECV, ret);
 
 	struct tq_key k = {};
@@ -575,7 +633,7 @@ static __always_inline void lt_recv_exit(struct sock *sk, int ret, int flags)
 		end = __sync_fetch_and_add(&q->recv_off, ret) + ret;
 
 	if (q->desync) {
-		if (BPF_CORE_READ(sk, sk_receive_queue.qlen) == 0) {
+		if (LT_RD(sk, sk_receive_queue.qlen) == 0) {
 			/* Drained: what is queued now was all sent while we watched. */
 			count_untimed(transport, q->tail - q->head);
 			q->head = q->tail;
@@ -585,8 +643,66 @@ static __always_inline void lt_recv_exit(struct sock *sk, int ret, int flags)
 		return;
 	}
 	tq_pop(q, transport, stream, end - ret, end, now);
+	/* The bytes go to the last sender seen: one sender per connection, usually. */
 	if (q->last_sender)
 		count_pair(q->last_sender, current_tgid(), transport, 0, ret);
+}
+
+static __always_inline struct lt_send_ctx *task_ctx(bool create)
+{
+	return bpf_task_storage_get(&send_ctxs, bpf_get_current_task_btf(), 0,
+				    create ? BPF_LOCAL_STORAGE_GET_F_CREATE : 0);
+}
+
+/*
+ * Function-hook backends hook both unix_seqpacket_*msg and the
+ * unix_dgram_*msg they call (which the compiler may inline): only the
+ * outermost hooked call on a thread counts.
+ */
+static __always_inline bool lt_outer_enter(bool recv)
+{
+	struct lt_send_ctx *ctx = task_ctx(true);
+	if (!ctx)
+		return true;
+	__u8 *depth = recv ? &ctx->recv_depth : &ctx->send_depth;
+	return (*depth)++ == 0;
+}
+
+static __always_inline bool lt_outer_exit(bool recv)
+{
+	struct lt_send_ctx *ctx = task_ctx(false);
+	if (!ctx)
+		return true;
+	__u8 *depth = recv ? &ctx->recv_depth : &ctx->send_depth;
+	if (*depth == 0) /* entry happened before tracing started */
+		return true;
+	return --(*depth) == 0;
+}
+
+/* kretprobes see no arguments: the recv's socket and flags are saved at entry. */
+static __always_inline void lt_recv_save(struct sock *sk, int flags)
+{
+	struct lt_send_ctx *ctx = task_ctx(true);
+	if (ctx) {
+		ctx->recv_sk = (__u64)sk;
+		ctx->recv_flags = flags;
+	}
+}
+
+static __always_inline void lt_recv_saved_exit(int ret)
+{
+	struct lt_send_ctx *ctx = task_ctx(false);
+	if (ctx && ctx->recv_sk) {
+		lt_recv_exit((struct sock *)ctx->recv_sk, ret, (int)ctx->recv_flags);
+		ctx->recv_sk = 0;
+	}
+}
+
+static __always_inline void lt_send_saved_exit(int ret)
+{
+	struct lt_send_ctx *ctx = task_ctx(false);
+	if (ctx && ctx->sk)
+		lt_send_exit((struct sock *)ctx->sk, ret);
 }
 
 static __always_inline void lt_tcp_closed(struct sock *sk)

@@ -17,21 +17,27 @@
 #define S_IFMT 00170000
 #define S_IFSOCK 0140000
 
+/* Makes a pointer read from memory a (read-only) BTF pointer again (6.2+). */
+extern void *bpf_rdonly_cast(const void *obj, __u32 btf_id) __ksym;
+
+/* The socket behind fd in the current task, or NULL. */
 static __always_inline struct sock *sock_of_fd(unsigned long fd)
 {
-	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
-	struct fdtable *fdt = BPF_CORE_READ(task, files, fdt);
-	struct file **fds = BPF_CORE_READ(fdt, fd);
+	struct fdtable *fdt = bpf_get_current_task_btf()->files->fdt;
 	struct file *file = NULL;
 
-	if (fd >= BPF_CORE_READ(fdt, max_fds))
+	if (fd >= fdt->max_fds)
 		return NULL;
+	/* fd is an array of pointers: index it through the probe-read helper. */
+	struct file **fds = fdt->fd;
 	if (bpf_probe_read_kernel(&file, sizeof(file), &fds[fd]) || !file)
 		return NULL;
-	if ((BPF_CORE_READ(file, f_inode, i_mode) & S_IFMT) != S_IFSOCK)
+	file = bpf_rdonly_cast(file, bpf_core_type_id_kernel(struct file));
+	if ((file->f_inode->i_mode & S_IFMT) != S_IFSOCK)
 		return NULL;
-	struct socket *sock = BPF_CORE_READ(file, private_data);
-	return BPF_CORE_READ(sock, sk);
+	struct socket *sock = bpf_rdonly_cast(file->private_data,
+					      bpf_core_type_id_kernel(struct socket));
+	return sock->sk;
 }
 
 SEC("tp_btf/sys_enter")
@@ -65,7 +71,7 @@ int BPF_PROG(lt_tp_recv, struct sock *sk, int ret, int flags)
 SEC("tp_btf/inet_sock_set_state")
 int BPF_PROG(lt_tp_tcp_state, struct sock *sk, int oldstate, int newstate)
 {
-	if (newstate == TCP_CLOSE && BPF_CORE_READ(sk, sk_protocol) == IPPROTO_TCP)
+	if (newstate == TCP_CLOSE && sk->sk_protocol == IPPROTO_TCP)
 		lt_tcp_closed(sk);
 	return 0;
 }

@@ -53,6 +53,12 @@ bool lotrace_start(struct lotrace_proc *p, const char *const *args)
 		prctl(PR_SET_PDEATHSIG, SIGTERM);
 		const char *argv[32] = { lotrace_path(), "stat", "--json" };
 		int n = 3;
+		/* The VM matrix runs the same tests once per backend. */
+		const char *backend = getenv("LOTRACE_BACKEND");
+		if (backend && *backend) {
+			argv[n++] = "--backend";
+			argv[n++] = backend;
+		}
 		for (int i = 0; args && args[i] && n < 31; i++)
 			argv[n++] = args[i];
 		argv[n] = NULL;

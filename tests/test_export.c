@@ -352,7 +352,11 @@ Test(exporter, counts_survive_process_exit_and_kernel_deletion)
 	fake_spawn(f, 11, "redis-cli", NULL);
 	ksend(10, LT_TCP, LT_RECV, 3, 300);
 	ksend(11, LT_TCP, LT_SEND, 3, 300);
-	event(x, 10, LT_TCP, LT_EV_MSG_LATENCY, 20000);
+	event(x, 10, LT_TCP, LT_EV_MESSAGE, 20000);
+	/* A message whose sender's send duration rides along: a sample for each side. */
+	struct lt_event both = { .value_ns = 30000, .tgid = 10, .peer_tgid = 11, .send_ns = 3000,
+				 .kind = LT_EV_MESSAGE, .transport = LT_TCP };
+	exporter_event(x, &both);
 	scan(x, 1);
 	ksend(11, LT_TCP, LT_SEND, 2, 50);
 	f->alive[11] = false; /* exits: its kernel entry is taken at the next scan */
@@ -366,9 +370,16 @@ Test(exporter, counts_survive_process_exit_and_kernel_deletion)
 	cr_assert_eq(sum_of(&p, "lotrace_sent_messages_total", "comm=\"redis-cli\""), 5);
 	cr_assert_eq(sum_of(&p, "lotrace_sent_bytes_total", "comm=\"redis-cli\""), 350);
 	cr_assert_eq(sum_of(&p, "lotrace_received_bytes_total", "comm=\"redis-server\""), 300);
-	cr_assert_eq(sum_of(&p, "lotrace_message_latency_seconds_count", "redis-server"), 1);
+	cr_assert_eq(sum_of(&p, "lotrace_message_latency_seconds_count", "redis-server"), 2);
 	cr_assert_eq(sum_of(&p, "lotrace_message_latency_seconds_bucket",
 			    "comm=\"redis-server\",le=\"2.5e-05\""), 1);
+	cr_assert_eq(sum_of(&p, "lotrace_message_latency_seconds_bucket",
+			    "comm=\"redis-server\",le=\"5e-05\""), 2);
+	cr_assert_eq(sum_of(&p, "lotrace_send_duration_seconds_count", "redis-cli"), 1);
+	cr_assert_eq(sum_of(&p, "lotrace_send_duration_seconds_bucket",
+			    "comm=\"redis-cli\",le=\"5e-06\""), 1);
+	cr_assert_eq(sum_of(&p, "lotrace_send_duration_seconds_bucket",
+			    "comm=\"redis-cli\",le=\"2.5e-06\""), 0);
 	cr_assert_eq(sum_of(&p, "lotrace_message_latency_seconds_bucket",
 			    "comm=\"redis-server\",le=\"1e-05\""), 0);
 	/* No empty series: redis-server never sent, so no sent series for it. */
@@ -469,8 +480,15 @@ Test(exporter, folding_keeps_series_bounded_and_totals_exact, .timeout = 60)
 			t.messages[tr][LT_SEND] += m, t.bytes[tr][LT_SEND] += b;
 			t.messages[tr][LT_RECV] += m, t.bytes[tr][LT_RECV] += b;
 			for (uint64_t k = 0; k < m; k++) {
-				event(x, pid, tr, LT_EV_MSG_LATENCY, rnd() % 100000000);
-				event(x, pid, tr, LT_EV_SEND_DURATION, rnd() % 100000);
+				if (k % 2) { /* send duration apart, or riding along */
+					event(x, pid, tr, LT_EV_MESSAGE, rnd() % 100000000);
+					event(x, pid, tr, LT_EV_SEND_DURATION, rnd() % 100000);
+				} else {
+					struct lt_event e = { .value_ns = rnd() % 100000000, .tgid = pid,
+							      .peer_tgid = pid, .send_ns = 1 + rnd() % 100000,
+							      .kind = LT_EV_MESSAGE, .transport = (uint8_t)tr };
+					exporter_event(x, &e);
+				}
 			}
 			t.events[tr][LT_RECV] += m;
 			t.events[tr][LT_SEND] += m;

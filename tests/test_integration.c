@@ -598,3 +598,55 @@ Test(robustness, full_ring_buffer_loses_events_not_counts, .timeout = 120)
 	json_object_put(bench);
 	json_object_put(doc);
 }
+
+/*
+ * Backend choice: each backend either runs (and says so in the JSON) or fails
+ * with exactly one line naming it and why; auto picks the first that runs.
+ */
+Test(cli, backends_run_or_explain_in_one_line, .timeout = 60)
+{
+	need_root();
+	static const char *const order[] = { "fentry", "tracepoint", "kprobe" };
+	const char *first_working = NULL;
+	for (int i = 0; i < 3; i++) {
+		char cmd[256], out[16384], err_path[] = "/tmp/lotrace-err-XXXXXX";
+		int efd = mkstemp(err_path);
+		cr_assert_geq(efd, 0);
+		close(efd);
+		snprintf(cmd, sizeof(cmd), "%s stat -q --json -d 0.2 --backend %s 2>%s", lotrace_path(),
+			 order[i], err_path);
+		int rc = run_capture(cmd, out, sizeof(out));
+		char err[4096] = "";
+		FILE *f = fopen(err_path, "r");
+		size_t n = f ? fread(err, 1, sizeof(err) - 1, f) : 0;
+		err[n] = 0;
+		if (f)
+			fclose(f);
+		unlink(err_path);
+		if (rc == 0) {
+			json_object *doc = json_tokener_parse(out);
+			cr_assert_not_null(doc, "%s: %s", order[i], out);
+			cr_expect_str_eq(json_object_get_string(json_object_object_get(doc, "backend")),
+					 order[i]);
+			json_object_put(doc);
+			if (!first_working)
+				first_working = order[i];
+		} else {
+			cr_expect_eq(rc, 1, "%s: exit %d", order[i], rc);
+			char want[64];
+			snprintf(want, sizeof(want), "lotrace: the %s backend cannot run here: ", order[i]);
+			cr_expect(!strncmp(err, want, strlen(want)), "%s: %s", order[i], err);
+			cr_expect(strchr(err, '\n') == err + strlen(err) - 1, "%s: more than one line: %s",
+				  order[i], err);
+		}
+	}
+	cr_assert_not_null(first_working, "no backend works on this kernel");
+	char cmd[256], out[16384];
+	snprintf(cmd, sizeof(cmd), "%s stat -q --json -d 0.2 2>/dev/null", lotrace_path());
+	cr_assert_eq(run_capture(cmd, out, sizeof(out)), 0);
+	json_object *doc = json_tokener_parse(out);
+	cr_assert_not_null(doc);
+	cr_expect_str_eq(json_object_get_string(json_object_object_get(doc, "backend")), first_working,
+			 "auto should pick the first backend that works");
+	json_object_put(doc);
+}

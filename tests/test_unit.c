@@ -101,10 +101,10 @@ Test(agg, events_land_in_rows_pairs_and_transport_totals)
 {
 	struct agg *a = agg_new();
 	for (int i = 0; i < 100; i++) {
-		add_event(a, LT_EV_MSG_LATENCY, LT_UNIX_STREAM, 20, 10, 1000 + (uint64_t)i);
+		add_event(a, LT_EV_MESSAGE, LT_UNIX_STREAM, 20, 10, 1000 + (uint64_t)i);
 		add_event(a, LT_EV_SEND_DURATION, LT_UNIX_STREAM, 10, 0, 500);
 	}
-	add_event(a, LT_EV_MSG_LATENCY, LT_TCP, 20, 11, 9000);
+	add_event(a, LT_EV_MESSAGE, LT_TCP, 20, 11, 9000);
 	struct agg_proc *recv = agg_proc(a, 20, LT_UNIX_STREAM, LT_RECV);
 	cr_assert_not_null(recv->latency);
 	cr_expect_eq(recv->latency->count, 100);
@@ -171,11 +171,11 @@ static struct agg *sample_agg(void)
 				  .transport = LT_UNIX_STREAM };
 	agg_set_pair(a, &pk, 10, 640);
 	for (int i = 0; i < 10; i++) {
-		add_event(a, LT_EV_MSG_LATENCY, LT_UNIX_STREAM, 200, 100, 4000);
+		add_event(a, LT_EV_MESSAGE, LT_UNIX_STREAM, 200, 100, 4000);
 		add_event(a, LT_EV_SEND_DURATION, LT_UNIX_STREAM, 100, 0, 1000);
 	}
 	for (int i = 0; i < 4; i++)
-		add_event(a, LT_EV_MSG_LATENCY, LT_TCP, 200, 300, 10000);
+		add_event(a, LT_EV_MESSAGE, LT_TCP, 200, 300, 10000);
 	struct lt_lo_key lk = { .tgid = 300, .l4 = LT_L4_TCP };
 	agg_set_lo(a, &lk, 8, 800);
 	return a;
@@ -334,6 +334,10 @@ Test(opts, good_flags)
 		     LT_PARSE_OK);
 	cr_expect_eq(o.backend, LT_BACKEND_TRACEPOINT);
 	cr_expect_eq(o.lo_mode, LT_LO_CLSACT);
+	cr_assert_eq(parse(&o, NULL, "stat", "-b", "kprobe", NULL), LT_PARSE_OK);
+	cr_expect_eq(o.backend, LT_BACKEND_KPROBE);
+	cr_assert_eq(parse(&o, NULL, "stat", "--backend=fentry", NULL, NULL), LT_PARSE_OK);
+	cr_expect_eq(o.backend, LT_BACKEND_FENTRY);
 	cr_assert_eq(parse(&o, NULL, "stat", NULL, NULL, NULL), LT_PARSE_OK);
 	cr_expect_eq(o.duration_s, 0);
 	cr_expect_eq(o.lo_mode, LT_LO_AUTO);
@@ -351,7 +355,7 @@ Test(opts, bad_flags_name_the_flag)
 		{ "stat", "--pid", "-3", "--pid" },
 		{ "stat", "--comm", "", "--comm" },
 		{ "stat", "--json=yes", NULL, "--json" },
-		{ "stat", "--backend", "kprobe", "--backend" },
+		{ "stat", "--backend", "kprobes", "--backend" },
 		{ "stat", "-x", NULL, "-x" },
 		{ "stat", "--pid", NULL, "--pid" },
 		{ "top", NULL, NULL, "top" },

@@ -50,7 +50,9 @@ struct config {
 	enum pattern pattern;
 	enum unix_addr unix_addr;
 	const char *addr; /* tcp/udp: server address */
-	long count;
+	long count;        /* per pair; with duration: an upper bound */
+	double duration_s; /* 0: run count messages */
+	long pairs;
 	long size;
 	long warmup;
 	long window;
@@ -67,11 +69,17 @@ struct side {
 	char what[96];
 };
 
-struct shared {
+struct pair_result {
 	struct side client, server;
 	double elapsed_s; /* client: first to last message (excluding warm-up) */
-	long nrtt;
-	uint64_t rtt_ns[]; /* pingpong samples */
+	long messages;    /* client messages after warm-up */
+	long nrtt;        /* pingpong samples in rtt_ns */
+};
+
+struct shared {
+	long max_rtt;            /* samples kept per pair */
+	struct pair_result *pair; /* [pairs] */
+	uint64_t *rtt_ns;         /* [pairs][max_rtt] */
 };
 
 static void usage(FILE *f)
@@ -83,7 +91,10 @@ static void usage(FILE *f)
 	      "  -a, --addr A        tcp/udp server address: 127.0.0.1 (default), ::1,\n"
 	      "                      ::ffff:127.0.0.1, or any address of this host\n"
 	      "  -u, --unix-addr U   socketpair (default), path or abstract\n"
-	      "  -n, --count N       messages (default 10000), after warm-up\n"
+	      "  -n, --count N       messages per pair (default 10000), after warm-up\n"
+	      "  -d, --duration S    run S seconds instead (count becomes an upper bound)\n"
+	      "  -P, --pairs N       N client/server pairs at once (default 1): aggregate\n"
+	      "                      throughput; ground truth per process\n"
 	      "  -s, --size B        bytes per message (default 64, 1 to 1048576)\n"
 	      "  -w, --warmup N      pingpong warm-up round trips, not in the stats (default 0)\n"
 	      "      --window N      messages between flow-control tokens: oneway (default 8)\n"
@@ -267,10 +278,12 @@ static bool send_msg(int fd, const char *buf, long size, struct side *s)
 	return true;
 }
 
+/* false on failure (errno set) or on end of data / an empty datagram (errno 0). */
 static bool recv_msg(int fd, char *buf, long size, bool stream, struct side *s,
 		     struct address *from)
 {
 	ssize_t n;
+	errno = 0;
 	socklen_t fl = from ? sizeof(from->ss) : 0;
 	do
 		n = recvfrom(fd, buf, (size_t)size, stream ? MSG_WAITALL : 0,
@@ -311,6 +324,8 @@ static void set_nodelay(int fd, const struct config *c)
 struct run {
 	const struct config *c;
 	struct shared *sh;
+	long index;         /* pair number */
+	struct pair_result *res;
 	int pair[2];        /* socketpair */
 	int ready[2];       /* server -> parent: bound, port follows */
 	int token_c2s[2];   /* flow control: client -> server (unused) */
@@ -321,7 +336,7 @@ struct run {
 static void run_server(struct run *r)
 {
 	const struct config *c = r->c;
-	struct side *s = &r->sh->server;
+	struct side *s = &r->res->server;
 	char *buf = malloc((size_t)c->size);
 	int fd;
 	bool stream = is_stream(c->transport);
@@ -362,10 +377,13 @@ static void run_server(struct run *r)
 	long total = c->count + (c->pattern == P_PINGPONG ? c->warmup : 0);
 	bool dgram_unconnected = sock_type(c->transport) == SOCK_DGRAM &&
 				 !(is_unix(c->transport) && c->unix_addr == U_SOCKETPAIR);
-	for (long i = 0; i < total; i++) {
+	for (long i = 0; c->duration_s > 0 || i < total; i++) {
 		struct address from;
-		if (!recv_msg(fd, buf, c->size, stream, s, dgram_unconnected && i == 0 ? &from : NULL))
+		if (!recv_msg(fd, buf, c->size, stream, s, dgram_unconnected && i == 0 ? &from : NULL)) {
+			if (c->duration_s > 0 && errno == 0)
+				break; /* the client's end marker: EOF or an empty datagram */
 			fail(s, "recv");
+		}
 		if (dgram_unconnected && i == 0 && c->pattern == P_PINGPONG) {
 			/* Reply on a connected socket: the client's address is known now. */
 			if (connect(fd, (struct sockaddr *)&from.ss, from.len))
@@ -387,7 +405,7 @@ static void run_server(struct run *r)
 static void run_client(struct run *r)
 {
 	const struct config *c = r->c;
-	struct side *s = &r->sh->client;
+	struct side *s = &r->res->client;
 	char *buf = calloc(1, (size_t)c->size);
 	int fd;
 	bool stream = is_stream(c->transport);
@@ -421,22 +439,36 @@ static void run_client(struct run *r)
 				fail(s, "warm-up");
 	}
 	uint64_t t0 = now_ns();
-	for (long i = 0; i < c->count; i++) {
+	uint64_t deadline = c->duration_s > 0 ? t0 + (uint64_t)(c->duration_s * 1e9) : UINT64_MAX;
+	uint64_t *rtt = r->sh->rtt_ns + r->index * r->sh->max_rtt;
+	long i;
+	for (i = 0; i < c->count; i++) {
 		uint64_t a = now_ns();
+		if (a >= deadline)
+			break;
 		if (!send_msg(fd, buf, c->size, s))
 			fail(s, "send");
 		if (c->pattern == P_PINGPONG) {
 			if (!recv_msg(fd, buf, c->size, stream, s, NULL))
 				fail(s, "recv");
-			r->sh->rtt_ns[i] = now_ns() - a;
+			if (i < r->sh->max_rtt)
+				rtt[i] = now_ns() - a;
 		} else if (uses_window(c) && (i + 1) % c->window == 0) {
 			wait_token(r->token_s2c[0]);
 		}
 	}
+	r->res->messages = i;
+	if (c->duration_s > 0) {
+		/* Tell the server we are done: EOF on streams, an empty datagram otherwise. */
+		if (stream)
+			shutdown(fd, SHUT_WR);
+		else if (send(fd, buf, 0, 0) < 0)
+			fail(s, "end marker");
+	}
 	if (c->pattern != P_PINGPONG)
 		wait_token(r->token_s2c[0]);
-	r->sh->elapsed_s = (double)(now_ns() - t0) / 1e9;
-	r->sh->nrtt = c->pattern == P_PINGPONG ? c->count : 0;
+	r->res->elapsed_s = (double)(now_ns() - t0) / 1e9;
+	r->res->nrtt = c->pattern == P_PINGPONG ? (i < r->sh->max_rtt ? i : r->sh->max_rtt) : 0;
 	close(fd);
 	_exit(0);
 }
@@ -476,9 +508,10 @@ static void print_side(FILE *f, const char *name, const struct side *s, bool jso
 int main(int argc, char **argv)
 {
 	struct config c = { .transport = T_UNIX_STREAM, .pattern = P_PINGPONG, .addr = "127.0.0.1",
-			    .count = 10000, .size = 64, .window = 0, .cpu_client = -1,
+			    .count = 10000, .pairs = 1, .size = 64, .window = 0, .cpu_client = -1,
 			    .cpu_server = -1 };
 
+	bool count_given = false;
 	for (int i = 1; i < argc; i++) {
 		const char *a = argv[i];
 		if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
@@ -503,8 +536,17 @@ int main(int argc, char **argv)
 			c.unix_addr = lookup(unix_addr_names, 3, a, v, "socketpair, path or abstract");
 		else if (!strcmp(a, "-a") || !strcmp(a, "--addr"))
 			c.addr = v;
-		else if (!strcmp(a, "-n") || !strcmp(a, "--count"))
+		else if (!strcmp(a, "-n") || !strcmp(a, "--count")) {
 			c.count = parse_long(a, v, 1, 100000000);
+			count_given = true;
+		}
+		else if (!strcmp(a, "-d") || !strcmp(a, "--duration")) {
+			char *end;
+			c.duration_s = strtod(v, &end);
+			if (end == v || *end || !(c.duration_s > 0) || c.duration_s > 86400)
+				die_usage(a, v, "seconds > 0 (e.g. 5 or 0.5)");
+		} else if (!strcmp(a, "-P") || !strcmp(a, "--pairs"))
+			c.pairs = parse_long(a, v, 1, 1024);
 		else if (!strcmp(a, "-s") || !strcmp(a, "--size"))
 			c.size = parse_long(a, v, 1, 1 << 20);
 		else if (!strcmp(a, "-w") || !strcmp(a, "--warmup"))
@@ -531,116 +573,181 @@ int main(int argc, char **argv)
 	if (c.transport == T_UNIX_DGRAM && c.size > 200000)
 		die_usage("--size", "", "at most 200000 bytes for unix_dgram (socket buffer)");
 
-	size_t shsize = sizeof(struct shared) +
-			(c.pattern == P_PINGPONG ? (size_t)c.count * sizeof(uint64_t) : 0);
-	struct shared *sh = mmap(NULL, shsize, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS,
-				 -1, 0);
-	if (sh == MAP_FAILED) {
+	if (c.duration_s > 0 && !count_given)
+		c.count = 100000000; /* the duration decides */
+	/* Shared with the children: results and round-trip samples. */
+	struct shared sh = { .max_rtt = c.pattern == P_PINGPONG ? (c.count < (1 << 20) ? c.count : (1 << 20)) : 0 };
+	size_t res_size = (size_t)c.pairs * sizeof(struct pair_result);
+	size_t rtt_size = (size_t)c.pairs * (size_t)sh.max_rtt * sizeof(uint64_t);
+	void *mem = mmap(NULL, res_size + rtt_size + 1, PROT_READ | PROT_WRITE,
+			 MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	if (mem == MAP_FAILED) {
 		perror("lobench: mmap");
 		return 1;
 	}
-	memset(sh, 0, sizeof(*sh));
-	struct run r = { .c = &c, .sh = sh };
-	if (pipe2(r.ready, O_CLOEXEC) || pipe2(r.token_s2c, O_CLOEXEC)) {
-		perror("lobench: pipe");
+	sh.pair = mem;
+	sh.rtt_ns = (uint64_t *)((char *)mem + res_size);
+
+	struct run *runs = calloc((size_t)c.pairs, sizeof(*runs));
+	pid_t *pids = calloc((size_t)c.pairs * 2, sizeof(*pids));
+	if (!runs || !pids) {
+		perror("lobench: calloc");
 		return 1;
 	}
-	if (is_unix(c.transport)) {
-		if (c.unix_addr == U_SOCKETPAIR) {
-			if (socketpair(AF_UNIX, sock_type(c.transport) | SOCK_CLOEXEC, 0, r.pair)) {
-				perror("lobench: socketpair");
-				return 1;
-			}
-		} else {
-			unix_address(c.unix_addr, "s", &r.server_addr);
-			unix_address(c.unix_addr, "c", &r.client_addr);
+	int failed = 0;
+	long started = 0;
+	for (long p = 0; p < c.pairs && !failed; p++, started++) {
+		struct run *r = &runs[p];
+		*r = (struct run){ .c = &c, .sh = &sh, .index = p, .res = &sh.pair[p] };
+		if (pipe2(r->ready, O_CLOEXEC) || pipe2(r->token_s2c, O_CLOEXEC)) {
+			perror("lobench: pipe");
+			return 1;
 		}
-	} else if (inet_address(c.addr, 0, &r.server_addr)) {
-		die_usage("--addr", c.addr, "an IPv4 or IPv6 address");
+		char tag[32];
+		if (is_unix(c.transport)) {
+			if (c.unix_addr == U_SOCKETPAIR) {
+				if (socketpair(AF_UNIX, sock_type(c.transport) | SOCK_CLOEXEC, 0, r->pair)) {
+					perror("lobench: socketpair");
+					return 1;
+				}
+			} else {
+				snprintf(tag, sizeof(tag), "s%ld", p);
+				unix_address(c.unix_addr, tag, &r->server_addr);
+				snprintf(tag, sizeof(tag), "c%ld", p);
+				unix_address(c.unix_addr, tag, &r->client_addr);
+			}
+		} else if (inet_address(c.addr, 0, &r->server_addr)) {
+			die_usage("--addr", c.addr, "an IPv4 or IPv6 address");
+		}
+		pids[2 * p] = fork();
+		if (pids[2 * p] == 0)
+			run_server(r);
+		int port = 0;
+		if (read(r->ready[0], &port, sizeof(port)) <= 0) {
+			waitpid(pids[2 * p], NULL, 0);
+			pids[2 * p] = 0;
+			fprintf(stderr, "lobench: server failed: %s: %s\n", r->res->server.what,
+				strerror(r->res->server.error));
+			failed = 1;
+			break;
+		}
+		if (!is_unix(c.transport))
+			inet_address(c.addr, port, &r->server_addr);
+		pids[2 * p + 1] = fork();
+		if (pids[2 * p + 1] == 0)
+			run_client(r);
+		if (r->pair[0] > 0) {
+			close(r->pair[0]);
+			close(r->pair[1]);
+		}
 	}
-
-	pid_t server = fork();
-	if (server == 0)
-		run_server(&r);
-	int port = 0;
-	if (read(r.ready[0], &port, sizeof(port)) <= 0) {
-		waitpid(server, NULL, 0);
-		fprintf(stderr, "lobench: server failed: %s: %s\n", sh->server.what,
-			strerror(sh->server.error));
+	for (long p = 0; p < started; p++) {
+		int st_c = 0, st_s = 0;
+		if (pids[2 * p + 1])
+			waitpid(pids[2 * p + 1], &st_c, 0);
+		if (st_c && pids[2 * p]) /* client died: unblock a server waiting for more */
+			kill(pids[2 * p], SIGTERM);
+		if (pids[2 * p])
+			waitpid(pids[2 * p], &st_s, 0);
+		if (is_unix(c.transport) && c.unix_addr == U_PATH) {
+			unlink(((struct sockaddr_un *)&runs[p].server_addr.ss)->sun_path);
+			unlink(((struct sockaddr_un *)&runs[p].client_addr.ss)->sun_path);
+		}
+		if ((st_c || st_s) && !failed) {
+			const struct side *bad = st_c ? &sh.pair[p].client : &sh.pair[p].server;
+			fprintf(stderr, "lobench: %s %ld failed: %s: %s\n", st_c ? "client" : "server", p,
+				bad->what, strerror(bad->error));
+			failed = 1;
+		}
+	}
+	if (failed)
 		return 1;
-	}
-	if (!is_unix(c.transport))
-		inet_address(c.addr, port, &r.server_addr);
-	pid_t client = fork();
-	if (client == 0)
-		run_client(&r);
-	if (r.pair[0] > 0) {
-		close(r.pair[0]);
-		close(r.pair[1]);
-	}
-	int st_c = 0, st_s = 0;
-	waitpid(client, &st_c, 0);
-	if (st_c) /* client died: unblock a server waiting for more */
-		kill(server, SIGTERM);
-	waitpid(server, &st_s, 0);
-	if (!is_unix(c.transport) || c.unix_addr != U_PATH) {
-		/* nothing on disk */
-	} else {
-		unlink(((struct sockaddr_un *)&r.server_addr.ss)->sun_path);
-		unlink(((struct sockaddr_un *)&r.client_addr.ss)->sun_path);
-	}
-	if (st_c || st_s) {
-		const struct side *bad = st_c ? &sh->client : &sh->server;
-		fprintf(stderr, "lobench: %s failed: %s: %s\n", st_c ? "client" : "server", bad->what,
-			strerror(bad->error));
-		return 1;
-	}
 
-	uint64_t *rtt = sh->rtt_ns;
-	qsort(rtt, (size_t)sh->nrtt, sizeof(*rtt), cmp_u64);
-	double msgs_per_s = sh->elapsed_s > 0 ? (double)c.count / sh->elapsed_s : 0;
+	/* Totals over all pairs; latency samples of all pairs together. */
+	struct side tc = { 0 }, ts = { 0 };
+	double elapsed = 0;
+	long messages = 0, nrtt = 0;
+	for (long p = 0; p < c.pairs; p++) {
+		const struct pair_result *pr = &sh.pair[p];
+		tc.sent_messages += pr->client.sent_messages;
+		tc.sent_bytes += pr->client.sent_bytes;
+		tc.recv_messages += pr->client.recv_messages;
+		tc.recv_bytes += pr->client.recv_bytes;
+		ts.sent_messages += pr->server.sent_messages;
+		ts.sent_bytes += pr->server.sent_bytes;
+		ts.recv_messages += pr->server.recv_messages;
+		ts.recv_bytes += pr->server.recv_bytes;
+		messages += pr->messages;
+		if (pr->elapsed_s > elapsed)
+			elapsed = pr->elapsed_s;
+		/* Compact the samples to the front. */
+		memmove(sh.rtt_ns + nrtt, sh.rtt_ns + p * sh.max_rtt, (size_t)pr->nrtt * sizeof(uint64_t));
+		nrtt += pr->nrtt;
+	}
+	uint64_t *rtt = sh.rtt_ns;
+	qsort(rtt, (size_t)nrtt, sizeof(*rtt), cmp_u64);
+	double msgs_per_s = elapsed > 0 ? (double)messages / elapsed : 0;
 	const char *tname = transport_names[c.transport];
+	const char *where = is_unix(c.transport) ? unix_addr_names[c.unix_addr] : c.addr;
 	FILE *o = stdout;
 	if (c.json) {
 		fprintf(o, "{\"transport\": \"%s\", \"pattern\": \"%s\", \"address\": \"%s\", ", tname,
-			pattern_names[c.pattern],
-			is_unix(c.transport) ? unix_addr_names[c.unix_addr] : c.addr);
-		fprintf(o, "\"count\": %ld, \"size\": %ld, \"warmup\": %ld, \"elapsed_s\": %.6f, "
-			   "\"messages_per_s\": %.1f, \"mb_per_s\": %.3f,\n ",
-			c.count, c.size, c.warmup, sh->elapsed_s, msgs_per_s,
+			pattern_names[c.pattern], where);
+		fprintf(o, "\"pairs\": %ld, \"messages\": %ld, \"size\": %ld, \"warmup\": %ld, "
+			   "\"elapsed_s\": %.6f, \"messages_per_s\": %.1f, \"mb_per_s\": %.3f,\n ",
+			c.pairs, messages, c.size, c.warmup, elapsed, msgs_per_s,
 			msgs_per_s * (double)c.size / 1e6);
-		print_side(o, "client", &sh->client, true);
+		print_side(o, "client", &sh.pair[0].client, true);
 		fprintf(o, ",\n ");
-		print_side(o, "server", &sh->server, true);
-		if (sh->nrtt) {
+		print_side(o, "server", &sh.pair[0].server, true);
+		fprintf(o, ",\n ");
+		print_side(o, "clients_total", &tc, true);
+		fprintf(o, ",\n ");
+		print_side(o, "servers_total", &ts, true);
+		fprintf(o, ",\n \"clients\": [");
+		for (long p = 0; p < c.pairs; p++)
+			fprintf(o, "%s%d", p ? ", " : "", sh.pair[p].client.pid);
+		fprintf(o, "], \"servers\": [");
+		for (long p = 0; p < c.pairs; p++)
+			fprintf(o, "%s%d", p ? ", " : "", sh.pair[p].server.pid);
+		fprintf(o, "]");
+		if (nrtt) {
 			fprintf(o, ",\n \"rtt_ns\": {\"count\": %ld, \"p50\": %llu, \"p90\": %llu, "
 				   "\"p99\": %llu, \"p999\": %llu, \"max\": %llu}",
-				sh->nrtt, (unsigned long long)pct(rtt, sh->nrtt, .5),
-				(unsigned long long)pct(rtt, sh->nrtt, .9),
-				(unsigned long long)pct(rtt, sh->nrtt, .99),
-				(unsigned long long)pct(rtt, sh->nrtt, .999),
-				(unsigned long long)rtt[sh->nrtt - 1]);
+				nrtt, (unsigned long long)pct(rtt, nrtt, .5),
+				(unsigned long long)pct(rtt, nrtt, .9),
+				(unsigned long long)pct(rtt, nrtt, .99),
+				(unsigned long long)pct(rtt, nrtt, .999),
+				(unsigned long long)rtt[nrtt - 1]);
 			fprintf(o, ",\n \"one_way_ns\": {\"p50\": %llu, \"p90\": %llu, \"p99\": %llu, "
 				   "\"p999\": %llu, \"max\": %llu}",
-				(unsigned long long)pct(rtt, sh->nrtt, .5) / 2,
-				(unsigned long long)pct(rtt, sh->nrtt, .9) / 2,
-				(unsigned long long)pct(rtt, sh->nrtt, .99) / 2,
-				(unsigned long long)pct(rtt, sh->nrtt, .999) / 2,
-				(unsigned long long)rtt[sh->nrtt - 1] / 2);
+				(unsigned long long)pct(rtt, nrtt, .5) / 2,
+				(unsigned long long)pct(rtt, nrtt, .9) / 2,
+				(unsigned long long)pct(rtt, nrtt, .99) / 2,
+				(unsigned long long)pct(rtt, nrtt, .999) / 2,
+				(unsigned long long)rtt[nrtt - 1] / 2);
 		}
 		fprintf(o, "}\n");
 	} else {
-		fprintf(o, "%s %s over %s, %ld x %ld B: %.3f s, %.0f msgs/s, %.2f MB/s\n",
-			pattern_names[c.pattern], tname,
-			is_unix(c.transport) ? unix_addr_names[c.unix_addr] : c.addr, c.count, c.size,
-			sh->elapsed_s, msgs_per_s, msgs_per_s * (double)c.size / 1e6);
-		if (sh->nrtt)
+		fprintf(o, "%s %s over %s, %ld pair%s x %ld msgs x %ld B: %.3f s, %.0f msgs/s, %.2f MB/s\n",
+			pattern_names[c.pattern], tname, where, c.pairs, c.pairs > 1 ? "s" : "",
+			messages / c.pairs, c.size, elapsed, msgs_per_s,
+			msgs_per_s * (double)c.size / 1e6);
+		if (nrtt)
 			fprintf(o, "one-way (RTT/2): p50 %.2f us  p90 %.2f us  p99 %.2f us  p99.9 %.2f us  max %.2f us\n",
-				pct(rtt, sh->nrtt, .5) / 2e3, pct(rtt, sh->nrtt, .9) / 2e3,
-				pct(rtt, sh->nrtt, .99) / 2e3, pct(rtt, sh->nrtt, .999) / 2e3,
-				rtt[sh->nrtt - 1] / 2e3);
-		print_side(o, "client", &sh->client, false);
-		print_side(o, "server", &sh->server, false);
+				pct(rtt, nrtt, .5) / 2e3, pct(rtt, nrtt, .9) / 2e3,
+				pct(rtt, nrtt, .99) / 2e3, pct(rtt, nrtt, .999) / 2e3,
+				rtt[nrtt - 1] / 2e3);
+		for (long p = 0; p < c.pairs && p < 4; p++) {
+			print_side(o, "client", &sh.pair[p].client, false);
+			print_side(o, "server", &sh.pair[p].server, false);
+		}
+		if (c.pairs > 4)
+			fprintf(o, "... %ld pairs in all\n", c.pairs);
+		if (c.pairs > 1) {
+			print_side(o, "clients", &tc, false);
+			print_side(o, "servers", &ts, false);
+		}
 	}
 	return 0;
 }

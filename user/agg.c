@@ -217,14 +217,12 @@ int agg_event(struct agg *a, const void *data, size_t size)
 	memcpy(&e, data, sizeof(e));
 	if (e.transport >= LT_TRANSPORT_COUNT)
 		return -1;
-	if (e.kind != LT_EV_MSG_LATENCY && e.kind != LT_EV_SEND_DURATION)
-		return -1;
 	a->events_processed++;
-	if (a->event_sink) {
+	if (a->event_sink && (e.kind == LT_EV_MESSAGE || e.kind == LT_EV_SEND_DURATION)) {
 		a->event_sink(a->event_sink_ctx, &e);
 		return 0;
 	}
-	if (e.kind == LT_EV_MSG_LATENCY) {
+	if (e.kind == LT_EV_MESSAGE) {
 		struct agg_proc *p = agg_proc(a, e.tgid, e.transport, LT_RECV);
 		struct agg_pair *pr = agg_pair(a, e.peer_tgid, e.tgid, e.transport);
 		struct hist *h;
@@ -233,14 +231,24 @@ int agg_event(struct agg *a, const void *data, size_t size)
 		if (pr && (h = hist_of(&pr->latency)))
 			hist_add(h, e.value_ns);
 		hist_add(&a->transport_latency[e.transport], e.value_ns);
+		if (e.send_ns) {
+			struct agg_proc *s = agg_proc(a, e.peer_tgid, e.transport, LT_SEND);
+			if (s && (h = hist_of(&s->send_dur)))
+				hist_add(h, e.send_ns);
+			hist_add(&a->transport_send[e.transport], e.send_ns);
+		}
 		return 0;
 	}
-	struct agg_proc *p = agg_proc(a, e.tgid, e.transport, LT_SEND);
-	struct hist *h;
-	if (p && (h = hist_of(&p->send_dur)))
-		hist_add(h, e.value_ns);
-	hist_add(&a->transport_send[e.transport], e.value_ns);
-	return 0;
+	if (e.kind == LT_EV_SEND_DURATION) {
+		struct agg_proc *p = agg_proc(a, e.tgid, e.transport, LT_SEND);
+		struct hist *h;
+		if (p && (h = hist_of(&p->send_dur)))
+			hist_add(h, e.value_ns);
+		hist_add(&a->transport_send[e.transport], e.value_ns);
+		return 0;
+	}
+	a->events_processed--;
+	return -1;
 }
 
 void agg_set_proc(struct agg *a, const struct lt_proc_key *k, uint64_t messages,

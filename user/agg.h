@@ -11,6 +11,7 @@
 #include <stdint.h>
 #include "hist.h"
 #include "lotrace.h"
+#include "opts.h"
 
 struct agg_proc {
 	uint32_t tgid;
@@ -59,7 +60,6 @@ struct agg {
 
 	uint64_t lost_events;
 	uint64_t map_full;
-	uint64_t events_submitted;
 	uint64_t events_processed;
 	uint64_t untimed[LT_TRANSPORT_COUNT];
 
@@ -71,6 +71,9 @@ struct agg {
 	void (*event_sink)(void *ctx, const struct lt_event *e);
 	void *event_sink_ctx;
 	const char *backend;
+	/* Why each backend was or was not chosen ("" if not tried), by enum lt_backend. */
+#define LT_REASON_LEN 192
+	char backend_reasons[LT_BACKEND_COUNT][LT_REASON_LEN];
 	const char *lo_attach; /* "tcx", "clsact" or "none" */
 };
 

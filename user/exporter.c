@@ -345,16 +345,27 @@ static struct exp_vals *route(struct exporter *x, const char *label, int transpo
 	return e->v ? e->v : &x->other[transport];
 }
 
-void exporter_event(struct exporter *x, const struct lt_event *e)
+/* One histogram sample for tgid's series. */
+static void sample(struct exporter *x, uint32_t tgid, int transport, int dir, uint64_t ns)
 {
-	int dir = e->kind == LT_EV_MSG_LATENCY ? LT_RECV : LT_SEND;
-	if (e->transport >= LT_TRANSPORT_COUNT)
-		return;
-	struct exp_task *t = task_get(x, e->tgid);
+	struct exp_task *t = task_get(x, tgid);
 	if (!t)
 		return;
-	struct exp_vals *v = route(x, task_label(x, t, e->transport, dir, NULL), e->transport, 0);
-	prom_hist_add(&v->hist[dir], e->value_ns);
+	struct exp_vals *v = route(x, task_label(x, t, transport, dir, NULL), transport, 0);
+	prom_hist_add(&v->hist[dir], ns);
+}
+
+void exporter_event(struct exporter *x, const struct lt_event *e)
+{
+	if (e->transport >= LT_TRANSPORT_COUNT)
+		return;
+	if (e->kind == LT_EV_SEND_DURATION) {
+		sample(x, e->tgid, e->transport, LT_SEND, e->value_ns);
+		return;
+	}
+	sample(x, e->tgid, e->transport, LT_RECV, e->value_ns);
+	if (e->send_ns) /* the sender's send duration rode along with its message */
+		sample(x, e->peer_tgid, e->transport, LT_SEND, e->send_ns);
 }
 
 void exporter_scan_begin(struct exporter *x)

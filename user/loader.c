@@ -6,9 +6,11 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
+#include <sys/utsname.h>
 #include <unistd.h>
 #include <linux/capability.h>
 #include <bpf/bpf.h>
+#include <bpf/btf.h>
 #include <bpf/libbpf.h>
 #include "lotrace.skel.h"
 
@@ -17,10 +19,23 @@
 
 static FILE *libbpf_log;
 
+static char probe_last_warning[256];
+static bool probing;
+
+/* While probing backends, keep libbpf's last warning for the one-line reason. */
 static int libbpf_print(enum libbpf_print_level level, const char *fmt, va_list ap)
 {
 	if (level == LIBBPF_DEBUG || !libbpf_log)
 		return 0;
+	if (probing && !getenv("LOTRACE_DEBUG")) {
+		char line[sizeof(probe_last_warning)];
+		vsnprintf(line, sizeof(line), fmt, ap);
+		line[strcspn(line, "\n")] = 0;
+		const char *msg = strncmp(line, "libbpf: ", 8) ? line : line + 8;
+		if (msg[0] && strncmp(msg, "failed to load", 14))
+			snprintf(probe_last_warning, sizeof(probe_last_warning), "%s", msg);
+		return 0;
+	}
 	return vfprintf(libbpf_log, fmt, ap);
 }
 
@@ -56,6 +71,21 @@ static int check_privileges(FILE *log)
 	return 0;
 }
 
+/* Ring buffers (5.8), task storage and socket storage for tracing (5.11). */
+static int check_kernel_version(FILE *log)
+{
+	struct utsname u;
+	int major = 0, minor = 0;
+	if (uname(&u) || sscanf(u.release, "%d.%d", &major, &minor) != 2)
+		return 0; /* unknown: let loading decide */
+	if (major < 5 || (major == 5 && minor < 11)) {
+		fprintf(log, "lotrace: Linux %s is too old: lotrace needs 5.11 or newer (BPF ring buffers, task and socket storage)\n",
+			u.release);
+		return -1;
+	}
+	return 0;
+}
+
 static int check_btf(FILE *log)
 {
 	if (access("/sys/kernel/btf/vmlinux", R_OK)) {
@@ -66,25 +96,175 @@ static int check_btf(FILE *log)
 	return 0;
 }
 
-/* Does the running kernel have this raw tracepoint (BTF type btf_trace_NAME)? */
-static bool kernel_has_tracepoint(const char *name)
+/*
+ * The hook backends, cheapest first (the order `--backend auto` tries them).
+ * A backend is the set of BPF programs whose section starts with one of its
+ * prefixes; "tc" (the lo counter) belongs to every backend.
+ */
+struct backend_def {
+	enum lt_backend id;
+	const char *prefixes[4];
+};
+
+static const struct backend_def backends[] = {
+	{ LT_BACKEND_FENTRY,
+	  { "fentry/", "fexit/", "tp_btf/inet_sock_set_state", "tp_btf/net_dev_start_xmit" } },
+	{ LT_BACKEND_TRACEPOINT, { "tp_btf/" } },
+	{ LT_BACKEND_KPROBE, { "kprobe/", "kretprobe/", "tracepoint/" } },
+};
+
+/* Kernel functions a backend may lack without losing anything it needs. */
+static const char *const optional_targets[] = {
+	"inet6_sendmsg",          /* IPv6 disabled or a module not loaded */
+	"inet6_recvmsg",
+	"unix_seqpacket_sendmsg", /* inlined: unix_dgram_*msg carries seqpacket too */
+	"unix_seqpacket_recvmsg",
+};
+
+static bool prog_in_backend(const char *sec, const struct backend_def *b)
 {
-	return libbpf_find_vmlinux_btf_id(name, BPF_TRACE_RAW_TP) > 0;
+	for (size_t i = 0; i < 4 && b->prefixes[i]; i++)
+		if (!strncmp(sec, b->prefixes[i], strlen(b->prefixes[i])))
+			return true;
+	return false;
 }
 
-static const char *choose_backend(const struct lt_opts *opts, FILE *log)
+/* "fexit/unix_stream_sendmsg" -> "unix_stream_sendmsg"; "tp_btf/x" -> "x". */
+static const char *hook_target(const char *sec)
 {
-	(void)opts; /* tracepoint is the only backend built so far */
-	static const char *const needed[] = { "sock_send_length", "sock_recv_length", "sys_enter",
-					      "inet_sock_set_state", "net_dev_start_xmit" };
-	for (size_t i = 0; i < sizeof(needed) / sizeof(needed[0]); i++) {
-		if (!kernel_has_tracepoint(needed[i])) {
-			fprintf(log, "lotrace: the kernel lacks the %s tracepoint (sock:sock_send_length and sock_recv_length arrived in Linux 6.3); no other backend is available in this build\n",
-				needed[i]);
-			return NULL;
-		}
+	const char *slash = strrchr(sec, '/');
+	return slash ? slash + 1 : sec;
+}
+
+static bool target_in_btf(const struct btf *vmlinux, const char *sec)
+{
+	const char *target = hook_target(sec);
+	if (!strncmp(sec, "tp_btf/", 7) || !strncmp(sec, "tracepoint/", 11)) {
+		char name[128];
+		snprintf(name, sizeof(name), "btf_trace_%s", target);
+		return btf__find_by_name_kind(vmlinux, name, BTF_KIND_TYPEDEF) > 0;
 	}
-	return "tracepoint";
+	return btf__find_by_name_kind(vmlinux, target, BTF_KIND_FUNC) > 0;
+}
+
+static bool is_optional(const char *target)
+{
+	for (size_t i = 0; i < sizeof(optional_targets) / sizeof(optional_targets[0]); i++)
+		if (!strcmp(target, optional_targets[i]))
+			return true;
+	return false;
+}
+
+static void note_reason(char *reason, size_t len, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(reason, len, fmt, ap);
+	va_end(ap);
+}
+
+static void destroy_links(struct tracer *t)
+{
+	for (int i = 0; i < t->nlinks; i++)
+		bpf_link__destroy(t->links[i]);
+	t->nlinks = 0;
+}
+
+/*
+ * Load and attach one backend: the probe is the real thing, not a version
+ * check.  On success t->skel and t->links hold it; on failure reason says why.
+ */
+static int try_backend(struct tracer *t, const struct backend_def *b, const struct lt_opts *opts,
+		       const struct btf *vmlinux, char *reason, size_t rlen)
+{
+	struct bpf_program *prog;
+
+	t->skel = lotrace_bpf__open();
+	if (!t->skel) {
+		note_reason(reason, rlen, "cannot open the BPF object: %s", strerror(errno));
+		return -1;
+	}
+	bpf_map__set_max_entries(t->skel->maps.events, (__u32)opts->ring_bytes);
+	t->skel->rodata->lt_wakeup_bytes = opts->ring_bytes / 4;
+	bpf_object__for_each_program(prog, t->skel->obj) {
+		const char *sec = bpf_program__section_name(prog);
+		bool want = !strcmp(sec, "tc") || prog_in_backend(sec, b);
+		if (want && strcmp(sec, "tc") && !target_in_btf(vmlinux, sec)) {
+			if (!is_optional(hook_target(sec))) {
+				note_reason(reason, rlen, "the kernel has no %s %s",
+					    hook_target(sec),
+					    strncmp(sec, "tp_btf/", 7) ? "function" : "tracepoint");
+				goto fail;
+			}
+			want = false;
+		}
+		bpf_program__set_autoload(prog, want);
+	}
+	probe_last_warning[0] = 0;
+	probing = true; /* libbpf's warnings become the reason, not noise */
+	int err = lotrace_bpf__load(t->skel);
+	if (err) {
+		note_reason(reason, rlen, "loading failed: %s%s%s", strerror(-err),
+			    probe_last_warning[0] ? ": " : "", probe_last_warning);
+		goto fail;
+	}
+	bpf_object__for_each_program(prog, t->skel->obj) {
+		const char *sec = bpf_program__section_name(prog);
+		if (!bpf_program__autoload(prog) || !strcmp(sec, "tc"))
+			continue;
+		struct bpf_link *link = t->nlinks < LT_MAX_LINKS ? bpf_program__attach(prog) : NULL;
+		if (!link) {
+			int e = errno;
+			note_reason(reason, rlen, "attaching %s failed: %s%s%s%s", sec, strerror(e),
+				    probe_last_warning[0] ? " (" : "", probe_last_warning,
+				    probe_last_warning[0] ? ")" : "");
+			goto fail;
+		}
+		t->links[t->nlinks++] = link;
+	}
+	probing = false;
+	return 0;
+fail:
+	probing = false;
+	destroy_links(t);
+	lotrace_bpf__destroy(t->skel);
+	t->skel = NULL;
+	return -1;
+}
+
+static int choose_backend(struct tracer *t, const struct lt_opts *opts, FILE *log)
+{
+	struct btf *vmlinux = btf__load_vmlinux_btf();
+	if (!vmlinux) {
+		fprintf(log, "lotrace: cannot read the kernel's BTF: %s\n", strerror(errno));
+		return -1;
+	}
+	int chosen = -1;
+	for (size_t i = 0; i < sizeof(backends) / sizeof(backends[0]) && chosen < 0; i++) {
+		const struct backend_def *b = &backends[i];
+		if (opts->backend != LT_BACKEND_AUTO && opts->backend != b->id)
+			continue;
+		char *reason = t->agg->backend_reasons[b->id];
+		if (!try_backend(t, b, opts, vmlinux, reason, LT_REASON_LEN)) {
+			chosen = (int)i;
+			snprintf(reason, LT_REASON_LEN, "chosen");
+			break;
+		}
+		if (opts->backend != LT_BACKEND_AUTO)
+			fprintf(log, "lotrace: the %s backend cannot run here: %s\n",
+				lt_backend_name(b->id), reason);
+		else
+			fprintf(log, "lotrace: %s backend unavailable (%s); trying the next\n",
+				lt_backend_name(b->id), reason);
+	}
+	btf__free(vmlinux);
+	if (chosen < 0) {
+		if (opts->backend == LT_BACKEND_AUTO)
+			fprintf(log, "lotrace: no hook backend works on this kernel (reasons above)\n");
+		return -1;
+	}
+	t->backend = lt_backend_name(backends[chosen].id);
+	return 0;
 }
 
 static int handle_event(void *ctx, void *data, size_t size)
@@ -106,27 +286,8 @@ int tracer_start(struct tracer *t, const struct lt_opts *opts, struct agg *agg, 
 	struct rlimit rl = { RLIM_INFINITY, RLIM_INFINITY };
 	setrlimit(RLIMIT_MEMLOCK, &rl); /* kernels before 5.11 charge BPF maps to memlock */
 
-	t->backend = choose_backend(opts, log);
-	if (!t->backend)
+	if (check_kernel_version(log) || choose_backend(t, opts, log))
 		return -1;
-	t->skel = lotrace_bpf__open();
-	if (!t->skel) {
-		fprintf(log, "lotrace: cannot open the BPF object: %s\n", strerror(errno));
-		return -1;
-	}
-	bpf_map__set_max_entries(t->skel->maps.events, (__u32)opts->ring_bytes);
-	t->skel->rodata->lt_wakeup_bytes = opts->ring_bytes / 4;
-	int err = lotrace_bpf__load(t->skel);
-	if (err) {
-		fprintf(log, "lotrace: the kernel refused lotrace's BPF programs: %s (details above)\n",
-			strerror(-err));
-		goto fail;
-	}
-	err = lotrace_bpf__attach(t->skel);
-	if (err) {
-		fprintf(log, "lotrace: cannot attach the %s hooks: %s\n", t->backend, strerror(-err));
-		goto fail;
-	}
 	t->rb = ring_buffer__new(bpf_map__fd(t->skel->maps.events), handle_event, agg, NULL);
 	if (!t->rb) {
 		fprintf(log, "lotrace: cannot open the ring buffer: %s\n", strerror(errno));
@@ -199,7 +360,6 @@ int tracer_snapshot(struct tracer *t)
 	if (!tracer_read_stats(t, &r, stats)) {
 		t->agg->lost_events = stats[LT_STAT_LOST_EVENTS];
 		t->agg->map_full = stats[LT_STAT_MAP_FULL];
-		t->agg->events_submitted = stats[LT_STAT_EVENTS];
 		memcpy(t->agg->untimed, &stats[LT_STAT_UNTIMED_BASE], sizeof(t->agg->untimed));
 	}
 	kmap_reader_free(&r);
@@ -211,6 +371,7 @@ int tracer_stop(struct tracer *t, FILE *log)
 	int ret = lo_detach(&t->lo, log);
 	ring_buffer__free(t->rb);
 	t->rb = NULL;
+	destroy_links(t);
 	lotrace_bpf__destroy(t->skel);
 	t->skel = NULL;
 	return ret;

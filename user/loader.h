@@ -10,9 +10,14 @@
 
 struct lotrace_bpf;
 struct ring_buffer;
+struct bpf_link;
+
+#define LT_MAX_LINKS 64
 
 struct tracer {
 	struct lotrace_bpf *skel;
+	struct bpf_link *links[LT_MAX_LINKS];
+	int nlinks;
 	struct ring_buffer *rb;
 	struct lo_attachment lo;
 	struct agg *agg;

@@ -24,8 +24,11 @@ static const char usage_text[] =
 "                          receives, pairs where it is either end)\n"
 "  -c, --comm NAME         report only processes with this name (exact match,\n"
 "                          at most 15 characters, as in /proc/PID/comm)\n"
-"  -b, --backend NAME      hooks to use: auto (default) or tracepoint\n"
-"                          (sock:sock_send_length/sock_recv_length, 6.3+)\n"
+"  -b, --backend NAME      hooks to use: auto (default: the first of these that\n"
+"                          loads and attaches), fentry (fentry/fexit on the\n"
+"                          socket send/recv functions), tracepoint\n"
+"                          (sock:sock_send_length/sock_recv_length, 6.3+), or\n"
+"                          kprobe (kprobe/kretprobe on the same functions)\n"
 "      --ring-buffer-size SIZE\n"
 "                          latency events buffer: a power of two from 4K to\n"
 "                          1G (suffix K or M), default 16M; when it is full,\n"
@@ -57,9 +60,14 @@ static const char usage_text[] =
 "\n"
 "Exit status: 0 on success, 1 when tracing could not start, 2 on bad usage.\n";
 
+static const char *const backend_names[LT_BACKEND_COUNT] = {
+	[LT_BACKEND_AUTO] = "auto", [LT_BACKEND_FENTRY] = "fentry",
+	[LT_BACKEND_TRACEPOINT] = "tracepoint", [LT_BACKEND_KPROBE] = "kprobe",
+};
+
 const char *lt_backend_name(enum lt_backend b)
 {
-	return b == LT_BACKEND_TRACEPOINT ? "tracepoint" : "auto";
+	return b < LT_BACKEND_COUNT ? backend_names[b] : "unknown";
 }
 
 const char *lt_lo_mode_name(enum lt_lo_mode m)
@@ -180,12 +188,12 @@ enum lt_parse_result lt_parse_args(int argc, char **argv, struct lt_opts *opts,
 				return bad(err, flag, val, "a process name of 1 to 15 characters");
 			memcpy(opts->comm, val, n + 1);
 		} else if (matches(flag, "-b", "--backend")) {
-			if (!strcmp(val, "auto"))
-				opts->backend = LT_BACKEND_AUTO;
-			else if (!strcmp(val, "tracepoint"))
-				opts->backend = LT_BACKEND_TRACEPOINT;
-			else
-				return bad(err, flag, val, "auto or tracepoint");
+			int b = LT_BACKEND_COUNT;
+			while (--b >= 0 && strcmp(val, backend_names[b]))
+				;
+			if (b < 0)
+				return bad(err, flag, val, "auto, fentry, tracepoint or kprobe");
+			opts->backend = (enum lt_backend)b;
 		} else if (!strcmp(flag, "--ring-buffer-size")) {
 			char *end;
 			errno = 0;

@@ -7,7 +7,8 @@
 #include "export_opts.h"
 #include "lotrace.h"
 
-enum lt_backend { LT_BACKEND_AUTO, LT_BACKEND_TRACEPOINT };
+/* Hook backends; values index agg.backend_reasons. */
+enum lt_backend { LT_BACKEND_AUTO, LT_BACKEND_FENTRY, LT_BACKEND_TRACEPOINT, LT_BACKEND_KPROBE, LT_BACKEND_COUNT };
 enum lt_lo_mode { LT_LO_AUTO, LT_LO_TCX, LT_LO_CLSACT, LT_LO_NONE };
 
 enum lt_command { LT_CMD_STAT, LT_CMD_EXPORT };

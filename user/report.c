@@ -226,6 +226,16 @@ void report_json(FILE *out, const struct agg *a, const struct report_filter *f)
 	json_string(out, a->backend);
 	fprintf(out, ", \"lo_attach\": ");
 	json_string(out, a->lo_attach);
+	fprintf(out, ", \"backend_reasons\": {");
+	bool first_reason = true;
+	for (int b = LT_BACKEND_AUTO + 1; b < LT_BACKEND_COUNT; b++) {
+		if (!a->backend_reasons[b][0])
+			continue;
+		fprintf(out, "%s\"%s\": ", first_reason ? "" : ", ", lt_backend_name(b));
+		json_string(out, a->backend_reasons[b]);
+		first_reason = false;
+	}
+	fprintf(out, "}");
 	fprintf(out, ", \"duration_s\": %.3f, \"lost_events\": %llu, \"untimed_messages\": %llu",
 		a->duration_s, (unsigned long long)a->lost_events,
 		(unsigned long long)agg_untimed_total(a));

@@ -1,0 +1,54 @@
+/* SPDX-License-Identifier: GPL-2.0 OR BSD-3-Clause */
+/*
+ * fentry/fexit backend: the protocol-family send and recv functions every
+ * socket call goes through (read and write, the send and recv calls, each
+ * message of sendmmsg, io_uring and splice too).  Entry gives the send start directly.  All these
+ * functions take (struct socket *, struct msghdr *, size_t[, int flags]) on
+ * every kernel lotrace supports, so no signature differs between versions.
+ */
+#include "sock_common.bpf.h"
+
+#define SEND_HOOKS(func, name)                                                          \
+	SEC("fentry/" #func)                                                             \
+	int BPF_PROG(name##_in, struct socket *sock)                                     \
+	{                                                                                \
+		if (lt_outer_enter(false))                                               \
+			lt_send_enter(sock->sk, bpf_ktime_get_ns(), 1);                  \
+		return 0;                                                                \
+	}                                                                                \
+	SEC("fexit/" #func)                                                              \
+	int BPF_PROG(name##_out, struct socket *sock, struct msghdr *msg, size_t len, int ret) \
+	{                                                                                \
+		if (lt_outer_exit(false))                                                \
+			lt_send_exit(sock->sk, ret);                                     \
+		return 0;                                                                \
+	}
+
+#define RECV_HOOKS(func, name)                                                          \
+	SEC("fentry/" #func)                                                             \
+	int BPF_PROG(name##_in, struct socket *sock)                                     \
+	{                                                                                \
+		lt_outer_enter(true);                                                    \
+		return 0;                                                                \
+	}                                                                                \
+	SEC("fexit/" #func)                                                              \
+	int BPF_PROG(name##_out, struct socket *sock, struct msghdr *msg, size_t len, int flags, \
+		     int ret)                                                            \
+	{                                                                                \
+		if (lt_outer_exit(true))                                                 \
+			lt_recv_exit(sock->sk, ret, flags);                              \
+		return 0;                                                                \
+	}
+
+SEND_HOOKS(inet_sendmsg, lt_fe_in4_snd)
+SEND_HOOKS(inet6_sendmsg, lt_fe_in6_snd)
+SEND_HOOKS(unix_stream_sendmsg, lt_fe_ust_snd)
+SEND_HOOKS(unix_dgram_sendmsg, lt_fe_udg_snd)
+SEND_HOOKS(unix_seqpacket_sendmsg, lt_fe_usq_snd)
+RECV_HOOKS(inet_recvmsg, lt_fe_in4_rcv)
+RECV_HOOKS(inet6_recvmsg, lt_fe_in6_rcv)
+RECV_HOOKS(unix_stream_recvmsg, lt_fe_ust_rcv)
+RECV_HOOKS(unix_dgram_recvmsg, lt_fe_udg_rcv)
+RECV_HOOKS(unix_seqpacket_recvmsg, lt_fe_usq_rcv)
+
+
