@@ -117,6 +117,7 @@ struct exp_task {
 	uint64_t start; /* 0: unknown (gone when first seen) */
 	char *label;    /* resolved on first use */
 	uint32_t kept;  /* kernel entries left after this scan */
+	uint8_t idle_scans; /* scans it has been gone with nothing left in the kernel */
 	uint64_t prev_msgs[LT_TRANSPORT_COUNT][LT_DIRECTION_COUNT];
 	uint64_t prev_bytes[LT_TRANSPORT_COUNT][LT_DIRECTION_COUNT];
 	uint64_t prev_lo_pkts[LT_L4_COUNT];
@@ -528,12 +529,21 @@ static void rank_transport(struct exporter *x, int transport, struct exp_entry *
 	}
 }
 
-/* Processes that are gone and have nothing left in the kernel are forgotten. */
+/*
+ * Processes that are gone and have nothing left in the kernel are forgotten,
+ * one scan late: events they caused may still arrive after their entries
+ * were taken (committed between the drain and the scan), and must still find
+ * their label.
+ */
 static bool task_done(void *ctx, struct hnode *n)
 {
 	struct exp_task *t = (struct exp_task *)n;
 	(void)ctx;
-	if (t->alive || t->kept)
+	if (t->alive || t->kept) {
+		t->idle_scans = 0;
+		return false;
+	}
+	if (++t->idle_scans < 2)
 		return false;
 	task_free(n);
 	return true;
