@@ -17,9 +17,13 @@ BPF_SRCS := $(wildcard bpf/*.bpf.c)
 BPF_OBJS := $(BUILD)/maps.bpf.o $(filter-out $(BUILD)/maps.bpf.o,$(patsubst bpf/%.bpf.c,$(BUILD)/%.bpf.o,$(BPF_SRCS)))
 BPF_HDRS := $(wildcard bpf/*.h)
 LIB_SRCS := user/hist.c user/opts.c user/agg.c user/report.c user/names.c
+# lotrace export (issue 4): exposition format, series state, atomic file, /proc
+LIB_SRCS += user/export_opts.c user/prom.c user/exporter.c user/textfile.c user/procid.c
 APP_SRCS := $(LIB_SRCS) user/loader.c user/lo_attach.c user/main.c
+APP_SRCS += user/kmaps.c user/export.c
 USER_HDRS := $(wildcard user/*.h) bpf/lotrace.h
 TESTS := $(BUILD)/test_unit $(BUILD)/test_lobench $(BUILD)/test_integration
+TESTS += $(BUILD)/test_export $(BUILD)/test_export_integration
 
 .PHONY: all test vmtest clean
 .DELETE_ON_ERROR:
@@ -46,6 +50,12 @@ $(BUILD)/test_unit: tests/test_unit.c $(LIB_SRCS) $(USER_HDRS) | $(BUILD)
 $(BUILD)/test_integration: tests/test_integration.c tests/lotrace_run.c tests/lotrace_run.h | $(BUILD)
 	$(CC) $(CFLAGS) $(SAN) -Iuser tests/test_integration.c tests/lotrace_run.c -o $@ -lcriterion -ljson-c -lm
 
+$(BUILD)/test_export: tests/test_export.c $(LIB_SRCS) $(USER_HDRS) | $(BUILD)
+	$(CC) $(CFLAGS) $(SAN) -Iuser tests/test_export.c $(LIB_SRCS) -o $@ -lcriterion -lm
+
+$(BUILD)/test_export_integration: tests/test_export_integration.c tests/lotrace_run.c tests/lotrace_run.h | $(BUILD)
+	$(CC) $(CFLAGS) $(SAN) -Iuser tests/test_export_integration.c tests/lotrace_run.c -o $@ -lcriterion -ljson-c -lm
+
 $(BUILD)/test_lobench: tests/test_lobench.c tests/lotrace_run.c tests/lotrace_run.h | $(BUILD)
 	$(CC) $(CFLAGS) $(SAN) tests/test_lobench.c tests/lotrace_run.c -o $@ -lcriterion -ljson-c -lm
 
@@ -55,6 +65,8 @@ test: lotrace tools/lobench $(TESTS)
 	$(BUILD)/test_unit --verbose=0
 	LOBENCH=./tools/lobench $(BUILD)/test_lobench --verbose=0 -j1
 	LOTRACE=./lotrace LOBENCH=./tools/lobench $(BUILD)/test_integration --verbose=0 -j1
+	$(BUILD)/test_export --verbose=0
+	LOTRACE=./lotrace LOBENCH=./tools/lobench $(BUILD)/test_export_integration --verbose=0 -j1
 
 # The backend matrix: Debian 6.1 and 6.12 kernels under qemu, and this host.
 vmtest: lotrace tools/lobench $(BUILD)/test_integration

@@ -16,6 +16,7 @@ pkgs=(
 	libcriterion-dev libjson-c-dev   # tests
 	iproute2 util-linux              # tc, ip netns (tests), setpriv (tests)
 	qemu-system-x86 busybox-static xz-utils dash # the VM backend matrix (make vmtest)
+	prometheus prometheus-node-exporter systemd # export tests: promtool, servers, systemd-analyze
 )
 # bpftool has its own package on Debian; Ubuntu ships it in linux-tools.
 if apt-cache show bpftool >/dev/null 2>&1; then

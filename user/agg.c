@@ -218,6 +218,10 @@ int agg_event(struct agg *a, const void *data, size_t size)
 	if (e.transport >= LT_TRANSPORT_COUNT)
 		return -1;
 	a->events_processed++;
+	if (a->event_sink && (e.kind == LT_EV_MESSAGE || e.kind == LT_EV_SEND_DURATION)) {
+		a->event_sink(a->event_sink_ctx, &e);
+		return 0;
+	}
 	if (e.kind == LT_EV_MESSAGE) {
 		struct agg_proc *p = agg_proc(a, e.tgid, e.transport, LT_RECV);
 		struct agg_pair *pr = agg_pair(a, e.peer_tgid, e.tgid, e.transport);

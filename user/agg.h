@@ -64,6 +64,12 @@ struct agg {
 	uint64_t untimed[LT_TRANSPORT_COUNT];
 
 	double duration_s;
+	/*
+	 * When set (lotrace export), events go here instead of into the per-process
+	 * and per-pair histograms, which grow with every pid ever seen.
+	 */
+	void (*event_sink)(void *ctx, const struct lt_event *e);
+	void *event_sink_ctx;
 	const char *backend;
 	/* Why each backend was or was not chosen ("" if not tried), by enum lt_backend. */
 #define LT_REASON_LEN 192

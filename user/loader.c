@@ -315,83 +315,54 @@ int tracer_poll(struct tracer *t, int timeout_ms)
 	return n < 0 && n != -EINTR ? n : 0;
 }
 
-/* Sum a per-CPU map's values into out (value_size bytes of __u64 fields). */
-static void sum_percpu(const void *values, int ncpu, size_t value_size, __u64 *out,
-		       size_t nfields)
+static void snap_proc(void *agg, const struct kmap_entry *e)
 {
-	size_t stride = (value_size + 7) & ~(size_t)7;
-	memset(out, 0, nfields * sizeof(*out));
-	for (int c = 0; c < ncpu; c++) {
-		const __u64 *v = (const __u64 *)((const char *)values + (size_t)c * stride);
-		for (size_t f = 0; f < nfields; f++)
-			out[f] += v[f];
-	}
+	agg_set_proc(agg, e->key, e->sum[0], e->sum[1], kmap_proc_comm(e));
+}
+
+static void snap_pair(void *agg, const struct kmap_entry *e)
+{
+	agg_set_pair(agg, e->key, e->sum[0], e->sum[1]);
+}
+
+static void snap_lo(void *agg, const struct kmap_entry *e)
+{
+	agg_set_lo(agg, e->key, e->sum[0], e->sum[1]);
+}
+
+static void snap_stat(void *ctx, const struct kmap_entry *e)
+{
+	uint64_t *stats = ctx;
+	__u32 i = *(const __u32 *)e->key;
+	if (i < LT_STAT_COUNT)
+		stats[i] = e->sum[0];
+}
+
+int tracer_read_stats(struct tracer *t, struct kmap_reader *r, uint64_t stats[LT_STAT_COUNT])
+{
+	memset(stats, 0, LT_STAT_COUNT * sizeof(*stats));
+	return kmap_foreach(r, bpf_map__fd(t->skel->maps.stats), sizeof(__u32), sizeof(__u64), 1,
+			    snap_stat, stats) < 0 ? -1 : 0;
 }
 
 int tracer_snapshot(struct tracer *t)
 {
-	int ncpu = libbpf_num_possible_cpus();
-	if (ncpu <= 0)
+	struct kmap_reader r;
+	uint64_t stats[LT_STAT_COUNT];
+	if (kmap_reader_init(&r, sizeof(struct lt_proc_val)))
 		return -1;
-	size_t max_val = sizeof(struct lt_proc_val);
-	void *vals = calloc((size_t)ncpu, (max_val + 7) & ~(size_t)7);
-	if (!vals)
-		return -1;
-	__u64 sum[2];
-
-	int fd = bpf_map__fd(t->skel->maps.proc_counts);
-	struct lt_proc_key pk, pnext, *pprev = NULL;
-	while (!bpf_map_get_next_key(fd, pprev, &pnext)) {
-		pk = pnext;
-		pprev = &pk;
-		if (bpf_map_lookup_elem(fd, &pk, vals))
-			continue;
-		sum_percpu(vals, ncpu, sizeof(struct lt_proc_val), sum, 2);
-		const char *comm = NULL;
-		size_t stride = (sizeof(struct lt_proc_val) + 7) & ~(size_t)7;
-		for (int c = 0; c < ncpu && !comm; c++) {
-			const struct lt_proc_val *v = (const void *)((char *)vals + (size_t)c * stride);
-			if (v->comm[0])
-				comm = v->comm;
-		}
-		agg_set_proc(t->agg, &pk, sum[0], sum[1], comm);
+	kmap_foreach(&r, bpf_map__fd(t->skel->maps.proc_counts), sizeof(struct lt_proc_key),
+		     sizeof(struct lt_proc_val), 2, snap_proc, t->agg);
+	kmap_foreach(&r, bpf_map__fd(t->skel->maps.pair_counts), sizeof(struct lt_pair_key),
+		     sizeof(struct lt_pair_val), 2, snap_pair, t->agg);
+	kmap_foreach(&r, bpf_map__fd(t->skel->maps.lo_counts), sizeof(struct lt_lo_key),
+		     sizeof(struct lt_lo_val), 2, snap_lo, t->agg);
+	if (!tracer_read_stats(t, &r, stats)) {
+		t->agg->lost_events = stats[LT_STAT_LOST_EVENTS];
+		t->agg->map_full = stats[LT_STAT_MAP_FULL];
+		memcpy(t->agg->untimed, &stats[LT_STAT_UNTIMED_BASE], sizeof(t->agg->untimed));
 	}
-
-	fd = bpf_map__fd(t->skel->maps.pair_counts);
-	struct lt_pair_key qk, qnext, *qprev = NULL;
-	while (!bpf_map_get_next_key(fd, qprev, &qnext)) {
-		qk = qnext;
-		qprev = &qk;
-		if (bpf_map_lookup_elem(fd, &qk, vals))
-			continue;
-		sum_percpu(vals, ncpu, sizeof(struct lt_pair_val), sum, 2);
-		agg_set_pair(t->agg, &qk, sum[0], sum[1]);
-	}
-
-	fd = bpf_map__fd(t->skel->maps.lo_counts);
-	struct lt_lo_key lk, lnext, *lprev = NULL;
-	while (!bpf_map_get_next_key(fd, lprev, &lnext)) {
-		lk = lnext;
-		lprev = &lk;
-		if (bpf_map_lookup_elem(fd, &lk, vals))
-			continue;
-		sum_percpu(vals, ncpu, sizeof(struct lt_lo_val), sum, 2);
-		agg_set_lo(t->agg, &lk, sum[0], sum[1]);
-	}
-
-	fd = bpf_map__fd(t->skel->maps.stats);
-	for (__u32 i = 0; i < LT_STAT_COUNT; i++) {
-		if (bpf_map_lookup_elem(fd, &i, vals))
-			continue;
-		sum_percpu(vals, ncpu, sizeof(__u64), sum, 1);
-		if (i == LT_STAT_LOST_EVENTS)
-			t->agg->lost_events = sum[0];
-		else if (i == LT_STAT_MAP_FULL)
-			t->agg->map_full = sum[0];
-		else if (i >= LT_STAT_UNTIMED_BASE)
-			t->agg->untimed[i - LT_STAT_UNTIMED_BASE] = sum[0];
-	}
-	free(vals);
+	kmap_reader_free(&r);
 	return 0;
 }
 

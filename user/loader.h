@@ -4,6 +4,7 @@
 
 #include <stdio.h>
 #include "agg.h"
+#include "kmaps.h"
 #include "lo_attach.h"
 #include "opts.h"
 
@@ -29,6 +30,8 @@ int tracer_start(struct tracer *t, const struct lt_opts *opts, struct agg *agg, 
 int tracer_poll(struct tracer *t, int timeout_ms);
 /* Copy the kernel counters into the aggregate. */
 int tracer_snapshot(struct tracer *t);
+/* The kernel's statistics (enum lotrace_stat). */
+int tracer_read_stats(struct tracer *t, struct kmap_reader *r, uint64_t stats[LT_STAT_COUNT]);
 /* Detach everything; 0 when nothing is left attached. */
 int tracer_stop(struct tracer *t, FILE *log);
 

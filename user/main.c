@@ -4,6 +4,7 @@
 #include <string.h>
 #include <time.h>
 #include "agg.h"
+#include "export.h"
 #include "loader.h"
 #include "opts.h"
 #include "report.h"
@@ -34,6 +35,8 @@ int main(int argc, char **argv)
 		return 0;
 	if (pr == LT_PARSE_ERROR)
 		return 2;
+	if (opts.command == LT_CMD_EXPORT)
+		return export_main(&opts);
 
 	struct sigaction sa;
 	memset(&sa, 0, sizeof(sa));

@@ -5,10 +5,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define LOTRACE_VERSION "0.1.0"
-
 static const char usage_text[] =
 "Usage: lotrace stat [OPTIONS]\n"
+"       lotrace export --textfile-dir DIR [OPTIONS]   (lotrace export --help)\n"
 "\n"
 "Trace the traffic this host sends to itself - TCP and UDP through a loopback\n"
 "device, and Unix stream, datagram and seqpacket sockets - and print, per\n"
@@ -77,6 +76,8 @@ const char *lt_lo_mode_name(enum lt_lo_mode m)
 	return names[m];
 }
 
+static const char *command_name = "stat";
+
 static enum lt_parse_result bad(FILE *err, const char *flag, const char *value,
 				const char *expected)
 {
@@ -84,7 +85,7 @@ static enum lt_parse_result bad(FILE *err, const char *flag, const char *value,
 		fprintf(err, "lotrace: %s: invalid value '%s': expected %s\n", flag, value, expected);
 	else
 		fprintf(err, "lotrace: %s: %s\n", flag, expected);
-	fprintf(err, "Try 'lotrace stat --help'.\n");
+	fprintf(err, "Try 'lotrace %s --help'.\n", command_name);
 	return LT_PARSE_ERROR;
 }
 
@@ -112,8 +113,13 @@ enum lt_parse_result lt_parse_args(int argc, char **argv, struct lt_opts *opts,
 		fprintf(out, "lotrace %s\n", LOTRACE_VERSION);
 		return LT_PARSE_EXIT;
 	}
-	if (strcmp(argv[1], "stat")) {
-		fprintf(err, "lotrace: unknown command '%s': expected 'stat'\n", argv[1]);
+	command_name = "stat";
+	if (!strcmp(argv[1], "export")) {
+		opts->command = LT_CMD_EXPORT;
+		command_name = "export";
+		lt_export_defaults(&opts->export);
+	} else if (strcmp(argv[1], "stat")) {
+		fprintf(err, "lotrace: unknown command '%s': expected 'stat' or 'export'\n", argv[1]);
 		fprintf(err, "Try 'lotrace stat --help'.\n");
 		return LT_PARSE_ERROR;
 	}
@@ -132,7 +138,8 @@ enum lt_parse_result lt_parse_args(int argc, char **argv, struct lt_opts *opts,
 		bool takes_value = matches(flag, "-d", "--duration") || matches(flag, "-p", "--pid") ||
 				   matches(flag, "-c", "--comm") || matches(flag, "-b", "--backend") ||
 				   matches(flag, NULL, "--lo-attach") ||
-				   matches(flag, NULL, "--ring-buffer-size");
+				   matches(flag, NULL, "--ring-buffer-size") ||
+				   (opts->command == LT_CMD_EXPORT && lt_export_flag_takes_value(flag));
 		if (takes_value) {
 			if (eq)
 				val = eq + 1;
@@ -144,6 +151,13 @@ enum lt_parse_result lt_parse_args(int argc, char **argv, struct lt_opts *opts,
 			return bad(err, flag, NULL, "takes no value");
 		}
 
+		if (opts->command == LT_CMD_EXPORT) {
+			int r = lt_export_flag(&opts->export, flag, val, out, err);
+			if (r == LT_PARSE_OK)
+				continue;
+			if (r > 0)
+				return r;
+		}
 		if (matches(flag, "-h", "--help")) {
 			fputs(usage_text, out);
 			return LT_PARSE_EXIT;
@@ -207,9 +221,11 @@ enum lt_parse_result lt_parse_args(int argc, char **argv, struct lt_opts *opts,
 				return bad(err, flag, val, "auto, tcx, clsact or none");
 		} else {
 			fprintf(err, "lotrace: unknown option '%s'\n", arg);
-			fprintf(err, "Try 'lotrace stat --help'.\n");
+			fprintf(err, "Try 'lotrace %s --help'.\n", command_name);
 			return LT_PARSE_ERROR;
 		}
 	}
+	if (opts->command == LT_CMD_EXPORT)
+		return lt_export_finish(&opts->export, err);
 	return LT_PARSE_OK;
 }

@@ -4,13 +4,18 @@
 
 #include <stdbool.h>
 #include <stdio.h>
+#include "export_opts.h"
 #include "lotrace.h"
 
 /* Hook backends; values index agg.backend_reasons. */
 enum lt_backend { LT_BACKEND_AUTO, LT_BACKEND_FENTRY, LT_BACKEND_TRACEPOINT, LT_BACKEND_KPROBE, LT_BACKEND_COUNT };
 enum lt_lo_mode { LT_LO_AUTO, LT_LO_TCX, LT_LO_CLSACT, LT_LO_NONE };
 
+enum lt_command { LT_CMD_STAT, LT_CMD_EXPORT };
+#define LOTRACE_VERSION "0.1.0"
+
 struct lt_opts {
+	enum lt_command command;
 	double duration_s; /* 0: until SIGINT/SIGTERM */
 	bool json;
 	int pid;           /* 0: all */
@@ -19,6 +24,7 @@ struct lt_opts {
 	enum lt_lo_mode lo_mode;
 	bool quiet;        /* no progress lines on stderr */
 	unsigned long ring_bytes; /* ring buffer size, a power of two */
+	struct lt_export_opts export; /* lotrace export only */
 };
 
 enum lt_parse_result {

@@ -1,0 +1,272 @@
+#include "export.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include "exporter.h"
+#include "kmaps.h"
+#include "loader.h"
+#include "lotrace.skel.h"
+#include "textfile.h"
+
+/* How often the ring buffer is drained between writes (as for `stat`). */
+#define POLL_INTERVAL_MS 50
+
+static volatile sig_atomic_t stop_requested;
+
+static void on_signal(int sig)
+{
+	(void)sig;
+	stop_requested = 1;
+}
+
+static double clock_s(clockid_t c)
+{
+	struct timespec ts;
+	clock_gettime(c, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* Keys of entries to take or delete after a map walk (never during it). */
+struct keyvec {
+	char *keys;
+	size_t n, cap, size;
+};
+
+static void keyvec_push(struct keyvec *v, const void *key)
+{
+	if (v->n == v->cap) {
+		size_t cap = v->cap ? v->cap * 2 : 64;
+		char *k = realloc(v->keys, cap * v->size);
+		if (!k)
+			return; /* taken at a later scan */
+		v->keys = k;
+		v->cap = cap;
+	}
+	memcpy(v->keys + v->n++ * v->size, key, v->size);
+}
+
+struct exp_run {
+	struct tracer t;
+	struct kmap_reader scan, lookup;
+	struct exporter *x;
+	struct keyvec reap;
+	const char *dir;
+	uint64_t write_failures;
+	int last_errno; /* of the failing streak; 0: the last write worked */
+	bool oom_logged;
+};
+
+static int kernel_comm(void *ctx, uint32_t tgid, int transport, int direction, char *out,
+		       size_t len)
+{
+	struct exp_run *r = ctx;
+	struct lt_proc_key k = { .tgid = tgid, .transport = (__u8)transport,
+				 .direction = (__u8)direction };
+	if (bpf_map_lookup_elem(bpf_map__fd(r->t.skel->maps.proc_counts), &k, r->lookup.percpu))
+		return -1;
+	struct kmap_entry e = { &k, NULL, r->lookup.percpu, r->lookup.stride, r->lookup.ncpu };
+	const char *comm = kmap_proc_comm(&e);
+	if (!comm)
+		return -1;
+	snprintf(out, len, "%.*s", (int)strnlen(comm, LOTRACE_COMM_LEN), comm);
+	return 0;
+}
+
+static void on_event(void *ctx, const struct lt_event *e)
+{
+	exporter_event(ctx, e);
+}
+
+static void scan_proc(void *ctx, const struct kmap_entry *e)
+{
+	struct exp_run *r = ctx;
+	char comm[LOTRACE_COMM_LEN + 1] = "";
+	const char *c = kmap_proc_comm(e);
+	if (c)
+		snprintf(comm, sizeof(comm), "%.*s", (int)strnlen(c, LOTRACE_COMM_LEN), c);
+	if (exporter_proc(r->x, e->key, e->sum[0], e->sum[1], comm))
+		keyvec_push(&r->reap, e->key);
+}
+
+static void scan_lo(void *ctx, const struct kmap_entry *e)
+{
+	struct exp_run *r = ctx;
+	if (exporter_lo(r->x, e->key, e->sum[0], e->sum[1]))
+		keyvec_push(&r->reap, e->key);
+}
+
+static void scan_pair(void *ctx, const struct kmap_entry *e)
+{
+	struct exp_run *r = ctx;
+	if (exporter_pair_gone(r->x, e->key))
+		keyvec_push(&r->reap, e->key);
+}
+
+/*
+ * Walks one counter map; entries of exited processes are then taken (read
+ * and deleted in one step) or, for pairs, deleted.  Returns entries left.
+ */
+static uint64_t scan_map(struct exp_run *r, struct bpf_map *map, size_t key_size,
+			 size_t value_size, kmap_fn fn, enum exp_map which)
+{
+	int fd = bpf_map__fd(map);
+	r->reap.n = 0;
+	r->reap.size = key_size;
+	long n = kmap_foreach(&r->scan, fd, key_size, value_size, 2, fn, r);
+	if (n < 0)
+		return 0;
+	for (size_t i = 0; i < r->reap.n; i++) {
+		const void *key = r->reap.keys + i * key_size;
+		uint64_t sum[2];
+		if (which == EXP_MAP_PAIR) {
+			if (!bpf_map_delete_elem(fd, key))
+				n--;
+		} else if (!kmap_take(&r->scan, fd, key, value_size, 2, sum)) {
+			n--;
+			if (which == EXP_MAP_PROC)
+				exporter_proc_taken(r->x, key, sum[0], sum[1]);
+			else
+				exporter_lo_taken(r->x, key, sum[0], sum[1]);
+		}
+	}
+	return (uint64_t)n;
+}
+
+static void write_file(struct exp_run *r, struct textfile *tf)
+{
+	struct lotrace_bpf *s = r->t.skel;
+	uint64_t stats[LT_STAT_COUNT];
+
+	/* Drain first: the events belong to processes whose counters are folded now. */
+	tracer_poll(&r->t, 0);
+	exporter_scan_begin(r->x);
+	uint64_t n = scan_map(r, s->maps.proc_counts, sizeof(struct lt_proc_key),
+			      sizeof(struct lt_proc_val), scan_proc, EXP_MAP_PROC);
+	exporter_map_size(r->x, EXP_MAP_PROC, n, bpf_map__max_entries(s->maps.proc_counts));
+	n = scan_map(r, s->maps.lo_counts, sizeof(struct lt_lo_key), sizeof(struct lt_lo_val),
+		     scan_lo, EXP_MAP_LO);
+	exporter_map_size(r->x, EXP_MAP_LO, n, bpf_map__max_entries(s->maps.lo_counts));
+	n = scan_map(r, s->maps.pair_counts, sizeof(struct lt_pair_key), sizeof(struct lt_pair_val),
+		     scan_pair, EXP_MAP_PAIR);
+	exporter_map_size(r->x, EXP_MAP_PAIR, n, bpf_map__max_entries(s->maps.pair_counts));
+	if (!tracer_read_stats(&r->t, &r->scan, stats))
+		exporter_stats(r->x, stats);
+	exporter_scan_end(r->x, clock_s(CLOCK_MONOTONIC));
+	if (exporter_out_of_memory(r->x) && !r->oom_logged) {
+		fprintf(stderr, "lotrace: out of memory: some traffic was counted under \"other\"\n");
+		r->oom_logged = true;
+	}
+
+	char *buf = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&buf, &len);
+	int err = ENOMEM;
+	if (f) {
+		struct exp_self self = { r->t.agg->backend, r->t.agg->lo_attach,
+					 r->t.agg->events_processed, r->write_failures,
+					 clock_s(CLOCK_REALTIME) };
+		int rendered = exporter_render(r->x, f, &self);
+		err = fclose(f) || rendered ? ENOMEM : -textfile_write(tf, buf, len);
+	}
+	free(buf);
+	if (err) {
+		r->write_failures++;
+		if (err != r->last_errno) /* one line per failing streak, not per interval */
+			fprintf(stderr, "lotrace: cannot write %s/%s: %s; retrying every interval, counts are kept\n",
+				r->dir, LT_EXPORT_FILE, strerror(err));
+		r->last_errno = err;
+	} else if (r->last_errno) {
+		fprintf(stderr, "lotrace: wrote %s/%s again (%llu failed writes so far)\n", r->dir,
+			LT_EXPORT_FILE, (unsigned long long)r->write_failures);
+		r->last_errno = 0;
+	}
+}
+
+int export_main(const struct lt_opts *opts)
+{
+	const struct lt_export_opts *xo = &opts->export;
+	struct textfile tf;
+	char why[512];
+
+	if (textfile_open(&tf, xo->textfile_dir, LT_EXPORT_FILE, why, sizeof(why))) {
+		fprintf(stderr, "lotrace: --textfile-dir: %s\n", why);
+		return 2;
+	}
+
+	struct sigaction sa;
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_signal;
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGHUP, &sa, NULL);
+
+	struct exp_run *r = calloc(1, sizeof(*r));
+	struct agg *agg = agg_new();
+	int ret = 1;
+	if (!r || !agg || kmap_reader_init(&r->scan, sizeof(struct lt_proc_val)) ||
+	    kmap_reader_init(&r->lookup, sizeof(struct lt_proc_val))) {
+		fprintf(stderr, "lotrace: out of memory\n");
+		goto out;
+	}
+	r->dir = xo->textfile_dir;
+	struct exp_config cfg = { xo->by, xo->max_series, xo->idle_expiry_s, exp_procfs() };
+	cfg.sys.kernel_comm = kernel_comm;
+	cfg.sys.ctx = r;
+	r->x = exporter_new(&cfg);
+	if (!r->x) {
+		fprintf(stderr, "lotrace: out of memory\n");
+		goto out;
+	}
+	agg->event_sink = on_event;
+	agg->event_sink_ctx = r->x;
+	if (tracer_start(&r->t, opts, agg, stderr))
+		goto out;
+	if (!opts->quiet)
+		fprintf(stderr, "lotrace: tracing with the %s backend, lo counted via %s; writing %s/%s every %g s\n",
+			agg->backend, agg->lo_attach, xo->textfile_dir, LT_EXPORT_FILE,
+			xo->interval_s);
+
+	ret = 0;
+	double next = clock_s(CLOCK_MONOTONIC);
+	while (!stop_requested) {
+		double now = clock_s(CLOCK_MONOTONIC);
+		if (now >= next) {
+			write_file(r, &tf);
+			next += xo->interval_s;
+			if (next <= now) /* fell behind (suspend, slow disk): no burst of writes */
+				next = now + xo->interval_s;
+			continue;
+		}
+		double left_ms = (next - now) * 1000;
+		int wait = left_ms < POLL_INTERVAL_MS ? (int)left_ms + 1 : POLL_INTERVAL_MS;
+		if (tracer_poll(&r->t, wait)) {
+			fprintf(stderr, "lotrace: reading the ring buffer failed\n");
+			ret = 1;
+			break;
+		}
+	}
+	/* Frozen counters would look like idle processes: take the file away. */
+	int err = textfile_remove(&tf);
+	if (err && err != -ENOENT)
+		fprintf(stderr, "lotrace: cannot remove %s/%s: %s\n", xo->textfile_dir,
+			LT_EXPORT_FILE, strerror(-err));
+	if (tracer_stop(&r->t, stderr))
+		ret = 1;
+out:
+	if (r) {
+		exporter_free(r->x);
+		kmap_reader_free(&r->scan);
+		kmap_reader_free(&r->lookup);
+		free(r->reap.keys);
+	}
+	free(r);
+	agg_free(agg);
+	textfile_close(&tf);
+	return ret;
+}

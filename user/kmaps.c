@@ -1,0 +1,98 @@
+#include "kmaps.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include "lotrace.h"
+
+#define KMAP_MAX_KEY 64
+#ifndef ENOTSUPP
+#define ENOTSUPP 524 /* kernel-internal errno some BPF commands return */
+#endif
+
+int kmap_reader_init(struct kmap_reader *r, size_t max_value_size)
+{
+	memset(r, 0, sizeof(*r));
+	r->ncpu = libbpf_num_possible_cpus();
+	if (r->ncpu <= 0) {
+		errno = r->ncpu ? -r->ncpu : EINVAL;
+		return -1;
+	}
+	r->stride = (max_value_size + 7) & ~(size_t)7;
+	r->percpu = calloc((size_t)r->ncpu, r->stride);
+	return r->percpu ? 0 : -1;
+}
+
+void kmap_reader_free(struct kmap_reader *r)
+{
+	free(r->percpu);
+	r->percpu = NULL;
+}
+
+/* Per-CPU values are laid out 8-byte aligned, one per possible CPU. */
+static void sum_percpu(const struct kmap_reader *r, size_t value_size, size_t nfields,
+		       uint64_t *sum)
+{
+	size_t stride = (value_size + 7) & ~(size_t)7;
+	memset(sum, 0, nfields * sizeof(*sum));
+	for (int c = 0; c < r->ncpu; c++) {
+		const uint64_t *v = (const uint64_t *)((const char *)r->percpu + (size_t)c * stride);
+		for (size_t f = 0; f < nfields; f++)
+			sum[f] += v[f];
+	}
+}
+
+long kmap_foreach(struct kmap_reader *r, int fd, size_t key_size, size_t value_size,
+		  size_t nfields, kmap_fn fn, void *ctx)
+{
+	char key[KMAP_MAX_KEY], next[KMAP_MAX_KEY];
+	uint64_t sum[KMAP_MAX_FIELDS];
+	const void *prev = NULL;
+	long n = 0;
+
+	if (key_size > KMAP_MAX_KEY || nfields > KMAP_MAX_FIELDS ||
+	    ((value_size + 7) & ~(size_t)7) > r->stride)
+		return -1;
+	while (!bpf_map_get_next_key(fd, prev, next)) {
+		memcpy(key, next, key_size);
+		prev = key;
+		if (bpf_map_lookup_elem(fd, key, r->percpu))
+			continue;
+		sum_percpu(r, value_size, nfields, sum);
+		struct kmap_entry e = { key, sum, r->percpu, (value_size + 7) & ~(size_t)7, r->ncpu };
+		fn(ctx, &e);
+		n++;
+	}
+	return n;
+}
+
+int kmap_take(struct kmap_reader *r, int fd, const void *key, size_t value_size, size_t nfields,
+	      uint64_t *sum)
+{
+	if (nfields > KMAP_MAX_FIELDS || ((value_size + 7) & ~(size_t)7) > r->stride)
+		return -EINVAL;
+	int err = bpf_map_lookup_and_delete_elem(fd, key, r->percpu);
+	if (err == -EINVAL || err == -ENOTSUPP || err == -EOPNOTSUPP) {
+		/* Before Linux 5.14 per-CPU hashes cannot do it in one step. */
+		err = bpf_map_lookup_elem(fd, key, r->percpu);
+		if (!err)
+			err = bpf_map_delete_elem(fd, key);
+	}
+	if (err)
+		return err < 0 ? err : -errno;
+	sum_percpu(r, value_size, nfields, sum);
+	return 0;
+}
+
+const char *kmap_proc_comm(const struct kmap_entry *e)
+{
+	for (int c = 0; c < e->ncpu; c++) {
+		const struct lt_proc_val *v =
+			(const void *)((const char *)e->percpu + (size_t)c * e->stride);
+		if (v->comm[0])
+			return v->comm;
+	}
+	return NULL;
+}

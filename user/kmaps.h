@@ -1,0 +1,45 @@
+/*
+ * Reading lotrace's per-CPU counter maps from user space: one place that sums
+ * the per-CPU copies, for `stat` snapshots and `export` scans alike.
+ */
+#ifndef LOTRACE_KMAPS_H
+#define LOTRACE_KMAPS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define KMAP_MAX_FIELDS 4
+
+struct kmap_reader {
+	int ncpu;
+	size_t stride;   /* bytes per CPU in a value buffer (8-aligned) */
+	void *percpu;    /* one value per possible CPU */
+};
+
+/* One entry: its key, the per-CPU sums of the value's leading __u64 counters, the raw values. */
+struct kmap_entry {
+	const void *key;
+	const uint64_t *sum;
+	const void *percpu;
+	size_t stride;
+	int ncpu;
+};
+
+typedef void (*kmap_fn)(void *ctx, const struct kmap_entry *e);
+
+/* Sized for values up to max_value_size bytes.  0, or -1 (errno set). */
+int kmap_reader_init(struct kmap_reader *r, size_t max_value_size);
+void kmap_reader_free(struct kmap_reader *r);
+/*
+ * Calls fn for every entry of the per-CPU map fd whose values start with
+ * nfields __u64 counters.  Returns the number of entries, or -1.
+ */
+long kmap_foreach(struct kmap_reader *r, int fd, size_t key_size, size_t value_size,
+		  size_t nfields, kmap_fn fn, void *ctx);
+/* Reads and deletes one entry in one step; sum gets its counters.  0 or -errno. */
+int kmap_take(struct kmap_reader *r, int fd, const void *key, size_t value_size, size_t nfields,
+	      uint64_t *sum);
+/* The comm of a proc_counts entry: the first CPU's copy that has one, or NULL. */
+const char *kmap_proc_comm(const struct kmap_entry *e);
+
+#endif
