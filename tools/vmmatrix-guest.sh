@@ -2,7 +2,9 @@
 # Runs inside a tools/vmtest.sh guest (and on the host for its own column):
 # for each hook backend, does lotrace load and attach, do the exact-count and
 # latency integration tests pass, and what does it add to a ping-pong.
-# Prints one "ROW kernel backend loads attaches counts latency overhead reason" line each.
+# Prints one "ROW kernel backend loads attaches counts latency overhead reason"
+# line each; overhead is "ADDED/BASE": the median (5 rounds) one-way latency a
+# same-core unix_stream ping-pong gains under lotrace, and its baseline.
 # Usage: vmmatrix-guest.sh DIR   (DIR holds lotrace, lobench, test_integration)
 cd "${1:-.}" || exit 1
 kernel=$(uname -r)
@@ -24,9 +26,10 @@ for backend in fentry tracepoint kprobe; do
 		for f in counts latency; do
 			[ "$(eval echo \$$f)" = FAIL ] && grep -E 'Assertion|FAIL' /tmp/$f.log | head -5 >&2
 		done
-		# Added one-way latency, interleaved: none, traced, none, traced, ...
-		base=0 traced=0
-		for round in 1 2 3; do
+		# Added one-way latency: rounds of (none, traced); the median difference.
+		diffs=""
+		base=0
+		for round in 1 2 3 4 5; do
 			b=$(pingpong_ns)
 			./lotrace stat --backend "$backend" >/dev/null 2>/tmp/lt.err &
 			lt=$!
@@ -36,10 +39,13 @@ for backend in fentry tracepoint kprobe; do
 				i=$((i + 1))
 			done
 			t=$(pingpong_ns)
-			kill -INT $lt; wait $lt
-			base=$((base + b)) traced=$((traced + t))
+			kill -INT $lt
+			wait $lt
+			diffs="$diffs $((t - b))"
+			base=$((base + b))
 		done
-		overhead="+$(((traced - base) / 3))ns"
+		median=$(echo $diffs | tr ' ' '\n' | sort -n | sed -n 3p)
+		overhead="${median}ns/$((base / 5))ns"
 	else
 		reason=$(head -n 1 /tmp/probe.err | sed 's/^lotrace: the [a-z]* backend cannot run here: //')
 		case $reason in
