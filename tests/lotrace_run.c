@@ -89,7 +89,7 @@ bool lotrace_start(struct lotrace_proc *p, const char *const *args)
 	return true;
 }
 
-static char *read_all(int fd)
+char *read_fd_all(int fd, size_t *len_out)
 {
 	size_t cap = 65536, len = 0;
 	char *buf = malloc(cap);
@@ -104,6 +104,8 @@ static char *read_all(int fd)
 		len += (size_t)n;
 	}
 	buf[len] = 0;
+	if (len_out)
+		*len_out = len;
 	return buf;
 }
 
@@ -113,7 +115,7 @@ json_object *lotrace_stop(struct lotrace_proc *p, int *status)
 	if (p->pid <= 0)
 		return NULL;
 	kill(p->pid, SIGINT);
-	char *out = read_all(p->out_fd);
+	char *out = read_fd_all(p->out_fd, NULL);
 	waitpid(p->pid, &st, 0);
 	drain_err(p, 0);
 	close(p->out_fd);

@@ -19,6 +19,9 @@ bool lotrace_start(struct lotrace_proc *p, const char *const *args);
 /* SIGINT it; returns its JSON (caller json_object_put) or NULL; *status gets the exit status. */
 json_object *lotrace_stop(struct lotrace_proc *p, int *status);
 
+/* Everything until EOF, NUL-terminated (caller frees); *len_out gets its length. */
+char *read_fd_all(int fd, size_t *len_out);
+
 /* Run a shell command, return its stdout parsed as JSON (NULL on failure). */
 json_object *run_json(const char *cmd);
 /* Run a shell command; returns its exit status (-1 if it could not run). */

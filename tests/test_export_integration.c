@@ -166,22 +166,8 @@ static char *slurp(const char *path, size_t *len_out)
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return NULL;
-	size_t cap = 65536, len = 0;
-	char *buf = malloc(cap);
-	for (;;) {
-		if (len + 1 >= cap)
-			buf = realloc(buf, cap *= 2);
-		ssize_t n = read(fd, buf + len, cap - 1 - len);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			break;
-		len += (size_t)n;
-	}
+	char *buf = read_fd_all(fd, len_out);
 	close(fd);
-	buf[len] = 0;
-	if (len_out)
-		*len_out = len;
 	return buf;
 }
 

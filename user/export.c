@@ -11,19 +11,13 @@
 #include "exporter.h"
 #include "kmaps.h"
 #include "loader.h"
+#include "signals.h"
 #include "lotrace.skel.h"
 #include "textfile.h"
 
 /* How often the ring buffer is drained between writes (as for `stat`). */
 #define POLL_INTERVAL_MS 50
 
-static volatile sig_atomic_t stop_requested;
-
-static void on_signal(int sig)
-{
-	(void)sig;
-	stop_requested = 1;
-}
 
 static double clock_s(clockid_t c)
 {
@@ -199,12 +193,7 @@ int export_main(const struct lt_opts *opts)
 		return 2;
 	}
 
-	struct sigaction sa;
-	memset(&sa, 0, sizeof(sa));
-	sa.sa_handler = on_signal;
-	sigaction(SIGINT, &sa, NULL);
-	sigaction(SIGTERM, &sa, NULL);
-	sigaction(SIGHUP, &sa, NULL);
+	lt_catch_stop_signals();
 
 	struct exp_run *r = calloc(1, sizeof(*r));
 	struct agg *agg = agg_new();
@@ -234,7 +223,7 @@ int export_main(const struct lt_opts *opts)
 
 	ret = 0;
 	double next = clock_s(CLOCK_MONOTONIC);
-	while (!stop_requested) {
+	while (!lt_stop_requested) {
 		double now = clock_s(CLOCK_MONOTONIC);
 		if (now >= next) {
 			write_file(r, &tf);

@@ -7,18 +7,12 @@
 #include "export.h"
 #include "loader.h"
 #include "opts.h"
+#include "signals.h"
 #include "report.h"
 
 /* How often the ring buffer is drained when nothing wakes the reader. */
 #define POLL_INTERVAL_MS 50
 
-static volatile sig_atomic_t stop_requested;
-
-static void on_signal(int sig)
-{
-	(void)sig;
-	stop_requested = 1;
-}
 
 static double now_s(void)
 {
@@ -38,12 +32,7 @@ int main(int argc, char **argv)
 	if (opts.command == LT_CMD_EXPORT)
 		return export_main(&opts);
 
-	struct sigaction sa;
-	memset(&sa, 0, sizeof(sa));
-	sa.sa_handler = on_signal;
-	sigaction(SIGINT, &sa, NULL);
-	sigaction(SIGTERM, &sa, NULL);
-	sigaction(SIGHUP, &sa, NULL);
+	lt_catch_stop_signals();
 
 	struct agg *agg = agg_new();
 	struct tracer t;
@@ -65,7 +54,7 @@ int main(int argc, char **argv)
 	}
 	double start = now_s();
 	int ret = 0;
-	while (!stop_requested) {
+	while (!lt_stop_requested) {
 		double left = opts.duration_s > 0 ? opts.duration_s - (now_s() - start) : 1;
 		if (left <= 0)
 			break;
