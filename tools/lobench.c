@@ -172,7 +172,7 @@ static void pin(int cpu)
 	sched_setaffinity(0, sizeof(set), &set);
 }
 
-static void fail(struct side *s, const char *what)
+static _Noreturn void fail(struct side *s, const char *what)
 {
 	s->error = errno ? errno : EIO;
 	snprintf(s->what, sizeof(s->what), "%s", what);

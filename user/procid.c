@@ -113,7 +113,7 @@ void procid_unit_of(const char *cgroup, char *out, size_t len)
 		snprintf(out, len, "-.slice"); /* systemd's name for the root cgroup */
 		return;
 	}
-	const char *last = NULL;
+	const char *last = cgroup; /* set by the first pass; the loop runs at least once */
 	size_t last_len = 0;
 	/* Deepest component first: a service's own scope beats its slice. */
 	while (end > cgroup) {
@@ -121,7 +121,7 @@ void procid_unit_of(const char *cgroup, char *out, size_t len)
 		while (start > cgroup && start[-1] != '/')
 			start--;
 		size_t n = (size_t)(end - start);
-		if (!last) {
+		if (last == cgroup && !last_len) {
 			last = start;
 			last_len = n;
 		}
