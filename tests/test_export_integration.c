@@ -198,6 +198,17 @@ struct traffic {
 	int64_t sent_messages, sent_bytes, recv_messages, recv_bytes;
 };
 
+/* What both processes of a lobench run did, from its JSON ground truth. */
+static struct traffic traffic_of(json_object *doc)
+{
+	return (struct traffic){
+		jint(doc, "client.sent_messages") + jint(doc, "server.sent_messages"),
+		jint(doc, "client.sent_bytes") + jint(doc, "server.sent_bytes"),
+		jint(doc, "client.recv_messages") + jint(doc, "server.recv_messages"),
+		jint(doc, "client.recv_bytes") + jint(doc, "server.recv_bytes"),
+	};
+}
+
 /* Runs a lobench binary with args; returns the counts of both its processes. */
 static struct traffic bench_run(const char *bin, const char *args)
 {
@@ -216,12 +227,7 @@ static struct traffic bench_run(const char *bin, const char *args)
 	cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "%s %s failed", bin, args);
 	json_object *doc = json_object_from_file(out);
 	cr_assert_not_null(doc, "lobench printed no JSON");
-	struct traffic t = {
-		jint(doc, "client.sent_messages") + jint(doc, "server.sent_messages"),
-		jint(doc, "client.sent_bytes") + jint(doc, "server.sent_bytes"),
-		jint(doc, "client.recv_messages") + jint(doc, "server.recv_messages"),
-		jint(doc, "client.recv_bytes") + jint(doc, "server.recv_bytes"),
-	};
+	struct traffic t = traffic_of(doc);
 	json_object_put(doc);
 	return t;
 }
@@ -374,18 +380,8 @@ static int http_get(int port, const char *path, char **body)
 		close(fd);
 		return 0;
 	}
-	size_t cap = 1 << 16, len = 0;
-	char *buf = malloc(cap);
-	for (;;) {
-		if (len + 1 >= cap)
-			buf = realloc(buf, cap *= 2);
-		ssize_t r = read(fd, buf + len, cap - 1 - len);
-		if (r <= 0)
-			break;
-		len += (size_t)r;
-	}
+	char *buf = read_fd_all(fd, NULL);
 	close(fd);
-	buf[len] = 0;
 	int status = 0;
 	char *hdr_end = strstr(buf, "\r\n\r\n");
 	if (sscanf(buf, "HTTP/%*s %d", &status) != 1 || !hdr_end) {
@@ -1039,12 +1035,7 @@ Test(export, by_unit_and_by_cgroup_name_a_real_cgroup)
 	cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "lobench in the cgroup failed");
 	json_object *doc = json_object_from_file(out);
 	cr_assert_not_null(doc);
-	struct traffic t = {
-		jint(doc, "client.sent_messages") + jint(doc, "server.sent_messages"),
-		jint(doc, "client.sent_bytes") + jint(doc, "server.sent_bytes"),
-		jint(doc, "client.recv_messages") + jint(doc, "server.recv_messages"),
-		jint(doc, "client.recv_bytes") + jint(doc, "server.recv_bytes"),
-	};
+	struct traffic t = traffic_of(doc);
 	json_object_put(doc);
 
 	char ul[128], cl[256];
