@@ -39,13 +39,24 @@
  * guarded by exception tables, several times cheaper than the probe-read
  * helper calls of BPF_CORE_READ.  The kprobe backend's pointers are plain
  * numbers, so it defines LT_PLAIN_POINTERS and reads through the helper.
- * Casts to a containing type (tcp_sock, unix_sock) always use BPF_CORE_READ:
- * the verifier knows the pointer as a struct sock.
+ * Reads through a containing type (tcp_sock, unix_sock), LT_RD_AS, are direct
+ * loads too where the backend may use bpf_rdonly_cast (LT_RDONLY_CAST: 6.2+,
+ * the tracepoint backend), which the verifier turns into a plain move; else
+ * they go through BPF_CORE_READ, as the verifier knows the pointer as a sock.
  */
 #ifdef LT_PLAIN_POINTERS
 #define LT_RD(src, a, ...) BPF_CORE_READ(src, a, ##__VA_ARGS__)
 #else
 #define LT_RD(src, a, ...) ((src)->___arrow(a, ##__VA_ARGS__))
+#endif
+
+#ifdef LT_RDONLY_CAST
+/* Weak: the object must still load on kernels without it (other backends). */
+extern void *bpf_rdonly_cast(const void *obj, __u32 btf_id) __ksym __weak;
+#define LT_CAST(type, p) ((type *)bpf_rdonly_cast((p), bpf_core_type_id_kernel(type)))
+#define LT_RD_AS(type, p, a, ...) (LT_CAST(type, p)->___arrow(a, ##__VA_ARGS__))
+#else
+#define LT_RD_AS(type, p, a, ...) BPF_CORE_READ((type *)(p), a, ##__VA_ARGS__)
 #endif
 
 static __always_inline __u32 current_tgid(void)
@@ -183,7 +194,7 @@ static __always_inline bool tq_key_send(struct sock *sk, int transport, struct t
 {
 	k->transport = transport;
 	if (lt_is_unix(transport)) {
-		struct sock *peer = BPF_CORE_READ((struct unix_sock *)sk, peer);
+		struct sock *peer = LT_RD_AS(struct unix_sock, sk, peer);
 		if (!peer)
 			return false; /* unconnected datagram: receiver unknown */
 		k->sk = (__u64)peer;
@@ -336,7 +347,21 @@ static __always_inline void note_owner(struct sock *sk)
 /* Too large for the BPF stack; new queues are copied from here. */
 static const struct timing_queue empty_queue;
 
-static __always_inline struct timing_queue *tq_get(struct tq_key *k, bool create)
+/*
+ * One subprogram per queue map: inlined, the compiler merges the two lookups
+ * into one call on either map, which the verifier can no longer inline.
+ */
+static __noinline struct timing_queue *tq_get_unix(__u64 sk, bool create)
+{
+	struct timing_queue *q = bpf_map_lookup_elem(&unix_queues, &sk);
+
+	if (q || !create)
+		return q;
+	bpf_map_update_elem(&unix_queues, &sk, &empty_queue, BPF_NOEXIST);
+	return bpf_map_lookup_elem(&unix_queues, &sk);
+}
+
+static __noinline struct timing_queue *tq_get_inet(struct tq_key *k, bool create)
 {
 	struct timing_queue *q = bpf_map_lookup_elem(&timing_queues, k);
 
@@ -344,6 +369,11 @@ static __always_inline struct timing_queue *tq_get(struct tq_key *k, bool create
 		return q;
 	bpf_map_update_elem(&timing_queues, k, &empty_queue, BPF_NOEXIST);
 	return bpf_map_lookup_elem(&timing_queues, k);
+}
+
+static __always_inline struct timing_queue *tq_get(struct tq_key *k, bool create)
+{
+	return lt_is_unix(k->transport) ? tq_get_unix(k->sk, create) : tq_get_inet(k, create);
 }
 
 /*
@@ -425,7 +455,7 @@ static __always_inline __u32 tq_push(struct sock *sk, int transport, __u64 ts)
 	__u32 start = 0;
 	bool fresh = q->tail == 0;
 	if (transport == LT_TCP) {
-		start = BPF_CORE_READ((struct tcp_sock *)sk, write_seq);
+		start = LT_RD_AS(struct tcp_sock, sk, write_seq);
 	} else if (transport == LT_UNIX_STREAM) {
 		/* A new socket at a freed one's address: start this queue afresh. */
 		if (q->peer != (__u64)sk) {
@@ -548,9 +578,32 @@ static __always_inline void lt_send_exit(struct sock *sk, int ret)
 	ctx->lo_tx = 0;
 }
 
+/*
+ * Pair messages popped by one recv, counted once per run of one sender: one
+ * pair-map update per recv in the usual case, together with its bytes.
+ */
+struct pop_tally {
+	__u32 sender;
+	__u32 messages;
+};
+
+/* Global, like count_pair: its branches on the tally stay out of the pop loop's states. */
+__weak __noinline int tally_message(struct pop_tally *tally, __u32 sender, __u32 me, int transport)
+{
+	if (!tally)
+		return 0;
+	if (tally->messages && tally->sender != sender) {
+		count_pair(tally->sender, me, transport, tally->messages, 0);
+		tally->messages = 0;
+	}
+	tally->sender = sender;
+	tally->messages++;
+	return 0;
+}
+
 /* A message whose first byte the receiver got now. */
 static __always_inline void time_message(struct timing_queue *q, struct tq_slot *s, int transport,
-					 __u32 me, __u64 now)
+					 __u32 me, __u64 now, struct pop_tally *tally)
 {
 	__u32 sender = s->tgid;
 	/* Take the send duration if the sender left it; else it reports it itself. */
@@ -558,7 +611,7 @@ static __always_inline void time_message(struct timing_queue *q, struct tq_slot 
 	__u32 send_ns = state == TQ_SLOT_SENT ? s->send_ns : 0;
 
 	emit(EV(LT_EV_MESSAGE, transport), me, sender, now - s->ts, send_ns);
-	count_pair(sender, me, transport, 1, 0);
+	tally_message(tally, sender, me, transport);
 	q->last_sender = sender;
 }
 
@@ -567,10 +620,9 @@ static __always_inline void time_message(struct timing_queue *q, struct tq_slot 
  * live entry (datagram); time them.
  */
 static __always_inline void tq_pop(struct timing_queue *q, int transport, bool stream,
-				   __u32 start, __u32 end, __u64 now)
+				   __u32 start, __u32 end, __u64 now, __u32 me,
+				   struct pop_tally *tally)
 {
-	__u32 me = current_tgid();
-
 	for (int i = 0; i < TQ_SLOTS + 2; i++) {
 		__u32 h = q->head, t = q->tail;
 		if (h == t)
@@ -593,14 +645,14 @@ static __always_inline void tq_pop(struct timing_queue *q, int transport, bool s
 			continue;
 		}
 		if (!stream) {
-			time_message(q, s, transport, me, now);
+			time_message(q, s, transport, me, now, tally);
 			q->head = h + 1;
 			break;
 		}
 		if ((__s32)(s->start - end) >= 0)
 			break; /* not reached yet */
 		if ((__s32)(s->start - start) >= 0)
-			time_message(q, s, transport, me, now);
+			time_message(q, s, transport, me, now, tally);
 		q->head = h + 1;
 	}
 }
@@ -634,7 +686,7 @@ static __always_inline void lt_recv_exit(struct sock *sk, int ret, int flags)
 	__u32 end = 0;
 
 	if (transport == LT_TCP)
-		end = BPF_CORE_READ((struct tcp_sock *)sk, copied_seq);
+		end = LT_RD_AS(struct tcp_sock, sk, copied_seq);
 	else if (transport == LT_UNIX_STREAM)
 		end = __sync_fetch_and_add(&q->recv_off, ret) + ret;
 
@@ -648,10 +700,16 @@ static __always_inline void lt_recv_exit(struct sock *sk, int ret, int flags)
 		}
 		return;
 	}
-	tq_pop(q, transport, stream, end - ret, end, now);
-	/* The bytes go to the last sender seen: one sender per connection, usually. */
-	if (q->last_sender)
-		count_pair(q->last_sender, current_tgid(), transport, 0, ret);
+	__u32 me = current_tgid();
+	struct pop_tally tally = {};
+	tq_pop(q, transport, stream, end - ret, end, now, me, &tally);
+	/*
+	 * The bytes go to the last sender popped, else the last one seen: one
+	 * sender per connection, usually.
+	 */
+	__u32 sender = tally.messages ? tally.sender : q->last_sender;
+	if (sender)
+		count_pair(sender, me, transport, tally.messages, ret);
 }
 
 

@@ -5,6 +5,8 @@
  * kprobes.  Those tracepoints fire when a send or recv returns; the send's
  * start is taken at syscall entry, where the socket is found from the fd.
  */
+/* This backend needs 6.3 anyway: read through bpf_rdonly_cast (6.2+). */
+#define LT_RDONLY_CAST
 #include "sock_common.bpf.h"
 
 /* x86_64 system call numbers of the calls that send on a socket. */
@@ -17,12 +19,6 @@
 #define S_IFMT 00170000
 #define S_IFSOCK 0140000
 
-/*
- * Makes a pointer read from memory a (read-only) BTF pointer again (6.2+).
- * Weak: on older kernels the object must still load for the other backends;
- * this backend needs 6.3 anyway.
- */
-extern void *bpf_rdonly_cast(const void *obj, __u32 btf_id) __ksym __weak;
 
 /* The socket behind fd in the current task, or NULL. */
 static __always_inline struct sock *sock_of_fd(unsigned long fd)
@@ -36,11 +32,10 @@ static __always_inline struct sock *sock_of_fd(unsigned long fd)
 	struct file **fds = fdt->fd;
 	if (bpf_probe_read_kernel(&file, sizeof(file), &fds[fd]) || !file)
 		return NULL;
-	file = bpf_rdonly_cast(file, bpf_core_type_id_kernel(struct file));
+	file = LT_CAST(struct file, file);
 	if ((file->f_inode->i_mode & S_IFMT) != S_IFSOCK)
 		return NULL;
-	struct socket *sock = bpf_rdonly_cast(file->private_data,
-					      bpf_core_type_id_kernel(struct socket));
+	struct socket *sock = LT_CAST(struct socket, file->private_data);
 	return sock->sk;
 }
 
