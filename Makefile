@@ -25,7 +25,7 @@ USER_HDRS := $(wildcard user/*.h) bpf/lotrace.h
 TESTS := $(BUILD)/test_unit $(BUILD)/test_lobench $(BUILD)/test_integration
 TESTS += $(BUILD)/test_export $(BUILD)/test_export_integration
 
-.PHONY: all test vmtest clean
+.PHONY: all test vmtest bench clean
 .DELETE_ON_ERROR:
 all: lotrace tools/lobench
 
@@ -72,11 +72,25 @@ test: lotrace tools/lobench $(TESTS)
 vmtest: lotrace tools/lobench $(BUILD)/test_integration
 	tools/vmmatrix.sh
 
+# The overhead benchmark (root): rewrites bench/results.md.
+bench: lotrace tools/lobench tools/aggbench bench/hookfloor
+	bench/overhead.py
+
 clean:
-	rm -rf $(BUILD) lotrace
+	rm -rf $(BUILD) lotrace tools/lobench tools/aggbench bench/hookfloor
 
 tools/lobench: tools/lobench.c
 	$(CC) $(CFLAGS) $< -o $@ -lm
 
 tools/aggbench: tools/aggbench.c $(LIB_SRCS) $(USER_HDRS)
 	$(CC) $(CFLAGS) -Iuser tools/aggbench.c $(LIB_SRCS) -o $@ -lm
+
+# bench/overhead.py's floor: the tracepoint backend's hooks with empty programs.
+$(BUILD)/hookfloor.bpf.o: bench/hookfloor.bpf.c | $(BUILD)
+	$(CLANG) $(BPF_CFLAGS) -c $< -o $@
+
+$(BUILD)/hookfloor.skel.h: $(BUILD)/hookfloor.bpf.o
+	$(BPFTOOL) gen skeleton $< name hookfloor_bpf > $@
+
+bench/hookfloor: bench/hookfloor.c $(BUILD)/hookfloor.skel.h
+	$(CC) $(CFLAGS) $< -o $@ $(LDLIBS)

@@ -8,9 +8,12 @@ tracepoints. Runs are interleaved (modes rotate every round) because machines
 are noisy; each figure is the median over rounds, compared with the baseline
 measured in the same run. Also measures lotrace's own CPU and memory, the
 highest message rate it sustains without losing events (and what happens
-above it), and its user-side aggregation speed (tools/aggbench).
+above it), its user-side aggregation speed (tools/aggbench), and the floor:
+what the tracepoint backend's hooks cost with programs that do nothing
+(bench/hookfloor).
 
-Usage (root, from the repository root, after `make tools/aggbench`):
+Usage (root, from the repository root): `make bench`, or after
+`make lotrace tools/lobench tools/aggbench bench/hookfloor`:
     bench/overhead.py [--rounds 5] [--quick] [--out bench/results.md]
 """
 import argparse
@@ -28,6 +31,7 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LOTRACE = os.path.join(ROOT, "lotrace")
 LOBENCH = os.path.join(ROOT, "tools", "lobench")
+HOOKFLOOR = os.path.join(ROOT, "bench", "hookfloor")
 AGGBENCH = os.path.join(ROOT, "tools", "aggbench")
 TRANSPORTS = ["unix_stream", "tcp", "udp", "unix_dgram", "unix_seqpacket"]
 
@@ -71,6 +75,10 @@ class Tracer:
             self.proc = subprocess.Popen(["bpftrace", "-e", BPFTRACE_SCRIPT], stdout=subprocess.PIPE,
                                          stderr=subprocess.STDOUT, text=True)
             ready = "Attaching"
+        elif self.mode.startswith("hooks:"):
+            self.proc = subprocess.Popen([HOOKFLOOR, "attach", self.mode.split(":", 1)[1]],
+                                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            ready = "hookfloor: attached"
         else:
             backend = self.mode.split(":", 1)[1]
             self.proc = subprocess.Popen([LOTRACE, "stat", "--json", "--backend", backend],
@@ -174,9 +182,10 @@ def main():
     args = ap.parse_args()
     if os.geteuid() != 0:
         sys.exit("overhead.py: run as root (tracers load BPF programs)")
-    for exe in (LOTRACE, LOBENCH, AGGBENCH):
+    for exe in (LOTRACE, LOBENCH, AGGBENCH, HOOKFLOOR):
         if not os.access(exe, os.X_OK):
-            sys.exit(f"overhead.py: {exe} missing: run `make lotrace tools/lobench tools/aggbench`")
+            sys.exit(f"overhead.py: {exe} missing: run "
+                     "`make lotrace tools/lobench tools/aggbench bench/hookfloor`")
 
     backends = working_backends()
     modes = ["none"] + [f"lotrace:{b}" for b in backends] + ["bpftrace"]
@@ -200,14 +209,38 @@ def main():
 
     agg = run_json([AGGBENCH, "20000000", "200"])
     rates = max_rate(args.quick)
-    write_report(args, modes, wl, results, cost, agg, rates)
+    floor = hook_floor(2 * args.rounds, backends, args.quick)
+    write_report(args, modes, wl, results, cost, agg, rates, floor)
+
+
+# What the tracepoint backend's hooks cost with programs that do (almost) nothing.
+FLOOR_SETS = ["empty-sock", "empty-all", "count-all"]
+
+
+def hook_floor(rounds, backends, quick):
+    """Per mode: write+read ns (hookfloor loop) and the 64 B unix_stream ping-pong, interleaved."""
+    modes = ["none"] + [f"hooks:{s}" for s in FLOOR_SETS] + [f"lotrace:{b}" for b in backends] + \
+        ["bpftrace"]
+    out = {m: {"loop": [], "syscall": [], "pingpong": []} for m in modes}
+    for r in range(rounds):
+        order = modes[r % len(modes):] + modes[:r % len(modes)]
+        for mode in order:
+            print(f"floor round {r + 1}/{rounds}: {mode}", file=sys.stderr)
+            t = Tracer(mode)
+            t.start()
+            calls = run_json([HOOKFLOOR, "loop"])
+            out[mode]["loop"].append(calls["write_read_ns"])
+            out[mode]["syscall"].append(calls["syscall_ns"])
+            out[mode]["pingpong"].append(lobench("unix_stream", "pingpong", 64, quick)["one_way_ns"]["p50"])
+            t.stop()
+    return out
 
 
 def med(xs):
     return statistics.median(xs) if xs else float("nan")
 
 
-def write_report(args, modes, wl, results, cost, agg, rates):
+def write_report(args, modes, wl, results, cost, agg, rates, floor):
     lines = []
     cmd = "bench/overhead.py" + (f" --rounds {args.rounds}" if args.rounds != 5 else "") + \
           (" --quick" if args.quick else "")
@@ -265,6 +298,31 @@ def write_report(args, modes, wl, results, cost, agg, rates):
         lines.append(f"| {r['pairs']} | {r['msgs_per_s']:,.0f} | {r['sent']:,} | {r['counted_sent']:,} | "
                      f"{r['counted_recv']:,} | {r['events']:,} | {r['lost_events']:,} | {r['untimed']:,} | "
                      f"{r['lotrace_cpu_s'] / r['elapsed_s'] * 100:.0f} % |")
+    # Call costs: the minimum over rounds (noise only ever adds); ping-pong: the median.
+    base_loop, base_sys = min(floor["none"]["loop"]), min(floor["none"]["syscall"])
+    base_pp = med(floor["none"]["pingpong"])
+    lines += ["", "## The floor: what the hooks cost before any work (bench/hookfloor)", "",
+              "The tracepoint backend needs three hooks: raw `sys_enter` (where a send starts), "
+              "`sock:sock_send_length` and `sock:sock_recv_length`. `hooks:*` attach programs that do "
+              "nothing (`empty-*`) or only count messages and bytes per process (`count-all`). "
+              "`write+read` is one 64 B write and one read on a Unix socketpair, the two calls of one "
+              "ping-pong leg without the scheduler's noise; `any syscall` is one getppid(), which every "
+              "system call on the host pays while a `sys_enter` program is attached. Both are on CPU 0, "
+              "best of 7 runs, then the minimum over "
+              f"{len(floor['none']['loop'])} interleaved rounds; the ping-pong is the median over them. "
+              "Percentages are of the untraced ping-pong's one-way latency.", "",
+              "| mode | write+read | added | any syscall | added | 64 B unix_stream one-way p50 | added |",
+              "|---|---|---|---|---|---|---|"]
+    for m, v in floor.items():
+        loop, sys_ns, pp = min(v["loop"]), min(v["syscall"]), med(v["pingpong"])
+        if m == "none":
+            added = sys_added = pp_added = "-"
+        else:
+            added = f"{loop - base_loop:+.0f} ns ({(loop - base_loop) / base_pp * 100:+.1f} %)"
+            sys_added = f"{sys_ns - base_sys:+.0f} ns"
+            pp_added = f"{pp - base_pp:+.0f} ns ({(pp / base_pp - 1) * 100:+.1f} %)"
+        lines.append(f"| {m} | {loop:.0f} ns | {added} | {sys_ns:.0f} ns | {sys_added} | "
+                     f"{pp / 1000:.2f} us | {pp_added} |")
     lines += ["", "## User-side aggregation (tools/aggbench, one core)", "",
               f"{agg['events_per_s']:,.0f} events/s ({agg['ns_per_event']:.1f} ns/event, "
               f"{agg['processes']} processes, {agg['events']:,} events)", ""]
