@@ -120,7 +120,6 @@ struct tq_key {
 	__u8 raddr[16];
 };
 
-/* A send call in progress on this thread. */
 /* Per-thread state of the send and recv calls in progress. */
 struct lt_send_ctx {
 	__u64 ts;        /* when the current message's send started */

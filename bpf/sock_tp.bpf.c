@@ -19,7 +19,6 @@
 #define S_IFMT 00170000
 #define S_IFSOCK 0140000
 
-
 /* The socket behind fd in the current task, or NULL. */
 static __always_inline struct sock *sock_of_fd(unsigned long fd)
 {
