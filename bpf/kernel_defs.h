@@ -14,6 +14,5 @@
 #define ETH_P_IPV6 0x86DD
 #define ETH_HLEN 14
 #define TC_ACT_UNSPEC (-1)
-#define LOOPBACK_IFINDEX 1 /* lo is ifindex 1 in every network namespace */
 
 #endif

@@ -3,7 +3,7 @@
  * The socket-layer logic every hook backend shares.  A backend only turns its
  * hook's arguments into calls of:
  *
- *   lt_send_enter(sk, now, messages)  - a send call that carries `messages`
+ *   lt_send_enter(sk, messages)       - a send call that carries `messages`
  *                                        messages on sk starts (before any data
  *                                        is visible to the receiver)
  *   lt_send_exit(sk, ret)             - one message's send returned ret
@@ -244,10 +244,10 @@ static __always_inline void count_untimed(int transport, __u64 n)
  * them, the linker keeps one): the verifier checks them once instead of at
  * every call site, which keeps the recv path's loop within its limits.
  */
-__weak __noinline int count_proc(int transport, int direction, __u64 bytes)
+__weak __noinline int count_proc(__u32 tgid, int transport, int direction, __u64 bytes)
 {
 	struct lt_proc_key key = {
-		.tgid = current_tgid(),
+		.tgid = tgid,
 		.transport = transport,
 		.direction = direction,
 	};
@@ -329,15 +329,14 @@ __weak __noinline int emit(__u32 what, __u32 tgid, __u32 peer, __u64 value, __u3
  * Backends whose sk is not a BTF pointer (kprobes) cannot use socket storage.
  */
 #ifdef LT_NO_SK_STORAGE
-static __always_inline void note_owner(struct sock *sk)
+static __always_inline void note_owner(struct sock *sk, __u32 tgid)
 {
 }
 #else
-static __always_inline void note_owner(struct sock *sk)
+static __always_inline void note_owner(struct sock *sk, __u32 tgid)
 {
 	struct lt_sock_state *st = bpf_sk_storage_get(&sock_states, sk, 0,
 						       BPF_SK_STORAGE_GET_F_CREATE);
-	__u32 tgid = current_tgid();
 
 	if (st && st->owner_tgid != tgid)
 		st->owner_tgid = tgid;
@@ -439,8 +438,8 @@ static __always_inline bool udp_received_over_lo(struct sock *sk)
 	return false;
 }
 
-/* Queue the message that starts now on sk; returns its slot seq or 0. */
-static __always_inline __u32 tq_push(struct sock *sk, int transport, __u64 ts)
+/* Queue the message tgid starts now on sk; returns its slot seq or 0. */
+static __always_inline __u32 tq_push(struct sock *sk, int transport, __u64 ts, __u32 tgid)
 {
 	struct tq_key k = {};
 
@@ -479,14 +478,14 @@ static __always_inline __u32 tq_push(struct sock *sk, int transport, __u64 ts)
 	struct tq_slot *s = &q->slot[idx & TQ_MASK];
 	s->ts = ts;
 	s->start = start;
-	s->tgid = current_tgid();
+	s->tgid = tgid;
 	s->state = TQ_SLOT_OPEN;
 	s->send_ns = 0;
 	s->seq = idx + 1;
 	return idx + 1;
 }
 
-static __always_inline void lt_send_enter(struct sock *sk, __u64 now, __u32 messages)
+static __always_inline void lt_send_enter(struct sock *sk, __u32 messages)
 {
 	int transport = lt_transport_of(sk);
 
@@ -495,11 +494,12 @@ static __always_inline void lt_send_enter(struct sock *sk, __u64 now, __u32 mess
 	struct lt_send_ctx *ctx = task_ctx(true);
 	if (!ctx)
 		return;
+	__u64 now = bpf_ktime_get_ns();
 	ctx->ts = now;
 	ctx->sk = (__u64)sk;
 	ctx->remaining = messages;
 	ctx->lo_tx = 0;
-	ctx->slot_seq = tq_push(sk, transport, now);
+	ctx->slot_seq = tq_push(sk, transport, now, current_tgid());
 }
 
 /* The queue that data sent on sk goes into, or NULL. */
@@ -530,21 +530,24 @@ static __always_inline void lt_send_exit(struct sock *sk, int ret)
 		return;
 	struct lt_send_ctx *ctx = task_ctx(false);
 	bool timed = ctx && ctx->ts && ctx->sk == (__u64)sk;
-	__u64 now = bpf_ktime_get_ns();
 
-	if (!lt_is_unix(transport)) {
-		note_owner(sk);
-		if (!(timed && ctx->lo_tx) && !lt_inet_on_loopback(sk)) {
-			if (ctx)
-				ctx->ts = 0;
-			return;
+	if (!lt_is_unix(transport) && !(timed && ctx->lo_tx) && !lt_inet_on_loopback(sk)) {
+		if (ctx) {
+			/* Not over lo; and kretprobes must not see this sk as theirs later. */
+			ctx->ts = 0;
+			ctx->sk = 0;
 		}
+		return;
 	}
+	__u64 now = bpf_ktime_get_ns();
+	__u32 tgid = current_tgid();
+	if (!lt_is_unix(transport))
+		note_owner(sk, tgid); /* only TCP/UDP packets cross lo */
 
 	struct timing_queue *q = NULL;
 	struct tq_slot *s = timed ? tq_my_slot(sk, transport, ctx->slot_seq, &q) : NULL;
 	if (ret > 0) {
-		count_proc(transport, LT_SEND, ret);
+		count_proc(tgid, transport, LT_SEND, ret);
 		if (!timed || !ctx->slot_seq)
 			count_untimed(transport, 1);
 		if (timed) {
@@ -557,7 +560,7 @@ static __always_inline void lt_send_exit(struct sock *sk, int ret)
 								     TQ_SLOT_SENT) == TQ_SLOT_OPEN;
 			}
 			if (!handed)
-				emit(EV(LT_EV_SEND_DURATION, transport), current_tgid(), 0, dur, 0);
+				emit(EV(LT_EV_SEND_DURATION, transport), tgid, 0, dur, 0);
 		}
 		if (transport == LT_UNIX_STREAM && (q || (!timed && (q = tq_my_queue(sk, transport)))))
 			__sync_fetch_and_add(&q->sent_off, ret);
@@ -570,7 +573,7 @@ static __always_inline void lt_send_exit(struct sock *sk, int ret)
 		/* sendmmsg: the next message's send starts now. */
 		ctx->remaining--;
 		ctx->ts = now;
-		ctx->slot_seq = tq_push(sk, transport, now);
+		ctx->slot_seq = tq_push(sk, transport, now, tgid);
 	} else {
 		ctx->ts = 0;
 		ctx->sk = 0;
@@ -602,8 +605,8 @@ __weak __noinline int tally_message(struct pop_tally *tally, __u32 sender, __u32
 }
 
 /* A message whose first byte the receiver got now. */
-static __always_inline void time_message(struct timing_queue *q, struct tq_slot *s, int transport,
-					 __u32 me, __u64 now, struct pop_tally *tally)
+static __always_inline void time_message(struct tq_slot *s, int transport, __u32 me, __u64 now,
+					 struct pop_tally *tally)
 {
 	__u32 sender = s->tgid;
 	/* Take the send duration if the sender left it; else it reports it itself. */
@@ -612,7 +615,6 @@ static __always_inline void time_message(struct timing_queue *q, struct tq_slot 
 
 	emit(EV(LT_EV_MESSAGE, transport), me, sender, now - s->ts, send_ns);
 	tally_message(tally, sender, me, transport);
-	q->last_sender = sender;
 }
 
 /*
@@ -645,14 +647,14 @@ static __always_inline void tq_pop(struct timing_queue *q, int transport, bool s
 			continue;
 		}
 		if (!stream) {
-			time_message(q, s, transport, me, now, tally);
+			time_message(s, transport, me, now, tally);
 			q->head = h + 1;
 			break;
 		}
 		if ((__s32)(s->start - end) >= 0)
 			break; /* not reached yet */
 		if ((__s32)(s->start - start) >= 0)
-			time_message(q, s, transport, me, now, tally);
+			time_message(s, transport, me, now, tally);
 		q->head = h + 1;
 	}
 }
@@ -673,9 +675,10 @@ static __always_inline void lt_recv_exit(struct sock *sk, int ret, int flags)
 	}
 
 	__u64 now = bpf_ktime_get_ns();
+	__u32 me = current_tgid();
 	if (!lt_is_unix(transport))
-		note_owner(sk); /* only TCP/UDP packets cross lo */
-	count_proc(transport, LT_RECV, ret);
+		note_owner(sk, me); /* only TCP/UDP packets cross lo */
+	count_proc(me, transport, LT_RECV, ret);
 
 	struct tq_key k = {};
 	tq_key_recv(sk, transport, &k);
@@ -700,9 +703,10 @@ static __always_inline void lt_recv_exit(struct sock *sk, int ret, int flags)
 		}
 		return;
 	}
-	__u32 me = current_tgid();
 	struct pop_tally tally = {};
 	tq_pop(q, transport, stream, end - ret, end, now, me, &tally);
+	if (tally.messages)
+		q->last_sender = tally.sender;
 	/*
 	 * The bytes go to the last sender popped, else the last one seen: one
 	 * sender per connection, usually.

@@ -13,7 +13,7 @@
 	int BPF_PROG(name##_in, struct socket *sock)                                     \
 	{                                                                                \
 		if (lt_outer_enter(false))                                               \
-			lt_send_enter(sock->sk, bpf_ktime_get_ns(), 1);                  \
+			lt_send_enter(sock->sk, 1);                  \
 		return 0;                                                                \
 	}                                                                                \
 	SEC("fexit/" #func)                                                              \

@@ -15,7 +15,7 @@
 	int BPF_KPROBE(name##_in, struct socket *sock)                                   \
 	{                                                                                \
 		if (lt_outer_enter(false))                                               \
-			lt_send_enter(BPF_CORE_READ(sock, sk), bpf_ktime_get_ns(), 1);   \
+			lt_send_enter(BPF_CORE_READ(sock, sk), 1);   \
 		return 0;                                                                \
 	}                                                                                \
 	SEC("kretprobe/" #func)                                                          \

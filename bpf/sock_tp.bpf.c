@@ -48,7 +48,7 @@ int BPF_PROG(lt_tp_sys_enter, struct pt_regs *regs, long id)
 	if (!sk)
 		return 0;
 	__u32 messages = id == NR_sendmmsg ? (__u32)regs->dx : 1;
-	lt_send_enter(sk, bpf_ktime_get_ns(), messages);
+	lt_send_enter(sk, messages);
 	return 0;
 }
 
