@@ -150,6 +150,20 @@ def working_backends():
     return found
 
 
+def interleaved(modes, rounds, label):
+    """Modes in the order run: each round starts one mode later than the last."""
+    for r in range(rounds):
+        for mode in modes[r % len(modes):] + modes[:r % len(modes)]:
+            print(f"{label} {r + 1}/{rounds}: {mode}", file=sys.stderr)
+            yield mode
+
+
+def counted_messages(doc, pids, direction):
+    """unix_dgram messages lotrace counted for pids in one direction."""
+    return sum(p["messages"] for p in doc["processes"]
+               if p["pid"] in pids and p["transport"] == "unix_dgram" and p["direction"] == direction)
+
+
 def max_rate(quick):
     """Stream unix_dgram 16 B at the machine's limit, 1 then 2 pairs: lost events and exactness."""
     rows = []
@@ -160,12 +174,8 @@ def max_rate(quick):
                           "-d", "1" if quick else "3", "--json"])
         cpu, rss, doc = t.stop()
         sent = bench["clients_total"]["sent_messages"]
-        counted = sum(p["messages"] for p in doc["processes"]
-                      if p["pid"] in bench["clients"] and p["transport"] == "unix_dgram"
-                      and p["direction"] == "send")
-        received = sum(p["messages"] for p in doc["processes"]
-                       if p["pid"] in bench["servers"] and p["transport"] == "unix_dgram"
-                       and p["direction"] == "recv")
+        counted = counted_messages(doc, bench["clients"], "send")
+        received = counted_messages(doc, bench["servers"], "recv")
         rows.append({"pairs": pairs, "msgs_per_s": bench["messages_per_s"], "sent": sent,
                      "counted_sent": counted, "counted_recv": received,
                      "lost_events": doc["lost_events"], "events": doc["events_processed"],
@@ -192,20 +202,17 @@ def main():
     wl = workloads(args.quick)
     results = {m: {w: [] for w in wl} for m in modes}
     cost = {m: [] for m in modes}
-    for r in range(args.rounds):
-        order = modes[r % len(modes):] + modes[:r % len(modes)]
-        for mode in order:
-            print(f"round {r + 1}/{args.rounds}: {mode}", file=sys.stderr)
-            t = Tracer(mode)
-            t.start()
-            started = time.time()
-            for w in wl:
-                results[mode][w].append(lobench(*w, args.quick))
-            mem = t.map_memory()
-            cpu, rss, doc = t.stop()
-            cost[mode].append({"cpu_s": cpu, "wall_s": time.time() - started, "rss": rss, "maps": mem,
-                               "lost": doc["lost_events"] if doc else 0,
-                               "events": doc["events_processed"] if doc else 0})
+    for mode in interleaved(modes, args.rounds, "round"):
+        t = Tracer(mode)
+        t.start()
+        started = time.time()
+        for w in wl:
+            results[mode][w].append(lobench(*w, args.quick))
+        mem = t.map_memory()
+        cpu, rss, doc = t.stop()
+        cost[mode].append({"cpu_s": cpu, "wall_s": time.time() - started, "rss": rss, "maps": mem,
+                           "lost": doc["lost_events"] if doc else 0,
+                           "events": doc["events_processed"] if doc else 0})
 
     agg = run_json([AGGBENCH, "20000000", "200"])
     rates = max_rate(args.quick)
@@ -222,17 +229,14 @@ def hook_floor(rounds, backends, quick):
     modes = ["none"] + [f"hooks:{s}" for s in FLOOR_SETS] + [f"lotrace:{b}" for b in backends] + \
         ["bpftrace"]
     out = {m: {"loop": [], "syscall": [], "pingpong": []} for m in modes}
-    for r in range(rounds):
-        order = modes[r % len(modes):] + modes[:r % len(modes)]
-        for mode in order:
-            print(f"floor round {r + 1}/{rounds}: {mode}", file=sys.stderr)
-            t = Tracer(mode)
-            t.start()
-            calls = run_json([HOOKFLOOR, "loop"])
-            out[mode]["loop"].append(calls["write_read_ns"])
-            out[mode]["syscall"].append(calls["syscall_ns"])
-            out[mode]["pingpong"].append(lobench("unix_stream", "pingpong", 64, quick)["one_way_ns"]["p50"])
-            t.stop()
+    for mode in interleaved(modes, rounds, "floor round"):
+        t = Tracer(mode)
+        t.start()
+        calls = run_json([HOOKFLOOR, "loop"])
+        out[mode]["loop"].append(calls["write_read_ns"])
+        out[mode]["syscall"].append(calls["syscall_ns"])
+        out[mode]["pingpong"].append(lobench("unix_stream", "pingpong", 64, quick)["one_way_ns"]["p50"])
+        t.stop()
     return out
 
 
