@@ -130,6 +130,17 @@ json_object *lotrace_stop(struct lotrace_proc *p, int *status)
 	return doc;
 }
 
+void lotrace_kill(struct lotrace_proc *p)
+{
+	if (p->pid <= 0)
+		return;
+	kill(p->pid, SIGKILL);
+	waitpid(p->pid, NULL, 0);
+	close(p->out_fd);
+	close(p->err_fd);
+	p->pid = 0;
+}
+
 int run_capture(const char *cmd, char *buf, size_t len)
 {
 	FILE *f = popen(cmd, "r");

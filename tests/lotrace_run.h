@@ -18,6 +18,8 @@ struct lotrace_proc {
 bool lotrace_start(struct lotrace_proc *p, const char *const *args);
 /* SIGINT it; returns its JSON (caller json_object_put) or NULL; *status gets the exit status. */
 json_object *lotrace_stop(struct lotrace_proc *p, int *status);
+/* SIGKILL it (no cleanup of its own) and reap it. */
+void lotrace_kill(struct lotrace_proc *p);
 
 /* Everything until EOF, NUL-terminated (caller frees); *len_out gets its length. */
 char *read_fd_all(int fd, size_t *len_out);

@@ -342,10 +342,7 @@ Test(robustness, sigkill_with_tcx_leaves_nothing, .timeout = 60)
 	struct lotrace_proc lt;
 	const char *tcx[] = { "--lo-attach", "tcx", NULL };
 	cr_assert(lotrace_start(&lt, tcx));
-	kill(lt.pid, SIGKILL);
-	waitpid(lt.pid, NULL, 0);
-	close(lt.out_fd);
-	close(lt.err_fd);
+	lotrace_kill(&lt);
 	wait_for_attachments(before, after, sizeof(after));
 	cr_expect_str_eq(after, before, "a SIGKILLed lotrace left something attached");
 }
@@ -359,10 +356,7 @@ Test(robustness, sigkill_with_clsact_is_cleaned_by_next_start, .timeout = 60)
 	struct lotrace_proc lt;
 	const char *clsact[] = { "--lo-attach", "clsact", NULL };
 	cr_assert(lotrace_start(&lt, clsact));
-	kill(lt.pid, SIGKILL);
-	waitpid(lt.pid, NULL, 0);
-	close(lt.out_fd);
-	close(lt.err_fd);
+	lotrace_kill(&lt);
 	cr_expect_eq(run_cmd("tc filter show dev lo egress | grep -q lt_lo_egress"), 0,
 		     "expected the killed lotrace's clsact filter to remain until the next start");
 	/* The qdisc the killed lotrace made stays (lotrace cannot prove it made it). */

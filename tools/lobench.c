@@ -179,8 +179,6 @@ static _Noreturn void fail(struct side *s, const char *what)
 	_exit(1);
 }
 
-static bool is_unix(enum transport t);
-
 /* Flow control by pipe tokens: oneway always; stream only where the kernel drops (udp). */
 static bool uses_window(const struct config *c)
 {
@@ -328,7 +326,6 @@ struct run {
 	struct pair_result *res;
 	int pair[2];        /* socketpair */
 	int ready[2];       /* server -> parent: bound, port follows */
-	int token_c2s[2];   /* flow control: client -> server (unused) */
 	int token_s2c[2];   /* server -> client: window received */
 	struct address server_addr, client_addr;
 };

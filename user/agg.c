@@ -101,6 +101,19 @@ static int index_rebuild(const struct agg *a, struct agg_index *ix, size_t rows,
 	return 0;
 }
 
+/*
+ * Index the row just appended, row rows - 1, growing the index to keep it at
+ * most half full.  On failure the caller drops the row again: left unindexed,
+ * it would be appended a second time on the next lookup.
+ */
+static int index_add(const struct agg *a, struct agg_index *ix, size_t rows, uint64_t key,
+		     keyof_fn keyof)
+{
+	if (rows * 2 > ix->cap)
+		return index_rebuild(a, ix, rows, keyof);
+	return index_insert(ix, key, rows - 1);
+}
+
 /* Row index of key, or -1. */
 static long index_find(const struct agg *a, const struct agg_index *ix, uint64_t key,
 		       keyof_fn keyof, int (*same)(const struct agg *, size_t, const void *),
@@ -159,11 +172,9 @@ struct agg_proc *agg_proc(struct agg *a, uint32_t tgid, int transport, int direc
 	p->tgid = tgid;
 	p->transport = (uint8_t)transport;
 	p->direction = (uint8_t)direction;
-	if (a->nprocs * 2 > a->proc_index.cap) {
-		if (index_rebuild(a, &a->proc_index, a->nprocs, proc_keyof))
-			return NULL;
-	} else {
-		index_insert(&a->proc_index, key, a->nprocs - 1);
+	if (index_add(a, &a->proc_index, a->nprocs, key, proc_keyof)) {
+		a->nprocs--;
+		return NULL;
 	}
 	return p;
 }
@@ -184,11 +195,9 @@ struct agg_pair *agg_pair(struct agg *a, uint32_t sender, uint32_t receiver, int
 	p->sender = sender;
 	p->receiver = receiver;
 	p->transport = (uint8_t)transport;
-	if (a->npairs * 2 > a->pair_index.cap) {
-		if (index_rebuild(a, &a->pair_index, a->npairs, pair_keyof))
-			return NULL;
-	} else {
-		index_insert(&a->pair_index, key, a->npairs - 1);
+	if (index_add(a, &a->pair_index, a->npairs, key, pair_keyof)) {
+		a->npairs--;
+		return NULL;
 	}
 	return p;
 }

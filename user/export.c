@@ -15,17 +15,6 @@
 #include "lotrace.skel.h"
 #include "textfile.h"
 
-/* How often the ring buffer is drained between writes (as for `stat`). */
-#define POLL_INTERVAL_MS 50
-
-
-static double clock_s(clockid_t c)
-{
-	struct timespec ts;
-	clock_gettime(c, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 /* Keys of entries to take or delete after a map walk (never during it). */
 struct keyvec {
 	char *keys;
@@ -151,7 +140,7 @@ static void write_file(struct exp_run *r, struct textfile *tf)
 	exporter_map_size(r->x, EXP_MAP_PAIR, n, bpf_map__max_entries(s->maps.pair_counts));
 	if (!tracer_read_stats(&r->t, &r->scan, stats))
 		exporter_stats(r->x, stats);
-	exporter_scan_end(r->x, clock_s(CLOCK_MONOTONIC));
+	exporter_scan_end(r->x, lt_clock_s(CLOCK_MONOTONIC));
 	if (exporter_out_of_memory(r->x) && !r->oom_logged) {
 		fprintf(stderr, "lotrace: out of memory: some traffic was counted under \"other\"\n");
 		r->oom_logged = true;
@@ -164,7 +153,7 @@ static void write_file(struct exp_run *r, struct textfile *tf)
 	if (f) {
 		struct exp_self self = { r->t.agg->backend, r->t.agg->lo_attach,
 					 r->t.agg->events_processed, r->write_failures,
-					 clock_s(CLOCK_REALTIME) };
+					 lt_clock_s(CLOCK_REALTIME) };
 		int rendered = exporter_render(r->x, f, &self);
 		err = fclose(f) || rendered ? ENOMEM : -textfile_write(tf, buf, len);
 	}
@@ -222,9 +211,9 @@ int export_main(const struct lt_opts *opts)
 			xo->interval_s);
 
 	ret = 0;
-	double next = clock_s(CLOCK_MONOTONIC);
+	double next = lt_clock_s(CLOCK_MONOTONIC);
 	while (!lt_stop_requested) {
-		double now = clock_s(CLOCK_MONOTONIC);
+		double now = lt_clock_s(CLOCK_MONOTONIC);
 		if (now >= next) {
 			write_file(r, &tf);
 			next += xo->interval_s;
@@ -232,9 +221,7 @@ int export_main(const struct lt_opts *opts)
 				next = now + xo->interval_s;
 			continue;
 		}
-		double left_ms = (next - now) * 1000;
-		int wait = left_ms < POLL_INTERVAL_MS ? (int)left_ms + 1 : POLL_INTERVAL_MS;
-		if (tracer_poll(&r->t, wait)) {
+		if (tracer_poll_within(&r->t, next - now)) {
 			fprintf(stderr, "lotrace: reading the ring buffer failed\n");
 			ret = 1;
 			break;

@@ -72,20 +72,11 @@ void lt_export_defaults(struct lt_export_opts *x)
 	x->idle_expiry_s = LT_EXPORT_IDLE_EXPIRY_S;
 }
 
+static const char *const by_names[] = { "comm", "pid", "cgroup", "unit" };
+
 const char *lt_export_by_name(enum lt_export_by by)
 {
-	static const char *const names[] = { "comm", "pid", "cgroup", "unit" };
-	return names[by];
-}
-
-static int bad(FILE *err, const char *flag, const char *val, const char *expected)
-{
-	if (val)
-		fprintf(err, "lotrace: %s: invalid value '%s': expected %s\n", flag, val, expected);
-	else
-		fprintf(err, "lotrace: %s: %s\n", flag, expected);
-	fprintf(err, "Try 'lotrace export --help'.\n");
-	return LT_PARSE_ERROR;
+	return by_names[by];
 }
 
 /* Seconds in [min, max]; false if val is not such a number. */
@@ -120,37 +111,31 @@ int lt_export_flag(struct lt_export_opts *x, const char *flag, const char *val, 
 	}
 	if (!strcmp(flag, "--textfile-dir")) {
 		if (!val[0])
-			return bad(err, flag, val, "a directory");
+			return lt_usage_error(err, flag, val, "a directory");
 		x->textfile_dir = val;
 	} else if (!strcmp(flag, "--interval")) {
 		/* Sub-second intervals exist for tests; production uses 15 s or so. */
 		if (!parse_seconds(val, 0.01, 86400, &x->interval_s))
-			return bad(err, flag, val, "a number of seconds from 0.01 to 86400 (e.g. 15)");
+			return lt_usage_error(err, flag, val, "a number of seconds from 0.01 to 86400 (e.g. 15)");
 	} else if (!strcmp(flag, "--by")) {
-		if (!strcmp(val, "comm"))
-			x->by = LT_BY_COMM;
-		else if (!strcmp(val, "pid"))
-			x->by = LT_BY_PID;
-		else if (!strcmp(val, "cgroup"))
-			x->by = LT_BY_CGROUP;
-		else if (!strcmp(val, "unit"))
-			x->by = LT_BY_UNIT;
-		else
-			return bad(err, flag, val, "comm, pid, cgroup or unit");
+		int by = lt_name_index(by_names, sizeof(by_names) / sizeof(by_names[0]), val);
+		if (by < 0)
+			return lt_usage_error(err, flag, val, "comm, pid, cgroup or unit");
+		x->by = (enum lt_export_by)by;
 	} else if (!strcmp(flag, "--max-series")) {
 		char *end;
 		errno = 0;
 		long n = strtol(val, &end, 10);
 		if (errno || end == val || *end || n < 0 || n > 100000)
-			return bad(err, flag, val, "a number from 0 to 100000");
+			return lt_usage_error(err, flag, val, "a number from 0 to 100000");
 		x->max_series = (unsigned)n;
 	} else if (!strcmp(flag, "--idle-expiry")) {
 		if (!parse_seconds(val, 0, 31536000, &x->idle_expiry_s))
-			return bad(err, flag, val, "a number of seconds (0 = never)");
+			return lt_usage_error(err, flag, val, "a number of seconds (0 = never)");
 	} else if (!strcmp(flag, "-j") || !strcmp(flag, "--json") || !strcmp(flag, "-p") ||
 		   !strcmp(flag, "--pid") || !strcmp(flag, "-c") || !strcmp(flag, "--comm") ||
 		   !strcmp(flag, "-d") || !strcmp(flag, "--duration")) {
-		return bad(err, flag, NULL, "is an option of 'lotrace stat', not of 'lotrace export'");
+		return lt_usage_error(err, flag, NULL, "is an option of 'lotrace stat', not of 'lotrace export'");
 	} else {
 		return -1;
 	}
@@ -160,7 +145,7 @@ int lt_export_flag(struct lt_export_opts *x, const char *flag, const char *val, 
 int lt_export_finish(const struct lt_export_opts *x, FILE *err)
 {
 	if (!x->textfile_dir)
-		return bad(err, "--textfile-dir", NULL,
+		return lt_usage_error(err, "--textfile-dir", NULL,
 			   "required (the directory node_exporter's --collector.textfile.directory reads)");
 	return LT_PARSE_OK;
 }

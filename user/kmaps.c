@@ -12,6 +12,12 @@
 #define ENOTSUPP 524 /* kernel-internal errno some BPF commands return */
 #endif
 
+/* Per-CPU values are laid out 8-byte aligned, one per possible CPU. */
+static size_t percpu_stride(size_t value_size)
+{
+	return (value_size + 7) & ~(size_t)7;
+}
+
 int kmap_reader_init(struct kmap_reader *r, size_t max_value_size)
 {
 	memset(r, 0, sizeof(*r));
@@ -20,7 +26,7 @@ int kmap_reader_init(struct kmap_reader *r, size_t max_value_size)
 		errno = r->ncpu ? -r->ncpu : EINVAL;
 		return -1;
 	}
-	r->stride = (max_value_size + 7) & ~(size_t)7;
+	r->stride = percpu_stride(max_value_size);
 	r->percpu = calloc((size_t)r->ncpu, r->stride);
 	return r->percpu ? 0 : -1;
 }
@@ -31,11 +37,10 @@ void kmap_reader_free(struct kmap_reader *r)
 	r->percpu = NULL;
 }
 
-/* Per-CPU values are laid out 8-byte aligned, one per possible CPU. */
 static void sum_percpu(const struct kmap_reader *r, size_t value_size, size_t nfields,
 		       uint64_t *sum)
 {
-	size_t stride = (value_size + 7) & ~(size_t)7;
+	size_t stride = percpu_stride(value_size);
 	memset(sum, 0, nfields * sizeof(*sum));
 	for (int c = 0; c < r->ncpu; c++) {
 		const uint64_t *v = (const uint64_t *)((const char *)r->percpu + (size_t)c * stride);
@@ -53,7 +58,7 @@ long kmap_foreach(struct kmap_reader *r, int fd, size_t key_size, size_t value_s
 	long n = 0;
 
 	if (key_size > KMAP_MAX_KEY || nfields > KMAP_MAX_FIELDS ||
-	    ((value_size + 7) & ~(size_t)7) > r->stride)
+	    percpu_stride(value_size) > r->stride)
 		return -1;
 	while (!bpf_map_get_next_key(fd, prev, next)) {
 		memcpy(key, next, key_size);
@@ -61,7 +66,7 @@ long kmap_foreach(struct kmap_reader *r, int fd, size_t key_size, size_t value_s
 		if (bpf_map_lookup_elem(fd, key, r->percpu))
 			continue;
 		sum_percpu(r, value_size, nfields, sum);
-		struct kmap_entry e = { key, sum, r->percpu, (value_size + 7) & ~(size_t)7, r->ncpu };
+		struct kmap_entry e = { key, sum, r->percpu, percpu_stride(value_size), r->ncpu };
 		fn(ctx, &e);
 		n++;
 	}
@@ -71,7 +76,7 @@ long kmap_foreach(struct kmap_reader *r, int fd, size_t key_size, size_t value_s
 int kmap_take(struct kmap_reader *r, int fd, const void *key, size_t value_size, size_t nfields,
 	      uint64_t *sum)
 {
-	if (nfields > KMAP_MAX_FIELDS || ((value_size + 7) & ~(size_t)7) > r->stride)
+	if (nfields > KMAP_MAX_FIELDS || percpu_stride(value_size) > r->stride)
 		return -EINVAL;
 	int err = bpf_map_lookup_and_delete_elem(fd, key, r->percpu);
 	if (err == -EINVAL || err == -ENOTSUPP || err == -EOPNOTSUPP) {

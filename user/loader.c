@@ -305,6 +305,22 @@ fail:
 	return -1;
 }
 
+/* How often the ring buffer is drained when nothing wakes the reader. */
+#define POLL_INTERVAL_MS 50
+
+int tracer_poll_within(struct tracer *t, double left_s)
+{
+	double left_ms = left_s * 1000;
+	return tracer_poll(t, left_ms < POLL_INTERVAL_MS ? (int)left_ms + 1 : POLL_INTERVAL_MS);
+}
+
+double lt_clock_s(clockid_t c)
+{
+	struct timespec ts;
+	clock_gettime(c, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
 int tracer_poll(struct tracer *t, int timeout_ms)
 {
 	/* Events are submitted without wakeups: poll times out, then drain. */

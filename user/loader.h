@@ -3,6 +3,7 @@
 #define LOTRACE_LOADER_H
 
 #include <stdio.h>
+#include <time.h>
 #include "agg.h"
 #include "kmaps.h"
 #include "lo_attach.h"
@@ -28,6 +29,14 @@ struct tracer {
 int tracer_start(struct tracer *t, const struct lt_opts *opts, struct agg *agg, FILE *log);
 /* Wait up to timeout_ms for the ring buffer, then drain it. */
 int tracer_poll(struct tracer *t, int timeout_ms);
+/*
+ * Drain the ring buffer, waiting at most left_s seconds and at most one poll
+ * interval (the reader is woken early only when the buffer fills up).
+ */
+int tracer_poll_within(struct tracer *t, double left_s);
+
+/* Seconds on clock c (CLOCK_MONOTONIC for intervals, CLOCK_REALTIME for dates). */
+double lt_clock_s(clockid_t c);
 /* Copy the kernel counters into the aggregate. */
 int tracer_snapshot(struct tracer *t);
 /* The kernel's statistics (enum lotrace_stat). */

@@ -10,17 +10,6 @@
 #include "signals.h"
 #include "report.h"
 
-/* How often the ring buffer is drained when nothing wakes the reader. */
-#define POLL_INTERVAL_MS 50
-
-
-static double now_s(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 int main(int argc, char **argv)
 {
 	struct lt_opts opts;
@@ -52,20 +41,20 @@ int main(int argc, char **argv)
 		else
 			fprintf(stderr, "Ctrl-C to stop and report\n");
 	}
-	double start = now_s();
+	double start = lt_clock_s(CLOCK_MONOTONIC);
 	int ret = 0;
 	while (!lt_stop_requested) {
-		double left = opts.duration_s > 0 ? opts.duration_s - (now_s() - start) : 1;
+		double left = opts.duration_s > 0 ?
+				      opts.duration_s - (lt_clock_s(CLOCK_MONOTONIC) - start) : 1;
 		if (left <= 0)
 			break;
-		int wait = left * 1000 < POLL_INTERVAL_MS ? (int)(left * 1000) + 1 : POLL_INTERVAL_MS;
-		if (tracer_poll(&t, wait)) {
+		if (tracer_poll_within(&t, left)) {
 			fprintf(stderr, "lotrace: reading the ring buffer failed\n");
 			ret = 1;
 			break;
 		}
 	}
-	agg->duration_s = now_s() - start;
+	agg->duration_s = lt_clock_s(CLOCK_MONOTONIC) - start;
 	tracer_poll(&t, 0);
 	tracer_snapshot(&t);
 	if (tracer_stop(&t, stderr))

@@ -70,16 +70,24 @@ const char *lt_backend_name(enum lt_backend b)
 	return b < LT_BACKEND_COUNT ? backend_names[b] : "unknown";
 }
 
+static const char *const lo_mode_names[] = { "auto", "tcx", "clsact", "none" };
+
 const char *lt_lo_mode_name(enum lt_lo_mode m)
 {
-	static const char *const names[] = { "auto", "tcx", "clsact", "none" };
-	return names[m];
+	return lo_mode_names[m];
+}
+
+int lt_name_index(const char *const *names, int n, const char *val)
+{
+	while (--n >= 0 && strcmp(val, names[n]))
+		;
+	return n;
 }
 
 static const char *command_name = "stat";
 
-static enum lt_parse_result bad(FILE *err, const char *flag, const char *value,
-				const char *expected)
+enum lt_parse_result lt_usage_error(FILE *err, const char *flag, const char *value,
+				   const char *expected)
 {
 	if (value)
 		fprintf(err, "lotrace: %s: invalid value '%s': expected %s\n", flag, value, expected);
@@ -146,9 +154,9 @@ enum lt_parse_result lt_parse_args(int argc, char **argv, struct lt_opts *opts,
 			else if (i + 1 < argc)
 				val = argv[++i];
 			else
-				return bad(err, flag, NULL, "needs a value");
+				return lt_usage_error(err, flag, NULL, "needs a value");
 		} else if (eq) {
-			return bad(err, flag, NULL, "takes no value");
+			return lt_usage_error(err, flag, NULL, "takes no value");
 		}
 
 		if (opts->command == LT_CMD_EXPORT) {
@@ -173,26 +181,24 @@ enum lt_parse_result lt_parse_args(int argc, char **argv, struct lt_opts *opts,
 			errno = 0;
 			double d = strtod(val, &end);
 			if (errno || end == val || *end || !isfinite(d) || d <= 0 || d > 31536000)
-				return bad(err, flag, val, "a number of seconds > 0 (e.g. 10 or 0.5)");
+				return lt_usage_error(err, flag, val, "a number of seconds > 0 (e.g. 10 or 0.5)");
 			opts->duration_s = d;
 		} else if (matches(flag, "-p", "--pid")) {
 			char *end;
 			errno = 0;
 			long p = strtol(val, &end, 10);
 			if (errno || end == val || *end || p <= 0 || p > 4194304)
-				return bad(err, flag, val, "a process id (1 to 4194304)");
+				return lt_usage_error(err, flag, val, "a process id (1 to 4194304)");
 			opts->pid = (int)p;
 		} else if (matches(flag, "-c", "--comm")) {
 			size_t n = strlen(val);
 			if (n == 0 || n >= LOTRACE_COMM_LEN)
-				return bad(err, flag, val, "a process name of 1 to 15 characters");
+				return lt_usage_error(err, flag, val, "a process name of 1 to 15 characters");
 			memcpy(opts->comm, val, n + 1);
 		} else if (matches(flag, "-b", "--backend")) {
-			int b = LT_BACKEND_COUNT;
-			while (--b >= 0 && strcmp(val, backend_names[b]))
-				;
+			int b = lt_name_index(backend_names, LT_BACKEND_COUNT, val);
 			if (b < 0)
-				return bad(err, flag, val, "auto, fentry, tracepoint or kprobe");
+				return lt_usage_error(err, flag, val, "auto, fentry, tracepoint or kprobe");
 			opts->backend = (enum lt_backend)b;
 		} else if (!strcmp(flag, "--ring-buffer-size")) {
 			char *end;
@@ -206,19 +212,13 @@ enum lt_parse_result lt_parse_args(int argc, char **argv, struct lt_opts *opts,
 				n <<= 30, end++;
 			if (errno || end == val || *end || val[0] == '-' || n < 4096 || n > (1ull << 30) ||
 			    (n & (n - 1)))
-				return bad(err, flag, val, "a power of two from 4K to 1G (e.g. 64K, 16M)");
+				return lt_usage_error(err, flag, val, "a power of two from 4K to 1G (e.g. 64K, 16M)");
 			opts->ring_bytes = (unsigned long)n;
 		} else if (!strcmp(flag, "--lo-attach")) {
-			if (!strcmp(val, "auto"))
-				opts->lo_mode = LT_LO_AUTO;
-			else if (!strcmp(val, "tcx"))
-				opts->lo_mode = LT_LO_TCX;
-			else if (!strcmp(val, "clsact"))
-				opts->lo_mode = LT_LO_CLSACT;
-			else if (!strcmp(val, "none"))
-				opts->lo_mode = LT_LO_NONE;
-			else
-				return bad(err, flag, val, "auto, tcx, clsact or none");
+			int m = lt_name_index(lo_mode_names, sizeof(lo_mode_names) / sizeof(lo_mode_names[0]), val);
+			if (m < 0)
+				return lt_usage_error(err, flag, val, "auto, tcx, clsact or none");
+			opts->lo_mode = (enum lt_lo_mode)m;
 		} else {
 			fprintf(err, "lotrace: unknown option '%s'\n", arg);
 			fprintf(err, "Try 'lotrace %s --help'.\n", command_name);

@@ -39,4 +39,15 @@ enum lt_parse_result lt_parse_args(int argc, char **argv, struct lt_opts *opts,
 const char *lt_backend_name(enum lt_backend b);
 const char *lt_lo_mode_name(enum lt_lo_mode m);
 
+/* Index of val in names[0..n), or -1. */
+int lt_name_index(const char *const *names, int n, const char *val);
+
+/*
+ * Prints "lotrace: FLAG: invalid value 'VALUE': expected EXPECTED" (or
+ * "lotrace: FLAG: EXPECTED" without a value) and the --help hint of the
+ * command being parsed; returns LT_PARSE_ERROR.
+ */
+enum lt_parse_result lt_usage_error(FILE *err, const char *flag, const char *value,
+				    const char *expected);
+
 #endif
