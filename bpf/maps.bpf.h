@@ -127,7 +127,7 @@ struct lt_send_ctx {
 	__u32 slot_seq;  /* its queue slot (seq), 0 if none */
 	__u32 remaining; /* messages left in this call (sendmmsg) */
 	__u8 lo_tx;      /* a packet of this send left through a loopback device */
-	__u8 send_depth; /* function-hook backends: nested hooked calls */
+	__u8 send_depth; /* kprobe backend: nested hooked calls */
 	__u8 recv_depth;
 	__u8 pad[5];
 	__u64 recv_sk;   /* kretprobe: the recv's socket and flags, saved at entry */

@@ -718,9 +718,10 @@ static __always_inline void lt_recv_exit(struct sock *sk, int ret, int flags)
 
 
 /*
- * Function-hook backends hook both unix_seqpacket_*msg and the
- * unix_dgram_*msg they call (which the compiler may inline): only the
- * outermost hooked call on a thread counts.
+ * The kprobe backend hooks both unix_seqpacket_*msg and the unix_dgram_*msg
+ * they call (which the compiler may inline): only the outermost hooked call on
+ * a thread counts.  Its kretprobes see no socket to tell the two apart by
+ * type, as the fentry backend does, so a per-thread depth counts the nesting.
  */
 static __always_inline bool lt_outer_enter(bool recv)
 {
