@@ -10,6 +10,9 @@
 #define AF_INET6 10
 #define IPPROTO_ICMPV6 58
 #define MSG_PEEK 2
+#define MSG_ERRQUEUE 0x2000
+#define TS_COMPAT 0x0002 /* x86 thread_info.status: a 32-bit system call */
+#define UIO_MAXIOV 1024 /* sendmmsg handles at most this many messages */
 #define ETH_P_IP 0x0800
 #define ETH_P_IPV6 0x86DD
 #define ETH_HLEN 14

@@ -83,13 +83,36 @@ struct lt_lo_val {
 	__u64 bytes; /* wire bytes, L2 header included */
 };
 
+/*
+ * Why a message sent on a traced path got no latency sample.  Kept in the
+ * kernel per cause and transport; user space derives one more cause,
+ * "unmatched" (sent, never matched to a receive: in flight at stop, receiver
+ * closed with it unread, state evicted), as what the others leave unexplained.
+ */
+#define LOTRACE_UNTIMED_CAUSES(X)                                              \
+	X(SAMPLED, "sampled")             /* not picked by the sampler; a sample's weight stands for it */ \
+	X(QUEUE_FULL, "queue_full")       /* picked, but its timing queue was full */ \
+	X(BEFORE_START, "before_start")   /* queued behind data sent before tracing began */ \
+	X(NO_SEND_START, "no_send_start") /* send seen only at its end (io_uring, sendfile) */ \
+	X(UNDELIVERED, "undelivered")     /* the kernel dropped the datagram */
+
+enum lotrace_untimed_cause {
+#define LOTRACE_X_ENUM(e, n) LT_UNTIMED_##e,
+	LOTRACE_UNTIMED_CAUSES(LOTRACE_X_ENUM)
+#undef LOTRACE_X_ENUM
+	LT_UNTIMED_CAUSE_COUNT,
+};
+
 /* Global statistics (per-CPU array, index below). */
 enum lotrace_stat {
 	LT_STAT_LOST_EVENTS = 0,  /* ring buffer full: event dropped */
 	LT_STAT_MAP_FULL,         /* a counter map refused a new key */
-	LT_STAT_UNTIMED_BASE,     /* + transport: messages sent that cannot be timed */
-	LT_STAT_COUNT = LT_STAT_UNTIMED_BASE + LT_TRANSPORT_COUNT,
+	LT_STAT_UNTIMED_BASE,     /* + cause * LT_TRANSPORT_COUNT + transport */
+	LT_STAT_COUNT = LT_STAT_UNTIMED_BASE + LT_UNTIMED_CAUSE_COUNT * LT_TRANSPORT_COUNT,
 };
+
+#define LT_STAT_UNTIMED(cause, transport)                                      \
+	(LT_STAT_UNTIMED_BASE + (cause) * LT_TRANSPORT_COUNT + (transport))
 
 /*
  * Ring-buffer events: one per timed message, carrying its sender's send
@@ -108,7 +131,11 @@ struct lt_event {
 	__u32 send_ns; /* LT_EV_MESSAGE: the sender's send duration, 0 if sent apart */
 	__u8 kind;
 	__u8 transport;
-	__u16 pad;
+	/*
+	 * LT_EV_MESSAGE: how many messages this sample stands for (1 unless the
+	 * sampler was thinning a backlog: then every weight-th message is timed).
+	 */
+	__u16 weight;
 };
 
 /* Default ring buffer size (--ring-buffer-size changes it before load). */

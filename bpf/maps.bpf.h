@@ -50,24 +50,6 @@ LT_SHARED struct {
 	__type(value, struct lt_sock_state);
 } sock_states SEC(".maps");
 
-/*
- * UDP datagrams sent through a loopback device and not yet received, by
- * destination (netns, port): how an unconnected receiver, which has no route
- * of its own, knows its datagrams came over lo.
- */
-struct lo_udp_dest {
-	__u32 netns;
-	__u16 port;
-	__u16 pad;
-};
-
-LT_SHARED struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 8192);
-	__type(key, struct lo_udp_dest);
-	__type(value, __u64);
-} lo_udp_pending SEC(".maps");
-
 LT_SHARED struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
 	__uint(max_entries, LOTRACE_MAX_PROCS);
@@ -75,47 +57,71 @@ LT_SHARED struct {
 	__type(value, struct lt_lo_val);
 } lo_counts SEC(".maps");
 
+/*
+ * Stream timing (TCP, unix_stream).  A stream has no message boundaries the
+ * receiver can see, so the sender queues (first byte's offset, send time) and
+ * the receiver times the entries whose first byte its recv returned.  The
+ * queue is short; under a backlog the sender thins it by timing every
+ * stride-th message only, chosen in send order (so independent of latency),
+ * and each sample carries its stride as a weight.
+ */
 #define TQ_SLOTS 16 /* power of two */
 #define TQ_MASK (TQ_SLOTS - 1)
-#define TQ_MAX_QUEUES 16384
-
-/* Who reports a message's send duration: see lt_send_exit and time_message. */
-enum tq_slot_state {
-	TQ_SLOT_OPEN = 0,  /* neither side is done */
-	TQ_SLOT_SENT = 1,  /* the send returned first: send_ns is valid */
-	TQ_SLOT_TAKEN = 2, /* the receiver took it first: the sender reports apart */
-};
+#define TQ_MAX_QUEUES 8192
+#define TQ_MAX_STRIDE 32768 /* fits lt_event.weight */
 
 struct tq_slot {
-	__u64 ts;      /* send-call entry time; 0: send failed, skip */
-	__u32 start;   /* stream: offset of the message's first byte */
-	__u32 seq;     /* producer index + 1, written last: slot is published */
-	__u32 tgid;    /* sender */
-	__u32 state;   /* enum tq_slot_state */
-	__u32 send_ns; /* the send call's duration, once state is SENT */
+	__u64 ts;         /* send-call entry time */
+	__u32 start;      /* offset of the message's first byte */
+	__u32 seq;        /* producer index + 1, written last: slot is published */
+	__u32 tgid;       /* sender */
+	__u32 send_ns;    /* its send call's duration */
+	__u32 weight;     /* the stride it was picked with */
+	__u32 msgs;       /* messages of its run (itself, then unpicked ones) sent */
+	__u32 attributed; /* of those, counted in the receiver's pair */
+	__u32 receiver;   /* tgid that received its first byte; 0: not yet */
+};
+
+/*
+ * The last few recvs, for a message whose send returns after the receiver got
+ * it (a woken receiver can run first): its sender times it from here.
+ */
+#define TQ_RECENT 4 /* power of two */
+
+struct tq_recv {
+	__u64 ts;
+	__u32 start; /* the offsets it returned: [start, end) */
+	__u32 end;
+	__u32 tgid;
 	__u32 pad;
 };
 
 struct timing_queue {
 	__u32 head;        /* consumer index */
 	__u32 tail;        /* producer index */
-	__u32 sent_off;    /* unix stream: bytes sent into this direction */
-	__u32 recv_off;    /* unix stream: bytes received from it */
-	__u32 last_sender; /* tgid of the last message popped (pair bytes) */
+	__u32 sent_off;    /* unix: bytes sent into this direction (TCP: write_seq) */
+	__u32 recv_end;    /* offset received up to (unix: bytes; TCP: copied_seq) */
+	__u32 last_sender; /* tgid of the last message popped (pair bytes; UDP: the run's) */
 	__u32 desync;      /* unix: data was queued before tracing started */
-	__u64 peer;        /* unix stream: sending socket; detects address reuse */
+	__u32 started;     /* messages sent into this queue: the sampler's clock */
+	__u32 next_pick;   /* the next message to time, on that clock */
+	__u32 stride;      /* current sampling stride (0 = 1) */
+	__u32 last_tgid;   /* sender of the last message */
+	__u32 nrecent;     /* recent[] producer index */
+	__u32 pad;
+	__u64 ident;       /* sock_queues: cookie of the socket it was made for (0: unknown) */
+	struct tq_recv recent[TQ_RECENT];
 	struct tq_slot slot[TQ_SLOTS];
 };
 
-/* The receiving end of one direction of traffic. */
+/* The receiving end of one direction of TCP traffic. */
 struct tq_key {
 	__u8 transport;
 	__u8 family;
 	__u16 lport; /* receiver's port (host order) */
-	__u16 rport; /* sender's port (TCP) */
+	__u16 rport; /* sender's port */
 	__u16 pad;
 	__u32 netns;
-	__u64 sk;    /* unix: receiving socket, the whole key (unix_queues) */
 	__u8 laddr[16];
 	__u8 raddr[16];
 };
@@ -124,7 +130,9 @@ struct tq_key {
 struct lt_send_ctx {
 	__u64 ts;        /* when the current message's send started */
 	__u64 sk;        /* socket it sends on */
-	__u32 slot_seq;  /* its queue slot (seq), 0 if none */
+	__u64 stamp;     /* datagram: the skb stamped for it (dgram_stamps key) */
+	__u64 rx_skb;    /* datagram recv: the stamped skb it copied from */
+	__u32 peer_qlen; /* unix stream: skbs queued at the receiver when the send began */
 	__u32 remaining; /* messages left in this call (sendmmsg) */
 	__u8 lo_tx;      /* a packet of this send left through a loopback device */
 	__u8 send_depth; /* kprobe backend: nested hooked calls */
@@ -134,7 +142,7 @@ struct lt_send_ctx {
 	__s64 recv_flags;
 };
 
-/* TCP and UDP queues. */
+/* TCP queues, by receiving end; deleted when the receiving socket closes. */
 LT_SHARED struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, TQ_MAX_QUEUES);
@@ -142,13 +150,53 @@ LT_SHARED struct {
 	__type(value, struct timing_queue);
 } timing_queues SEC(".maps");
 
-/* Unix queues, by receiving socket: an 8-byte key hashes faster on the hot path. */
+/*
+ * unix_stream and UDP queues, by receiving socket's address (UDP: a stream of
+ * datagrams, one offset each, in the order they were queued to the socket).
+ * A new socket at a freed one's address must not meet the old queue: the
+ * queue names the socket it was made for by cookie (never reused; unix: the
+ * sending socket, UDP: the receiving one) and is reset on a mismatch.  The
+ * kprobe backend has no cookies: it deletes the queue when the socket is freed.
+ */
 LT_SHARED struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, TQ_MAX_QUEUES);
 	__type(key, __u64);
 	__type(value, struct timing_queue);
-} unix_queues SEC(".maps");
+} sock_queues SEC(".maps");
+
+/*
+ * Datagram stamps: each unix datagram's skb is stamped when it is queued to its
+ * receiver, and the stamp is taken by the recv that copies that skb; a UDP
+ * datagram's skb is stamped when it leaves through lo, and the stamp moves to
+ * its socket's queue when the datagram is queued there.  A datagram that is
+ * dropped, never read or sent elsewhere can therefore never time another, and
+ * every datagram names its own sender.
+ */
+/* Who reports a datagram's send duration: see lt_send_exit and dgram_received. */
+enum dg_state {
+	DG_OPEN = 0,  /* neither side is done */
+	DG_SENT = 1,  /* the send returned first: send_ns is valid */
+	DG_TAKEN = 2, /* received or dropped first: the sender reports apart */
+};
+
+struct dg_stamp {
+	__u64 ts;        /* sender's send-call entry; 0: no send start seen */
+	__u64 check;     /* unix: sending socket; udp: netns << 16 | port */
+	__u32 tgid;      /* sender */
+	__u32 state;     /* enum dg_state */
+	__u32 send_ns;   /* once state is DG_SENT */
+	__u32 transport;
+};
+
+#define DG_MAX_STAMPS 65536
+
+LT_SHARED struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, DG_MAX_STAMPS);
+	__type(key, __u64); /* skb address */
+	__type(value, struct dg_stamp);
+} dgram_stamps SEC(".maps");
 
 LT_SHARED struct {
 	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);

@@ -11,14 +11,24 @@
  *   lt_tcp_closed(sk)                 - a TCP socket reached TCP_CLOSE
  *   lt_xmit(skb, dev)                 - a packet starts leaving through dev
  *
+ *   lt_data_ready(sk)                 - data was queued to sk (unix datagrams)
+ *   lt_copy_datagram(skb)             - a recv copies skb's data to user space
+ *   lt_dropped(skb)                   - the kernel drops skb
+ *
  * Counting (messages, bytes) is done in per-CPU hash maps and never depends on
  * the ring buffer; the ring buffer carries only timing samples.
  *
- * Message latency: a sender pushes (start offset, entry time, tgid) into a
- * small per-direction queue when its send call starts; the receiver pops the
- * entries whose first byte its recv returned.  Queues are keyed by the
- * receiving end: TCP by netns + 4-tuple, UDP by netns + port, Unix by the
- * receiving socket.  A message that cannot be queued is counted as untimed.
+ * Message latency, from the sender's send-call entry to the recv return that
+ * delivers the message's first byte:
+ * - streams (TCP, unix_stream): when a send returns, its first byte's offset
+ *   and entry time go into a short queue of the receiving end, thinned by a
+ *   stride under a backlog (see tq_pick); the receiver times the entries whose
+ *   first byte its recv returned.  TCP queues are keyed by netns + 4-tuple,
+ *   unix queues live in the receiving socket's storage.
+ * - datagrams (UDP, unix_dgram, unix_seqpacket): the skb itself is stamped
+ *   (dgram_stamps) and the recv that copies it takes the stamp, so a datagram
+ *   that never arrives cannot time another.
+ * A sent message that gets no sample is counted as untimed, by cause.
  */
 #ifndef LOTRACE_SOCK_COMMON_BPF_H
 #define LOTRACE_SOCK_COMMON_BPF_H
@@ -105,6 +115,11 @@ static __always_inline bool lt_is_unix(int transport)
 	return transport >= LT_UNIX_STREAM;
 }
 
+static __always_inline bool lt_is_dgram(int transport)
+{
+	return !lt_is_stream(transport);
+}
+
 /*
  * The socket's addresses, IPv4 (also v4-mapped IPv6) as family AF_INET in the
  * first 4 bytes, so both ends of a v4-mapped connection agree.
@@ -189,40 +204,26 @@ static __always_inline __u32 sk_netns(struct sock *sk)
 	return LT_RD(sk, __sk_common.skc_net.net, ns.inum);
 }
 
-/* Key of the queue that data sent on sk goes into; false if unknown. */
-static __always_inline bool tq_key_send(struct sock *sk, int transport, struct tq_key *k)
+/* Key of the TCP queue that data sent on sk goes into; false if unconnected. */
+static __always_inline bool tq_key_send(struct sock *sk, struct tq_key *k)
 {
-	k->transport = transport;
-	if (lt_is_unix(transport)) {
-		struct sock *peer = LT_RD_AS(struct unix_sock, sk, peer);
-		if (!peer)
-			return false; /* unconnected datagram: receiver unknown */
-		k->sk = (__u64)peer;
-		return true;
-	}
+	k->transport = LT_TCP;
 	k->netns = sk_netns(sk);
 	k->lport = bpf_ntohs(LT_RD(sk, __sk_common.skc_dport));
-	if (!k->lport)
-		return false; /* unconnected UDP: destination is per call */
-	if (transport == LT_UDP)
-		return true;
 	k->rport = LT_RD(sk, __sk_common.skc_num);
 	k->family = inet_addrs(sk, k->raddr, k->laddr);
-	return true;
+	return k->lport != 0;
 }
 
-/* Key of the queue that data received on sk came through. */
-static __always_inline void tq_key_recv(struct sock *sk, int transport, struct tq_key *k)
+/*
+ * Key of the TCP queue that data received on sk came through.  The local port
+ * is inet_sport: skc_num is already 0 when a closing socket reaches TCP_CLOSE.
+ */
+static __always_inline void tq_key_recv(struct sock *sk, struct tq_key *k)
 {
-	k->transport = transport;
-	if (lt_is_unix(transport)) {
-		k->sk = (__u64)sk;
-		return;
-	}
+	k->transport = LT_TCP;
 	k->netns = sk_netns(sk);
-	k->lport = LT_RD(sk, __sk_common.skc_num);
-	if (transport == LT_UDP)
-		return;
+	k->lport = bpf_ntohs(LT_RD_AS(struct inet_sock, sk, inet_sport));
 	k->rport = bpf_ntohs(LT_RD(sk, __sk_common.skc_dport));
 	k->family = inet_addrs(sk, k->laddr, k->raddr);
 }
@@ -234,9 +235,9 @@ static __always_inline void stat_add(__u32 idx, __u64 n)
 		__sync_fetch_and_add(v, n);
 }
 
-static __always_inline void count_untimed(int transport, __u64 n)
+static __always_inline void count_untimed(int cause, int transport, __u64 n)
 {
-	stat_add(LT_STAT_UNTIMED_BASE + transport, n);
+	stat_add(LT_STAT_UNTIMED(cause, transport), n);
 }
 
 /*
@@ -296,8 +297,12 @@ __weak __noinline int count_pair(__u32 sender, __u32 receiver, int transport, __
 	return 0;
 }
 
-/* what: kind << 8 | transport (BPF functions take at most five arguments). */
+/*
+ * what: weight << 16 | kind << 8 | transport (BPF functions take at most five
+ * arguments).
+ */
 #define EV(kind, transport) ((kind) << 8 | (transport))
+#define EV_MESSAGE(transport, weight) ((weight) << 16 | EV(LT_EV_MESSAGE, transport))
 
 __weak __noinline int emit(__u32 what, __u32 tgid, __u32 peer, __u64 value, __u32 send_ns)
 {
@@ -311,9 +316,9 @@ __weak __noinline int emit(__u32 what, __u32 tgid, __u32 peer, __u64 value, __u3
 	e->tgid = tgid;
 	e->peer_tgid = peer;
 	e->send_ns = send_ns;
-	e->kind = what >> 8;
+	e->kind = (what >> 8) & 0xff;
 	e->transport = what & 0xff;
-	e->pad = 0;
+	e->weight = what >> 16;
 	/*
 	 * Waking the reader for every event costs more than the traffic traced;
 	 * it polls on a short timer and is woken only when the ring fills up.
@@ -322,6 +327,11 @@ __weak __noinline int emit(__u32 what, __u32 tgid, __u32 peer, __u64 value, __u3
 			      BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP;
 	bpf_ringbuf_submit(e, flags);
 	return 0;
+}
+
+static __always_inline void emit_send_duration(int transport, __u32 tgid, __u64 dur)
+{
+	emit(EV(LT_EV_SEND_DURATION, transport), tgid, 0, dur, 0);
 }
 
 /*
@@ -343,24 +353,12 @@ static __always_inline void note_owner(struct sock *sk, __u32 tgid)
 }
 #endif
 
-/* Too large for the BPF stack; new queues are copied from here. */
+/* ---- Stream queues (TCP, unix_stream) ---- */
+
+/* Too large for the BPF stack; new hash-map queues are copied from here. */
 static const struct timing_queue empty_queue;
 
-/*
- * One subprogram per queue map: inlined, the compiler merges the two lookups
- * into one call on either map, which the verifier can no longer inline.
- */
-static __noinline struct timing_queue *tq_get_unix(__u64 sk, bool create)
-{
-	struct timing_queue *q = bpf_map_lookup_elem(&unix_queues, &sk);
-
-	if (q || !create)
-		return q;
-	bpf_map_update_elem(&unix_queues, &sk, &empty_queue, BPF_NOEXIST);
-	return bpf_map_lookup_elem(&unix_queues, &sk);
-}
-
-static __noinline struct timing_queue *tq_get_inet(struct tq_key *k, bool create)
+static __noinline struct timing_queue *tcp_queue(struct tq_key *k, bool create)
 {
 	struct timing_queue *q = bpf_map_lookup_elem(&timing_queues, k);
 
@@ -370,22 +368,336 @@ static __noinline struct timing_queue *tq_get_inet(struct tq_key *k, bool create
 	return bpf_map_lookup_elem(&timing_queues, k);
 }
 
-static __always_inline struct timing_queue *tq_get(struct tq_key *k, bool create)
+static __noinline struct timing_queue *sock_queue(__u64 rx, bool create)
 {
-	return lt_is_unix(k->transport) ? tq_get_unix(k->sk, create) : tq_get_inet(k, create);
+	struct timing_queue *q = bpf_map_lookup_elem(&sock_queues, &rx);
+
+	if (q || !create)
+		return q;
+	bpf_map_update_elem(&sock_queues, &rx, &empty_queue, BPF_NOEXIST);
+	return bpf_map_lookup_elem(&sock_queues, &rx);
+}
+
+/* sk's cookie, made now if it has none yet; 0 where the helper is not allowed. */
+#ifdef LT_PLAIN_POINTERS
+#define sock_cookie(sk) 0
+#else
+#define sock_cookie(sk) bpf_get_socket_cookie(sk)
+#endif
+
+/* A queue that was another socket's: start it afresh for the socket of cookie. */
+static __always_inline void tq_reset(struct timing_queue *q, __u64 cookie)
+{
+	q->head = q->tail;
+	q->sent_off = 0;
+	q->recv_end = 0;
+	q->last_sender = 0;
+	q->desync = 0;
+	q->stride = 0;
+	q->next_pick = q->started;
+	for (int i = 0; i < TQ_RECENT; i++)
+		q->recent[i].ts = 0;
+	q->ident = cookie;
+}
+
+/* The queue that data sent on sk goes into, or NULL. */
+static __always_inline struct timing_queue *stream_queue_send(struct sock *sk, int transport)
+{
+	if (transport == LT_UNIX_STREAM) {
+		struct sock *peer = LT_RD_AS(struct unix_sock, sk, peer);
+		if (!peer)
+			return NULL;
+		struct timing_queue *q = sock_queue((__u64)peer, true);
+		__u64 cookie = sock_cookie(sk);
+		if (q && q->ident != cookie)
+			tq_reset(q, cookie);
+		return q;
+	}
+	struct tq_key k = {};
+	return tq_key_send(sk, &k) ? tcp_queue(&k, true) : NULL;
+}
+
+/*
+ * The stride sampler.  Every message sent into a queue ticks its clock; the
+ * message is timed when the clock reaches next_pick, or when its sender is not
+ * the previous message's (so each run of one sender starts with a sample, and
+ * the pair counts below stay exact).  The stride doubles while the queue is
+ * filling and halves as it drains: it follows the backlog, which the latency
+ * of any one message does not choose, and each sample weighs its stride.
+ * Returns the weight, or 0 when this message gets no slot.  untimed: count a
+ * message without a slot as untimed (it is a sent message with a send start).
+ */
+static __always_inline __u32 tq_pick(struct timing_queue *q, __u32 tgid, int transport,
+				     bool untimed)
+{
+	__u32 n = __sync_fetch_and_add(&q->started, 1);
+	bool new_sender = q->last_tgid != tgid;
+
+	if (new_sender)
+		q->last_tgid = tgid;
+	if ((__s32)(n - q->next_pick) < 0 && !new_sender) {
+		if (untimed)
+			count_untimed(LT_UNTIMED_SAMPLED, transport, 1);
+		return 0;
+	}
+	__u32 stride = q->stride ? q->stride : 1;
+	__u32 backlog = q->tail - q->head;
+	if (backlog >= TQ_SLOTS / 2 && stride < TQ_MAX_STRIDE)
+		stride *= 2;
+	else if (backlog <= TQ_SLOTS / 8 && stride > 1)
+		stride /= 2;
+	q->stride = stride;
+	if (backlog >= TQ_SLOTS) {
+		if (untimed)
+			count_untimed(LT_UNTIMED_QUEUE_FULL, transport, 1);
+		return 0;
+	}
+	q->next_pick = n + stride;
+	return stride;
+}
+
+/* Count the slot's messages not yet in its receiver's pair (sender or receiver may call). */
+static __always_inline void tq_attribute(struct tq_slot *s, int transport)
+{
+	__u32 receiver = s->receiver;
+	if (!receiver)
+		return;
+	__u32 done = s->attributed, msgs = s->msgs;
+	if (msgs != done && __sync_val_compare_and_swap(&s->attributed, done, msgs) == done)
+		count_pair(s->tgid, receiver, transport, msgs - done, 0);
+}
+
+/* When the recv that returned offset start got it, from the recent recvs; 0 if gone. */
+static __always_inline __u64 tq_recent(struct timing_queue *q, __u32 start, __u32 *tgid)
+{
+	__u64 best = 0;
+
+	for (int i = 0; i < TQ_RECENT; i++) {
+		struct tq_recv *r = &q->recent[i];
+		__u64 ts = r->ts;
+		if (ts && (__s32)(start - r->start) >= 0 && (__s32)(r->end - start) > 0 &&
+		    (!best || ts < best)) {
+			best = ts;
+			*tgid = r->tgid;
+		}
+	}
+	return best;
+}
+
+/* Not a loopback sender: marks a run of datagrams that came from elsewhere. */
+#define TQ_FOREIGN 0xffffffffu
+
+/*
+ * Queue the message of tgid whose first unit is at start, sent at ts (0: not
+ * known), for the receiver.  counted: it is a sent loopback message (untimed
+ * when it gets no sample).  Returns true when a sample will carry send_ns.
+ */
+static __always_inline bool tq_enqueue(struct timing_queue *q, int transport, __u32 start,
+				       __u64 ts, __u64 send_ns, __u32 tgid, bool counted)
+{
+	__u32 weight = tq_pick(q, tgid, transport, counted && ts);
+	if (send_ns > 0xffffffffu)
+		send_ns = 0xffffffffu;
+
+	/* recv_end means nothing until a recv set it (TCP offsets are sequence numbers). */
+	if (weight && ts && q->nrecent && (__s32)(q->recv_end - start) > 0) {
+		/* Its receiver ran first: time it from the recv that returned it. */
+		__u32 receiver = 0;
+		__u64 got = tq_recent(q, start, &receiver);
+		if (got >= ts) {
+			emit(EV_MESSAGE(transport, weight), receiver, tgid, got - ts, send_ns);
+			count_pair(tgid, receiver, transport, 1, 0);
+			return true;
+		}
+		weight = 0; /* too late to tell when: untimed (unmatched) */
+	}
+	if (weight) {
+		__u32 idx = __sync_fetch_and_add(&q->tail, 1);
+		struct tq_slot *s = &q->slot[idx & TQ_MASK];
+		s->ts = ts;
+		s->start = start;
+		s->tgid = tgid;
+		s->send_ns = send_ns;
+		s->weight = weight;
+		s->msgs = 1;
+		s->attributed = 0;
+		s->receiver = 0;
+		s->seq = idx + 1;
+		return ts != 0;
+	}
+	/* Unpicked: one more message in the run of the last slot. */
+	__u32 t = q->tail;
+	struct tq_slot *s = &q->slot[(t - 1) & TQ_MASK];
+	if (t && s->seq == t && s->tgid == tgid) {
+		__sync_fetch_and_add(&s->msgs, 1);
+		tq_attribute(s, transport);
+	}
+	return false;
+}
+
+/* A stream send of ret > 0 bytes returned: queue its message for the receiver. */
+static __always_inline void stream_sent(struct sock *sk, int transport, struct lt_send_ctx *ctx,
+					__u32 tgid, __u64 now, int ret)
+{
+	__u64 dur = ctx ? now - ctx->ts : 0;
+	struct timing_queue *q = stream_queue_send(sk, transport);
+
+	if (!ctx)
+		count_untimed(LT_UNTIMED_NO_SEND_START, transport, 1);
+	if (!q) {
+		if (ctx)
+			emit_send_duration(transport, tgid, dur);
+		return;
+	}
+	__u32 start;
+	if (transport == LT_TCP) {
+		start = LT_RD_AS(struct tcp_sock, sk, write_seq) - ret;
+	} else {
+		start = __sync_fetch_and_add(&q->sent_off, ret);
+		/* A new queue behind data queued before we saw it: offsets unknown. */
+		if (start == 0 && q->tail == 0 && ctx && ctx->peer_qlen)
+			q->desync = 1;
+	}
+	if (!tq_enqueue(q, transport, start, ctx ? ctx->ts : 0, dur, tgid, true) && ctx)
+		emit_send_duration(transport, tgid, dur);
+}
+
+/* Emit the sample of slot s, received by me at now. */
+static __always_inline void tq_time(struct tq_slot *s, int transport, __u32 me, __u64 now)
+{
+	if (s->ts && now >= s->ts)
+		emit(EV_MESSAGE(transport, s->weight), me, s->tgid, now - s->ts, s->send_ns);
+}
+
+/* The slot's run reached me: count it in the pair, from now on by either side. */
+static __always_inline void tq_deliver(struct tq_slot *s, int transport, __u32 me)
+{
+	if (s->tgid == TQ_FOREIGN || !s->tgid)
+		return;
+	__sync_lock_test_and_set(&s->receiver, me);
+	tq_attribute(s, transport);
+}
+
+/* Pop the slots whose first byte is below end; time those at or above start. */
+static __always_inline void tq_pop(struct timing_queue *q, int transport, __u32 start, __u32 end,
+				   __u64 now, __u32 me)
+{
+	for (int i = 0; i < TQ_SLOTS + 1; i++) {
+		__u32 h = q->head;
+		if (h == q->tail)
+			break;
+		struct tq_slot *s = &q->slot[h & TQ_MASK];
+		if (s->seq != h + 1)
+			break; /* being written */
+		__u32 off = s->start;
+		/* Beyond a GiB ahead: left from an older connection on this 4-tuple. */
+		bool stale = (__s32)(off - end) > (1 << 30);
+		if (!stale && (__s32)(off - end) >= 0)
+			break; /* not reached yet */
+		if (__sync_val_compare_and_swap(&q->head, h, h + 1) != h)
+			continue; /* another reader took it */
+		if (stale)
+			continue;
+		if ((__s32)(off - start) >= 0) {
+			tq_time(s, transport, me, now);
+		} else {
+			/* Published after the recv that got it: time it from that recv. */
+			__u32 rx = 0;
+			__u64 got = tq_recent(q, off, &rx);
+			if (got)
+				tq_time(s, transport, rx, got);
+		}
+		tq_deliver(s, transport, me);
+		q->last_sender = s->tgid;
+	}
+}
+
+static __always_inline void stream_received(struct sock *sk, int transport, __u32 me, __u64 now,
+					    int ret)
+{
+	struct timing_queue *q;
+	struct tq_key k = {};
+	__u32 end;
+
+	if (transport == LT_TCP) {
+		tq_key_recv(sk, &k);
+		q = tcp_queue(&k, true); /* a send that returns after this recv needs it */
+		if (!q)
+			return;
+		end = LT_RD_AS(struct tcp_sock, sk, copied_seq);
+		q->recv_end = end;
+	} else {
+		q = sock_queue((__u64)sk, true);
+		if (!q)
+			return;
+		/* Queued by our peer, or left by an older socket at our address? */
+		struct sock *peer = LT_RD_AS(struct unix_sock, sk, peer);
+		__u64 cookie = peer ? BPF_CORE_READ(peer, __sk_common.skc_cookie.counter) : 0;
+		if (cookie && q->ident != cookie)
+			tq_reset(q, cookie);
+		end = __sync_fetch_and_add(&q->recv_end, ret) + ret;
+	}
+	struct tq_recv *r = &q->recent[__sync_fetch_and_add(&q->nrecent, 1) & (TQ_RECENT - 1)];
+	r->start = end - ret;
+	r->end = end;
+	r->tgid = me;
+	r->ts = now;
+
+	if (q->desync) {
+		if (LT_RD(sk, sk_receive_queue.qlen) == 0) {
+			/* Drained: what is queued now was all sent while we watched. */
+			for (int i = 0; i < TQ_SLOTS; i++) {
+				__u32 h = q->head;
+				if (h == q->tail)
+					break;
+				struct tq_slot *s = &q->slot[h & TQ_MASK];
+				q->head = h + 1;
+				count_untimed(LT_UNTIMED_BEFORE_START, transport, 1);
+				tq_deliver(s, transport, me);
+			}
+			q->head = q->tail;
+			q->recv_end = q->sent_off;
+			q->desync = 0;
+		}
+	} else {
+		tq_pop(q, transport, end - ret, end, now, me);
+	}
+	/* The bytes go to the last sender popped: one sender per connection, usually. */
+	if (q->last_sender)
+		count_pair(q->last_sender, me, transport, 0, ret);
+}
+
+/* ---- Datagram stamps (UDP, unix_dgram, unix_seqpacket) ---- */
+
+static __always_inline void stamp(__u64 skb, __u64 ts, __u64 check, __u32 tgid, int transport)
+{
+	struct dg_stamp st = {
+		.ts = ts,
+		.check = check,
+		.tgid = tgid,
+		.transport = transport,
+	};
+	bpf_map_update_elem(&dgram_stamps, &skb, &st, BPF_ANY);
+}
+
+static __always_inline __u64 udp_check(__u32 netns, __u16 port)
+{
+	return (__u64)netns << 16 | port;
 }
 
 /*
  * A packet starts leaving through dev.  On a loopback device: mark the send
  * in progress on this thread (if the packet is its own) as going over lo, and
- * note a UDP datagram as pending for its destination, before it can arrive.
+ * stamp a UDP datagram before it can arrive (without a send start if it is not
+ * this thread's: it still counts as loopback traffic at its receiver).
  */
 static __always_inline void lt_xmit(const struct sk_buff *skb, const struct net_device *dev)
 {
 	if (!(LT_RD(dev, flags) & IFF_LOOPBACK))
 		return;
 	struct lt_send_ctx *ctx = task_ctx(false);
-	if (ctx && ctx->ts && ctx->sk == (__u64)LT_RD(skb, sk))
+	bool mine = ctx && ctx->ts && ctx->sk == (__u64)LT_RD(skb, sk);
+	if (mine)
 		ctx->lo_tx = 1;
 
 	unsigned char *head = LT_RD(skb, head);
@@ -402,88 +714,154 @@ static __always_inline void lt_xmit(const struct sk_buff *skb, const struct net_
 	__u16 dport = 0;
 	if (bpf_probe_read_kernel(&dport, 2, head + th + 2))
 		return;
-	struct lo_udp_dest d = {
-		.netns = LT_RD(dev, nd_net.net, ns.inum),
-		.port = bpf_ntohs(dport),
-	};
-	__u64 *pending = bpf_map_lookup_elem(&lo_udp_pending, &d);
-	if (pending) {
-		__sync_fetch_and_add(pending, 1);
-	} else {
-		__u64 one = 1;
-		if (bpf_map_update_elem(&lo_udp_pending, &d, &one, BPF_NOEXIST) &&
-		    (pending = bpf_map_lookup_elem(&lo_udp_pending, &d)))
-			__sync_fetch_and_add(pending, 1);
-	}
+	__u32 netns = LT_RD(dev, nd_net.net, ns.inum);
+	stamp((__u64)skb, mine ? ctx->ts : 0, udp_check(netns, bpf_ntohs(dport)),
+	      mine ? current_tgid() : 0, LT_UDP);
 }
 
-/* Was the datagram this UDP socket just received sent through lo? */
-static __always_inline bool udp_received_over_lo(struct sock *sk)
+/*
+ * A datagram was queued to UDP socket sk, at the tail of its receive queue: it
+ * takes the next offset of the socket's queue, with its stamp if it came over
+ * lo (a run of TQ_FOREIGN if not, so the receiver can tell).
+ */
+static __always_inline void udp_queued(struct sock *sk)
 {
-	struct lo_udp_dest d = {
-		.netns = sk_netns(sk),
-		.port = LT_RD(sk, __sk_common.skc_num),
-	};
-	__u64 *pending = bpf_map_lookup_elem(&lo_udp_pending, &d);
-	if (!pending)
-		return false;
-	/* Claim one pending datagram; other receivers on the port may race. */
-	for (int i = 0; i < 8; i++) {
-		__u64 n = *pending;
-		if (!n)
-			return false;
-		if (__sync_val_compare_and_swap(pending, n, n - 1) == n)
-			return true;
-	}
-	return false;
-}
-
-/* Queue the message tgid starts now on sk; returns its slot seq or 0. */
-static __always_inline __u32 tq_push(struct sock *sk, int transport, __u64 ts, __u32 tgid)
-{
-	struct tq_key k = {};
-
-	if (!tq_key_send(sk, transport, &k))
-		return 0;
-	if (!lt_is_unix(transport) && !lt_inet_on_loopback(sk))
-		return 0;
-	struct timing_queue *q = tq_get(&k, true);
+	struct sk_buff *skb = LT_RD(sk, sk_receive_queue.prev);
+	if ((__u64)skb == (__u64)&sk->sk_receive_queue)
+		return; /* already read */
+	__u64 key = (__u64)skb;
+	struct dg_stamp *st = bpf_map_lookup_elem(&dgram_stamps, &key);
+	struct timing_queue *q = sock_queue((__u64)sk, st != NULL);
 	if (!q)
-		return 0;
-
-	__u32 start = 0;
-	bool fresh = q->tail == 0;
-	if (transport == LT_TCP) {
-		start = LT_RD_AS(struct tcp_sock, sk, write_seq);
-	} else if (transport == LT_UNIX_STREAM) {
-		/* A new socket at a freed one's address: start this queue afresh. */
-		if (q->peer != (__u64)sk) {
-			q->head = q->tail;
-			q->sent_off = 0;
-			q->recv_off = 0;
-			q->peer = (__u64)sk;
-			fresh = true;
-		}
-		start = q->sent_off;
+		return;
+	__u64 cookie = sock_cookie(sk);
+	if (q->ident != cookie)
+		tq_reset(q, cookie);
+	if (q->tail == 0 && q->sent_off == 0) {
+		/* Datagrams queued before this one were not numbered: skip them. */
+		__u32 older = LT_RD(sk, sk_receive_queue.qlen) - 1 +
+			      LT_RD_AS(struct udp_sock, sk, reader_queue.qlen);
+		q->recv_end = -older;
 	}
-	if (fresh && lt_is_unix(transport)) {
-		/* Data queued before we saw it: offsets are unknown until it drains. */
-		struct sock *peer = (struct sock *)k.sk;
-		q->desync = BPF_CORE_READ(peer, sk_receive_queue.qlen) > 0;
+	__u32 n = __sync_fetch_and_add(&q->sent_off, 1);
+	if (st) {
+		tq_enqueue(q, LT_UDP, n, st->ts, 0, st->tgid, true);
+		bpf_map_delete_elem(&dgram_stamps, &key);
+	} else {
+		tq_enqueue(q, LT_UDP, n, 0, 0, TQ_FOREIGN, false);
 	}
-
-	__u32 idx = __sync_fetch_and_add(&q->tail, 1);
-	if (idx - q->head >= TQ_SLOTS)
-		count_untimed(transport, 1); /* overwrites a message never received */
-	struct tq_slot *s = &q->slot[idx & TQ_MASK];
-	s->ts = ts;
-	s->start = start;
-	s->tgid = tgid;
-	s->state = TQ_SLOT_OPEN;
-	s->send_ns = 0;
-	s->seq = idx + 1;
-	return idx + 1;
 }
+
+/*
+ * Data was queued to sk: a UDP datagram (see udp_queued), or a unix datagram
+ * appended to its receive queue just before: stamp it if this thread sent it
+ * (the last or, when another sender raced in, the one before).
+ */
+static __always_inline void lt_data_ready(struct sock *sk)
+{
+	__u16 family = LT_RD(sk, __sk_common.skc_family);
+	if ((family == AF_INET || family == AF_INET6) && LT_RD(sk, sk_protocol) == IPPROTO_UDP) {
+		udp_queued(sk);
+		return;
+	}
+	if (family != AF_UNIX || LT_RD(sk, sk_type) == SOCK_STREAM)
+		return;
+	struct lt_send_ctx *ctx = task_ctx(false);
+	if (!ctx || !ctx->ts)
+		return;
+	struct sk_buff *skb = LT_RD(sk, sk_receive_queue.prev);
+	__u64 empty = (__u64)&sk->sk_receive_queue; /* the list head: queue empty */
+	for (int i = 0; i < 2 && (__u64)skb != empty; i++) {
+		if ((__u64)LT_RD(skb, sk) == ctx->sk) {
+			int transport = LT_RD(sk, sk_type) == SOCK_DGRAM ? LT_UNIX_DGRAM :
+									LT_UNIX_SEQPACKET;
+			stamp((__u64)skb, ctx->ts, ctx->sk, current_tgid(), transport);
+			ctx->stamp = (__u64)skb;
+			return;
+		}
+		skb = LT_RD(skb, prev);
+	}
+}
+
+/* A recv copies skb: if it is stamped, the recv's return takes the stamp. */
+static __always_inline void lt_copy_datagram(const struct sk_buff *skb)
+{
+	__u64 key = (__u64)skb;
+	struct dg_stamp *st = bpf_map_lookup_elem(&dgram_stamps, &key);
+	/* A unix skb names its sending socket: a stale stamp at a reused address won't. */
+	if (!st || st->transport == LT_UDP || st->check != (__u64)LT_RD(skb, sk))
+		return;
+	struct lt_send_ctx *ctx = task_ctx(true);
+	if (ctx)
+		ctx->rx_skb = key;
+}
+
+/* The kernel drops skb: a stamped datagram will never be received. */
+static __always_inline void lt_dropped(const struct sk_buff *skb)
+{
+	__u64 key = (__u64)skb;
+	struct dg_stamp *st = bpf_map_lookup_elem(&dgram_stamps, &key);
+	if (!st)
+		return;
+	if (st->ts) {
+		count_untimed(LT_UNTIMED_UNDELIVERED, st->transport, 1);
+		/* Its sender returned first and left the duration to the receiver. */
+		if (__sync_val_compare_and_swap(&st->state, DG_SENT, DG_TAKEN) == DG_SENT)
+			emit_send_duration(st->transport, st->tgid, st->send_ns);
+	}
+	bpf_map_delete_elem(&dgram_stamps, &key);
+}
+
+/* A datagram send of ret > 0 bytes returned: hand its duration to its stamp. */
+static __always_inline void dgram_sent(int transport, struct lt_send_ctx *ctx, __u32 tgid,
+				       __u64 now)
+{
+	if (!ctx) {
+		count_untimed(LT_UNTIMED_NO_SEND_START, transport, 1);
+		return;
+	}
+	__u64 dur = now - ctx->ts;
+	__u64 key = ctx->stamp;
+	/* UDP stamps travel on in socket queues: the sender reports its own. */
+	struct dg_stamp *st = key ? bpf_map_lookup_elem(&dgram_stamps, &key) : NULL;
+	ctx->stamp = 0;
+	if (st && st->ts == ctx->ts && st->tgid == tgid && dur <= 0xffffffffu) {
+		st->send_ns = dur ? dur : 1;
+		if (__sync_val_compare_and_swap(&st->state, DG_OPEN, DG_SENT) == DG_OPEN)
+			return;
+	}
+	emit_send_duration(transport, tgid, dur);
+}
+
+/* The stamp of the unix datagram this recv returned. */
+static __always_inline struct dg_stamp *dgram_stamp_of(struct sock *sk, int transport,
+						       struct lt_send_ctx *ctx, __u64 *key)
+{
+	*key = ctx ? ctx->rx_skb : 0;
+	if (!*key)
+		return NULL;
+	ctx->rx_skb = 0;
+	struct dg_stamp *st = bpf_map_lookup_elem(&dgram_stamps, key);
+	if (!st || st->transport != transport)
+		return NULL;
+	return st;
+}
+
+static __always_inline void dgram_received(struct dg_stamp *st, __u64 key, int transport,
+					   __u32 me, __u64 now, int ret)
+{
+	if (st->ts && now >= st->ts) {
+		/* Take the send duration if the sender left it; else it reports it itself. */
+		__u32 state = __sync_lock_test_and_set(&st->state, DG_TAKEN);
+		emit(EV_MESSAGE(transport, 1), me, st->tgid, now - st->ts,
+		     state == DG_SENT ? st->send_ns : 0);
+	}
+	if (st->tgid)
+		count_pair(st->tgid, me, transport, 1, ret);
+	bpf_map_delete_elem(&dgram_stamps, &key);
+}
+
+/* ---- The calls every backend makes ---- */
 
 static __always_inline void lt_send_enter(struct sock *sk, __u32 messages)
 {
@@ -494,32 +872,17 @@ static __always_inline void lt_send_enter(struct sock *sk, __u32 messages)
 	struct lt_send_ctx *ctx = task_ctx(true);
 	if (!ctx)
 		return;
-	__u64 now = bpf_ktime_get_ns();
-	ctx->ts = now;
+	ctx->ts = bpf_ktime_get_ns();
 	ctx->sk = (__u64)sk;
+	ctx->stamp = 0;
 	ctx->remaining = messages;
 	ctx->lo_tx = 0;
-	ctx->slot_seq = tq_push(sk, transport, now, current_tgid());
-}
-
-/* The queue that data sent on sk goes into, or NULL. */
-static __always_inline struct timing_queue *tq_my_queue(struct sock *sk, int transport)
-{
-	struct tq_key k = {};
-
-	return tq_key_send(sk, transport, &k) ? tq_get(&k, false) : NULL;
-}
-
-/* The queue slot of the message this thread is sending, or NULL. */
-static __always_inline struct tq_slot *tq_my_slot(struct sock *sk, int transport, __u32 seq,
-						  struct timing_queue **qp)
-{
-	struct timing_queue *q = tq_my_queue(sk, transport);
-	if (!q)
-		return NULL;
-	*qp = q;
-	struct tq_slot *s = &q->slot[(seq - 1) & TQ_MASK];
-	return seq && s->seq == seq ? s : NULL;
+	ctx->peer_qlen = 0;
+	if (transport == LT_UNIX_STREAM) {
+		struct sock *peer = LT_RD_AS(struct unix_sock, sk, peer);
+		if (peer)
+			ctx->peer_qlen = BPF_CORE_READ(peer, sk_receive_queue.qlen);
+	}
 }
 
 static __always_inline void lt_send_exit(struct sock *sk, int ret)
@@ -544,28 +907,12 @@ static __always_inline void lt_send_exit(struct sock *sk, int ret)
 	if (!lt_is_unix(transport))
 		note_owner(sk, tgid); /* only TCP/UDP packets cross lo */
 
-	struct timing_queue *q = NULL;
-	struct tq_slot *s = timed ? tq_my_slot(sk, transport, ctx->slot_seq, &q) : NULL;
 	if (ret > 0) {
 		count_proc(tgid, transport, LT_SEND, ret);
-		if (!timed || !ctx->slot_seq)
-			count_untimed(transport, 1);
-		if (timed) {
-			/* Hand the duration to the receiver's event, unless it came first. */
-			__u64 dur = now - ctx->ts;
-			bool handed = false;
-			if (s && dur <= 0xffffffffu) {
-				s->send_ns = dur ? dur : 1;
-				handed = __sync_val_compare_and_swap(&s->state, TQ_SLOT_OPEN,
-								     TQ_SLOT_SENT) == TQ_SLOT_OPEN;
-			}
-			if (!handed)
-				emit(EV(LT_EV_SEND_DURATION, transport), tgid, 0, dur, 0);
-		}
-		if (transport == LT_UNIX_STREAM && (q || (!timed && (q = tq_my_queue(sk, transport)))))
-			__sync_fetch_and_add(&q->sent_off, ret);
-	} else if (s) {
-		s->ts = 0; /* the send failed: no message */
+		if (lt_is_stream(transport))
+			stream_sent(sk, transport, timed ? ctx : NULL, tgid, now, ret);
+		else
+			dgram_sent(transport, timed ? ctx : NULL, tgid, now);
 	}
 	if (!timed)
 		return;
@@ -573,149 +920,75 @@ static __always_inline void lt_send_exit(struct sock *sk, int ret)
 		/* sendmmsg: the next message's send starts now. */
 		ctx->remaining--;
 		ctx->ts = now;
-		ctx->slot_seq = tq_push(sk, transport, now, tgid);
 	} else {
 		ctx->ts = 0;
 		ctx->sk = 0;
 	}
+	ctx->stamp = 0;
 	ctx->lo_tx = 0;
 }
 
 /*
- * Pair messages popped by one recv, counted once per run of one sender: one
- * pair-map update per recv in the usual case, together with its bytes.
+ * A UDP recv returned one datagram: the next offset of the socket's queue.
+ * Returns whether it came over lo (its run's sender is not TQ_FOREIGN).
  */
-struct pop_tally {
-	__u32 sender;
-	__u32 messages;
-};
-
-/* Global, like count_pair: its branches on the tally stay out of the pop loop's states. */
-__weak __noinline int tally_message(struct pop_tally *tally, __u32 sender, __u32 me, int transport)
+static __always_inline bool udp_received(struct sock *sk, __u64 now, __u32 me)
 {
-	if (!tally)
-		return 0;
-	if (tally->messages && tally->sender != sender) {
-		count_pair(tally->sender, me, transport, tally->messages, 0);
-		tally->messages = 0;
-	}
-	tally->sender = sender;
-	tally->messages++;
-	return 0;
-}
-
-/* A message whose first byte the receiver got now. */
-static __always_inline void time_message(struct tq_slot *s, int transport, __u32 me, __u64 now,
-					 struct pop_tally *tally)
-{
-	__u32 sender = s->tgid;
-	/* Take the send duration if the sender left it; else it reports it itself. */
-	__u32 state = __sync_lock_test_and_set(&s->state, TQ_SLOT_TAKEN);
-	__u32 send_ns = state == TQ_SLOT_SENT ? s->send_ns : 0;
-
-	emit(EV(LT_EV_MESSAGE, transport), me, sender, now - s->ts, send_ns);
-	tally_message(tally, sender, me, transport);
-}
-
-/*
- * Pop the entries whose message starts in [start, end) (stream) or the next
- * live entry (datagram); time them.
- */
-static __always_inline void tq_pop(struct timing_queue *q, int transport, bool stream,
-				   __u32 start, __u32 end, __u64 now, __u32 me,
-				   struct pop_tally *tally)
-{
-	for (int i = 0; i < TQ_SLOTS + 2; i++) {
-		__u32 h = q->head, t = q->tail;
-		if (h == t)
-			break;
-		if (t - h > TQ_SLOTS) {
-			q->head = t - TQ_SLOTS; /* overwritten; counted by the sender */
-			continue;
-		}
-		struct tq_slot *s = &q->slot[h & TQ_MASK];
-		__u32 seq = s->seq;
-		if (seq != h + 1) {
-			if ((__s32)(seq - (h + 1)) > 0) {
-				q->head = h + 1;
-				continue;
-			}
-			break; /* being written */
-		}
-		if (!s->ts) { /* the send failed */
-			q->head = h + 1;
-			continue;
-		}
-		if (!stream) {
-			time_message(s, transport, me, now, tally);
-			q->head = h + 1;
-			break;
-		}
-		if ((__s32)(s->start - end) >= 0)
-			break; /* not reached yet */
-		if ((__s32)(s->start - start) >= 0)
-			time_message(s, transport, me, now, tally);
-		q->head = h + 1;
-	}
+	struct timing_queue *q = sock_queue((__u64)sk, false);
+	if (!q || q->ident != sock_cookie(sk))
+		return false;
+	__u32 end = __sync_fetch_and_add(&q->recv_end, 1) + 1;
+	struct tq_recv *r = &q->recent[__sync_fetch_and_add(&q->nrecent, 1) & (TQ_RECENT - 1)];
+	r->start = end - 1;
+	r->end = end;
+	r->tgid = me;
+	r->ts = now;
+	tq_pop(q, LT_UDP, end - 1, end, now, me);
+	/* Within a run: its first datagram was popped by this or an earlier recv. */
+	__u32 h = q->head;
+	struct tq_slot *s = &q->slot[(h - 1) & TQ_MASK];
+	return h && s->seq == h && (__s32)(end - 1 - s->start) >= 0 && q->last_sender != TQ_FOREIGN;
 }
 
 static __always_inline void lt_recv_exit(struct sock *sk, int ret, int flags)
 {
-	if (ret <= 0 || (flags & MSG_PEEK))
-		return;
 	int transport = lt_transport_of(sk);
 	if (transport < 0)
 		return;
+	struct lt_send_ctx *ctx = NULL;
+	struct dg_stamp *st = NULL;
+	__u64 key = 0;
+
+	if (lt_is_unix(transport) && lt_is_dgram(transport)) {
+		ctx = task_ctx(false);
+		st = dgram_stamp_of(sk, transport, ctx, &key);
+	}
+	/* MSG_PEEK leaves the data queued; MSG_ERRQUEUE returns no data sent to us. */
+	if (ret <= 0 || (flags & (MSG_PEEK | MSG_ERRQUEUE)))
+		return;
+	__u64 now = bpf_ktime_get_ns();
+	__u32 me = current_tgid();
 	if (transport == LT_UDP) {
-		/* One datagram per recv: claim one of those lt_xmit saw leave via lo. */
-		if (!udp_received_over_lo(sk) && !lt_inet_on_loopback(sk))
+		/* Queued to us over lo, or our own route is lo. */
+		if (!udp_received(sk, now, me) && !lt_inet_on_loopback(sk))
 			return;
 	} else if (transport == LT_TCP && !lt_inet_on_loopback(sk)) {
 		return;
 	}
-
-	__u64 now = bpf_ktime_get_ns();
-	__u32 me = current_tgid();
 	if (!lt_is_unix(transport))
 		note_owner(sk, me); /* only TCP/UDP packets cross lo */
 	count_proc(me, transport, LT_RECV, ret);
-
-	struct tq_key k = {};
-	tq_key_recv(sk, transport, &k);
-	struct timing_queue *q = tq_get(&k, false);
-	if (!q)
-		return;
-	bool stream = lt_is_stream(transport);
-	__u32 end = 0;
-
-	if (transport == LT_TCP)
-		end = LT_RD_AS(struct tcp_sock, sk, copied_seq);
-	else if (transport == LT_UNIX_STREAM)
-		end = __sync_fetch_and_add(&q->recv_off, ret) + ret;
-
-	if (q->desync) {
-		if (LT_RD(sk, sk_receive_queue.qlen) == 0) {
-			/* Drained: what is queued now was all sent while we watched. */
-			count_untimed(transport, q->tail - q->head);
-			q->head = q->tail;
-			q->recv_off = q->sent_off;
-			q->desync = 0;
-		}
-		return;
+	if (st) {
+		dgram_received(st, key, transport, me, now, ret);
+	} else if (lt_is_stream(transport)) {
+		stream_received(sk, transport, me, now, ret);
+	} else if (transport == LT_UDP) {
+		struct timing_queue *q = sock_queue((__u64)sk, false);
+		__u32 sender = q ? q->last_sender : 0;
+		if (sender && sender != TQ_FOREIGN)
+			count_pair(sender, me, transport, 0, ret);
 	}
-	struct pop_tally tally = {};
-	tq_pop(q, transport, stream, end - ret, end, now, me, &tally);
-	if (tally.messages)
-		q->last_sender = tally.sender;
-	/*
-	 * The bytes go to the last sender popped, else the last one seen: one
-	 * sender per connection, usually.
-	 */
-	__u32 sender = tally.messages ? tally.sender : q->last_sender;
-	if (sender)
-		count_pair(sender, me, transport, tally.messages, ret);
 }
-
 
 /*
  * The kprobe backend hooks both unix_seqpacket_*msg and the unix_dgram_*msg
@@ -769,11 +1042,12 @@ static __always_inline void lt_send_saved_exit(int ret)
 		lt_send_exit((struct sock *)ctx->sk, ret);
 }
 
+/* A TCP socket closed: the queue of data sent to it goes with it. */
 static __always_inline void lt_tcp_closed(struct sock *sk)
 {
 	struct tq_key k = {};
 
-	tq_key_recv(sk, LT_TCP, &k);
+	tq_key_recv(sk, &k);
 	bpf_map_delete_elem(&timing_queues, &k);
 }
 

@@ -68,3 +68,37 @@ int lt_kp_tcp_state(struct trace_event_raw_inet_sock_set_state *ctx)
 		lt_tcp_closed((struct sock *)ctx->skaddr);
 	return 0;
 }
+
+SEC("kprobe/sock_def_readable")
+int BPF_KPROBE(lt_kp_data_ready, struct sock *sk)
+{
+	lt_data_ready(sk);
+	return 0;
+}
+
+SEC("tracepoint/skb/skb_copy_datagram_iovec")
+int lt_kp_copy(struct trace_event_raw_skb_copy_datagram_iovec *ctx)
+{
+	lt_copy_datagram(ctx->skbaddr);
+	return 0;
+}
+
+SEC("tracepoint/skb/kfree_skb")
+int lt_kp_drop(struct trace_event_raw_kfree_skb *ctx)
+{
+	lt_dropped(ctx->skbaddr);
+	return 0;
+}
+
+/*
+ * A socket is freed: its queue (unix_stream, UDP) goes with it, so that a new socket
+ * at the same address starts clean (this backend has no socket storage).
+ */
+SEC("kprobe/sk_free")
+int BPF_KPROBE(lt_kp_sk_free, struct sock *sk)
+{
+	__u64 key = (__u64)sk;
+
+	bpf_map_delete_elem(&sock_queues, &key);
+	return 0;
+}

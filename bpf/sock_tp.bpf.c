@@ -44,10 +44,15 @@ int BPF_PROG(lt_tp_sys_enter, struct pt_regs *regs, long id)
 	if (id != NR_write && id != NR_writev && id != NR_sendto && id != NR_sendmsg &&
 	    id != NR_sendmmsg)
 		return 0;
+	/* A 32-bit process's numbers are the i386 table's: those would be other calls. */
+	if (bpf_get_current_task_btf()->thread_info.status & TS_COMPAT)
+		return 0;
 	struct sock *sk = sock_of_fd(regs->di);
 	if (!sk)
 		return 0;
-	__u32 messages = id == NR_sendmmsg ? (__u32)regs->dx : 1;
+	__u32 messages = 1;
+	if (id == NR_sendmmsg)
+		messages = regs->dx < UIO_MAXIOV ? (__u32)regs->dx : UIO_MAXIOV;
 	lt_send_enter(sk, messages);
 	return 0;
 }
@@ -78,5 +83,26 @@ SEC("tp_btf/net_dev_start_xmit")
 int BPF_PROG(lt_tp_xmit, const struct sk_buff *skb, const struct net_device *dev)
 {
 	lt_xmit(skb, dev);
+	return 0;
+}
+
+SEC("tp_btf/sk_data_ready")
+int BPF_PROG(lt_tp_data_ready, struct sock *sk)
+{
+	lt_data_ready(sk);
+	return 0;
+}
+
+SEC("tp_btf/skb_copy_datagram_iovec")
+int BPF_PROG(lt_tp_copy, const struct sk_buff *skb, int len)
+{
+	lt_copy_datagram(skb);
+	return 0;
+}
+
+SEC("tp_btf/kfree_skb")
+int BPF_PROG(lt_tp_drop, struct sk_buff *skb)
+{
+	lt_dropped(skb);
 	return 0;
 }

@@ -134,10 +134,10 @@ Test(prom, histogram_is_cumulative_with_inf_equal_to_count)
 	struct prom_hist h = { 0 };
 	/* One value at each bound, one just above each, and one past the last. */
 	for (unsigned i = 0; i < PROM_NBOUNDS; i++) {
-		prom_hist_add(&h, prom_bounds_ns[i]);
-		prom_hist_add(&h, prom_bounds_ns[i] + 1);
+		prom_hist_add(&h, prom_bounds_ns[i], 1);
+		prom_hist_add(&h, prom_bounds_ns[i] + 1, 1);
 	}
-	prom_hist_add(&h, 20000000000ULL);
+	prom_hist_add(&h, 20000000000ULL, 1);
 	char *buf = NULL;
 	size_t len = 0;
 	FILE *f = open_memstream(&buf, &len);

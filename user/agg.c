@@ -236,10 +236,10 @@ int agg_event(struct agg *a, const void *data, size_t size)
 		struct agg_pair *pr = agg_pair(a, e.peer_tgid, e.tgid, e.transport);
 		struct hist *h;
 		if (p && (h = hist_of(&p->latency)))
-			hist_add(h, e.value_ns);
+			hist_add_weighted(h, e.value_ns, e.weight);
 		if (pr && (h = hist_of(&pr->latency)))
-			hist_add(h, e.value_ns);
-		hist_add(&a->transport_latency[e.transport], e.value_ns);
+			hist_add_weighted(h, e.value_ns, e.weight);
+		hist_add_weighted(&a->transport_latency[e.transport], e.value_ns, e.weight);
 		if (e.send_ns) {
 			struct agg_proc *s = agg_proc(a, e.peer_tgid, e.transport, LT_SEND);
 			if (s && (h = hist_of(&s->send_dur)))
@@ -302,6 +302,46 @@ void agg_set_lo(struct agg *a, const struct lt_lo_key *k, uint64_t packets, uint
 		return;
 	a->lo = lo;
 	a->lo[a->nlo++] = (struct agg_lo_proc){ k->tgid, k->l4, packets, bytes };
+}
+
+const char *lt_untimed_cause_name(int cause)
+{
+	static const char *const names[] = {
+#define LOTRACE_X_NAME(e, n) n,
+		LOTRACE_UNTIMED_CAUSES(LOTRACE_X_NAME)
+#undef LOTRACE_X_NAME
+		"unmatched",
+	};
+	return cause >= 0 && cause <= LT_UNTIMED_UNMATCHED ? names[cause] : "?";
+}
+
+void agg_account_untimed(struct agg *a, const uint64_t *stats)
+{
+	uint64_t sent[LT_TRANSPORT_COUNT] = { 0 };
+	for (size_t i = 0; i < a->nprocs; i++)
+		if (a->procs[i].direction == LT_SEND)
+			sent[a->procs[i].transport] += a->procs[i].messages;
+	for (int t = 0; t < LT_TRANSPORT_COUNT; t++) {
+		uint64_t explained = a->transport_latency[t].samples;
+		a->untimed[t] = 0;
+		for (int c = 0; c < LT_UNTIMED_CAUSE_COUNT; c++) {
+			uint64_t n = stats[LT_STAT_UNTIMED(c, t)];
+			a->untimed_by_cause[c][t] = n;
+			a->untimed[t] += n;
+			explained += n;
+		}
+		uint64_t rest = sent[t] > explained ? sent[t] - explained : 0;
+		a->untimed_by_cause[LT_UNTIMED_UNMATCHED][t] = rest;
+		a->untimed[t] += rest;
+	}
+}
+
+double agg_timed_fraction(const struct hist *latency, uint64_t messages)
+{
+	if (!messages || !latency)
+		return 0.0;
+	double f = (double)latency->samples / (double)messages;
+	return f > 1.0 ? 1.0 : f;
 }
 
 uint64_t agg_untimed_total(const struct agg *a)

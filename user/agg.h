@@ -61,7 +61,13 @@ struct agg {
 	uint64_t lost_events;
 	uint64_t map_full;
 	uint64_t events_processed;
-	uint64_t untimed[LT_TRANSPORT_COUNT];
+	/*
+	 * Sent messages without a latency sample, by cause: the kernel's causes,
+	 * then "unmatched", what they leave unexplained (agg_account_untimed).
+	 */
+#define LT_UNTIMED_UNMATCHED LT_UNTIMED_CAUSE_COUNT
+	uint64_t untimed_by_cause[LT_UNTIMED_CAUSE_COUNT + 1][LT_TRANSPORT_COUNT];
+	uint64_t untimed[LT_TRANSPORT_COUNT]; /* all causes */
 
 	double duration_s;
 	/*
@@ -96,5 +102,15 @@ void agg_set_pair(struct agg *a, const struct lt_pair_key *k, uint64_t messages,
 void agg_set_lo(struct agg *a, const struct lt_lo_key *k, uint64_t packets, uint64_t bytes);
 
 uint64_t agg_untimed_total(const struct agg *a);
+/*
+ * Complete the untimed counts from the kernel's per-cause counts (stats,
+ * indexed as the stats map): each transport's sent messages that are neither
+ * timed (histogram samples) nor explained by a kernel cause are "unmatched".
+ */
+void agg_account_untimed(struct agg *a, const uint64_t *stats);
+/* Name of an untimed cause, "unmatched" included. */
+const char *lt_untimed_cause_name(int cause);
+/* Timed share of a row's or pair's messages (0 when it has none). */
+double agg_timed_fraction(const struct hist *latency, uint64_t messages);
 
 #endif

@@ -346,14 +346,15 @@ static struct exp_vals *route(struct exporter *x, const char *label, int transpo
 	return e->v ? e->v : &x->other[transport];
 }
 
-/* One histogram sample for tgid's series. */
-static void sample(struct exporter *x, uint32_t tgid, int transport, int dir, uint64_t ns)
+/* One histogram sample for tgid's series, standing for weight messages. */
+static void sample(struct exporter *x, uint32_t tgid, int transport, int dir, uint64_t ns,
+		   uint64_t weight)
 {
 	struct exp_task *t = task_get(x, tgid);
 	if (!t)
 		return;
 	struct exp_vals *v = route(x, task_label(x, t, transport, dir, NULL), transport, 0);
-	prom_hist_add(&v->hist[dir], ns);
+	prom_hist_add(&v->hist[dir], ns, weight ? weight : 1);
 }
 
 void exporter_event(struct exporter *x, const struct lt_event *e)
@@ -361,12 +362,12 @@ void exporter_event(struct exporter *x, const struct lt_event *e)
 	if (e->transport >= LT_TRANSPORT_COUNT)
 		return;
 	if (e->kind == LT_EV_SEND_DURATION) {
-		sample(x, e->tgid, e->transport, LT_SEND, e->value_ns);
+		sample(x, e->tgid, e->transport, LT_SEND, e->value_ns, 1);
 		return;
 	}
-	sample(x, e->tgid, e->transport, LT_RECV, e->value_ns);
+	sample(x, e->tgid, e->transport, LT_RECV, e->value_ns, e->weight);
 	if (e->send_ns) /* the sender's send duration rode along with its message */
-		sample(x, e->peer_tgid, e->transport, LT_SEND, e->send_ns);
+		sample(x, e->peer_tgid, e->transport, LT_SEND, e->send_ns, 1);
 }
 
 void exporter_scan_begin(struct exporter *x)
@@ -693,9 +694,14 @@ int exporter_render(struct exporter *x, FILE *f, const struct exp_self *self)
 					    m == PROM_LO_PACKETS ? x->lo_packets[l4] : x->lo_bytes[l4]);
 			}
 			break;
-		case PROM_UNTIMED_MESSAGES:
-			render_per_transport(f, m, &x->stats[LT_STAT_UNTIMED_BASE]);
+		case PROM_UNTIMED_MESSAGES: {
+			uint64_t untimed[LT_TRANSPORT_COUNT] = { 0 };
+			for (int c = 0; c < LT_UNTIMED_CAUSE_COUNT; c++)
+				for (int t = 0; t < LT_TRANSPORT_COUNT; t++)
+					untimed[t] += x->stats[LT_STAT_UNTIMED(c, t)];
+			render_per_transport(f, m, untimed);
 			break;
+		}
 		case PROM_LOST_EVENTS:
 			prom_family(f, m);
 			prom_sample(f, m, "", NULL, 0, x->stats[LT_STAT_LOST_EVENTS]);

@@ -29,15 +29,23 @@ uint64_t hist_bucket_high(unsigned b)
 	return hist_bucket_low(b) + ((uint64_t)1 << (e - HIST_SUB_BITS)) - 1;
 }
 
-void hist_add(struct hist *h, uint64_t v)
+void hist_add_weighted(struct hist *h, uint64_t v, uint64_t weight)
 {
+	if (!weight)
+		weight = 1;
 	if (!h->count || v < h->min)
 		h->min = v;
 	if (v > h->max)
 		h->max = v;
-	h->count++;
-	h->sum += v;
-	h->bucket[hist_bucket_of(v)]++;
+	h->samples++;
+	h->count += weight;
+	h->sum += v * weight;
+	h->bucket[hist_bucket_of(v)] += weight;
+}
+
+void hist_add(struct hist *h, uint64_t v)
+{
+	hist_add_weighted(h, v, 1);
 }
 
 void hist_merge(struct hist *into, const struct hist *from)
@@ -48,6 +56,7 @@ void hist_merge(struct hist *into, const struct hist *from)
 		into->min = from->min;
 	if (from->max > into->max)
 		into->max = from->max;
+	into->samples += from->samples;
 	into->count += from->count;
 	into->sum += from->sum;
 	for (unsigned b = 0; b < HIST_BUCKETS; b++)
@@ -81,6 +90,7 @@ struct hist_summary hist_summarize(const struct hist *h)
 {
 	struct hist_summary s;
 	memset(&s, 0, sizeof(s));
+	s.samples = h->samples;
 	s.count = h->count;
 	if (!h->count)
 		return s;

@@ -12,8 +12,13 @@
 #define HIST_SUB (1u << HIST_SUB_BITS)
 #define HIST_BUCKETS ((64 - HIST_SUB_BITS + 1) * HIST_SUB)
 
+/*
+ * Samples may carry weights (a sampled backlog: one sample stands for several
+ * messages); count, sum and the buckets are weighted, samples is not.
+ */
 struct hist {
-	uint64_t count;
+	uint64_t samples; /* values added */
+	uint64_t count;   /* their total weight: the messages they stand for */
 	uint64_t sum;
 	uint64_t min;
 	uint64_t max;
@@ -21,11 +26,12 @@ struct hist {
 };
 
 struct hist_summary {
-	uint64_t count, p50, p90, p99, max, min;
+	uint64_t samples, count, p50, p90, p99, max, min;
 	double mean;
 };
 
 void hist_add(struct hist *h, uint64_t value);
+void hist_add_weighted(struct hist *h, uint64_t value, uint64_t weight);
 void hist_merge(struct hist *into, const struct hist *from);
 unsigned hist_bucket_of(uint64_t value);
 /* Smallest and largest value that fall in bucket b. */

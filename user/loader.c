@@ -103,12 +103,13 @@ static int check_btf(FILE *log)
  */
 struct backend_def {
 	enum lt_backend id;
-	const char *prefixes[4];
+	const char *prefixes[6];
 };
 
 static const struct backend_def backends[] = {
 	{ LT_BACKEND_FENTRY,
-	  { "fentry/", "fexit/", "tp_btf/inet_sock_set_state", "tp_btf/net_dev_start_xmit" } },
+	  { "fentry/", "fexit/", "tp_btf/inet_sock_set_state", "tp_btf/net_dev_start_xmit",
+	    "tp_btf/skb_copy_datagram_iovec", "tp_btf/kfree_skb" } },
 	{ LT_BACKEND_TRACEPOINT, { "tp_btf/" } },
 	{ LT_BACKEND_KPROBE, { "kprobe/", "kretprobe/", "tracepoint/" } },
 };
@@ -123,7 +124,7 @@ static const char *const optional_targets[] = {
 
 static bool prog_in_backend(const char *sec, const struct backend_def *b)
 {
-	for (size_t i = 0; i < 4 && b->prefixes[i]; i++)
+	for (size_t i = 0; i < sizeof(b->prefixes) / sizeof(b->prefixes[0]) && b->prefixes[i]; i++)
 		if (!strncmp(sec, b->prefixes[i], strlen(b->prefixes[i])))
 			return true;
 	return false;
@@ -376,7 +377,7 @@ int tracer_snapshot(struct tracer *t)
 	if (!tracer_read_stats(t, &r, stats)) {
 		t->agg->lost_events = stats[LT_STAT_LOST_EVENTS];
 		t->agg->map_full = stats[LT_STAT_MAP_FULL];
-		memcpy(t->agg->untimed, &stats[LT_STAT_UNTIMED_BASE], sizeof(t->agg->untimed));
+		agg_account_untimed(t->agg, stats);
 	}
 	kmap_reader_free(&r);
 	return 0;

@@ -35,11 +35,11 @@ unsigned prom_bucket_of(uint64_t ns)
 	return lo;
 }
 
-void prom_hist_add(struct prom_hist *h, uint64_t ns)
+void prom_hist_add(struct prom_hist *h, uint64_t ns, uint64_t weight)
 {
-	h->bucket[prom_bucket_of(ns)]++;
-	h->count++;
-	h->sum_ns += ns;
+	h->bucket[prom_bucket_of(ns)] += weight;
+	h->count += weight;
+	h->sum_ns += ns * weight;
 }
 
 void prom_hist_merge(struct prom_hist *into, const struct prom_hist *from)

@@ -39,7 +39,7 @@ struct prom_hist {
 
 /* Index of the first bound >= ns (le is inclusive); PROM_NBOUNDS if none. */
 unsigned prom_bucket_of(uint64_t ns);
-void prom_hist_add(struct prom_hist *h, uint64_t ns);
+void prom_hist_add(struct prom_hist *h, uint64_t ns, uint64_t weight);
 void prom_hist_merge(struct prom_hist *into, const struct prom_hist *from);
 
 /*

@@ -185,6 +185,18 @@ void report_table(FILE *out, const struct agg *a, const struct report_filter *f)
 	fprintf(out, "\nevents: %llu processed, %llu lost; untimed messages: %llu",
 		(unsigned long long)a->events_processed, (unsigned long long)a->lost_events,
 		(unsigned long long)agg_untimed_total(a));
+	const char *sep = " (";
+	for (int c = 0; c <= LT_UNTIMED_UNMATCHED; c++) {
+		uint64_t n = 0;
+		for (int t = 0; t < LT_TRANSPORT_COUNT; t++)
+			n += a->untimed_by_cause[c][t];
+		if (n) {
+			fprintf(out, "%s%s %llu", sep, lt_untimed_cause_name(c), (unsigned long long)n);
+			sep = ", ";
+		}
+	}
+	if (sep[0] == ',')
+		fputc(')', out);
 	if (a->map_full)
 		fprintf(out, "; counter map full %llu times (counts incomplete)",
 			(unsigned long long)a->map_full);
@@ -210,9 +222,10 @@ static void json_summary(FILE *out, const char *name, const struct hist *h)
 	static const struct hist empty;
 	struct hist_summary s = hist_summarize(h ? h : &empty);
 	fprintf(out,
-		"\"%s\": {\"count\": %llu, \"p50\": %llu, \"p90\": %llu, \"p99\": %llu, "
-		"\"max\": %llu, \"min\": %llu, \"mean\": %.1f}",
-		name, (unsigned long long)s.count, (unsigned long long)s.p50,
+		"\"%s\": {\"count\": %llu, \"estimated_messages\": %llu, \"p50\": %llu, "
+		"\"p90\": %llu, \"p99\": %llu, \"max\": %llu, \"min\": %llu, \"mean\": %.1f}",
+		name, (unsigned long long)s.samples, (unsigned long long)s.count,
+		(unsigned long long)s.p50,
 		(unsigned long long)s.p90, (unsigned long long)s.p99, (unsigned long long)s.max,
 		(unsigned long long)s.min, s.mean);
 }
@@ -245,6 +258,14 @@ void report_json(FILE *out, const struct agg *a, const struct report_filter *f)
 	for (int t = 0; t < LT_TRANSPORT_COUNT; t++)
 		fprintf(out, "%s\"%s\": %llu", t ? ", " : "", lt_transport_name(t),
 			(unsigned long long)a->untimed[t]);
+	fprintf(out, "},\n \"untimed_by_cause\": {");
+	for (int c = 0; c <= LT_UNTIMED_UNMATCHED; c++) {
+		uint64_t n = 0;
+		for (int t = 0; t < LT_TRANSPORT_COUNT; t++)
+			n += a->untimed_by_cause[c][t];
+		fprintf(out, "%s\"%s\": %llu", c ? ", " : "", lt_untimed_cause_name(c),
+			(unsigned long long)n);
+	}
 	fprintf(out, "},\n \"processes\": [");
 	bool first = true;
 	for (size_t i = 0; v && i < n; i++) {
@@ -257,9 +278,11 @@ void report_json(FILE *out, const struct agg *a, const struct report_filter *f)
 			     "\"bytes\": %llu, ",
 			lt_transport_name(p->transport), lt_direction_name(p->direction),
 			(unsigned long long)p->messages, (unsigned long long)p->bytes);
-		if (p->direction == LT_RECV)
+		if (p->direction == LT_RECV) {
 			json_summary(out, "latency_ns", p->latency);
-		else
+			fprintf(out, ", \"timed_fraction\": %.4f",
+				agg_timed_fraction(p->latency, p->messages));
+		} else
 			json_summary(out, "send_duration_ns", p->send_dur);
 		fputc('}', out);
 		first = false;
@@ -280,6 +303,7 @@ void report_json(FILE *out, const struct agg *a, const struct report_filter *f)
 			lt_transport_name(p->transport), (unsigned long long)p->messages,
 			(unsigned long long)p->bytes);
 		json_summary(out, "latency_ns", p->latency);
+		fprintf(out, ", \"timed_fraction\": %.4f", agg_timed_fraction(p->latency, p->messages));
 		fputc('}', out);
 		first = false;
 	}
