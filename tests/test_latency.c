@@ -134,40 +134,48 @@ static json_object *pair_or_fail(json_object *doc, int from, int to, const char 
  * Ping-pong with stamped messages: side A (the calling process) sends n
  * messages gap_us apart, side B (a child) echoes each with a fresh stamp.
  * Each side records the one-way latency of every message it receives.
+ * Usually one socket per side; a path-bound datagram receiver answers on
+ * another one.
  */
 struct pingpong {
 	long n;
 	uint64_t a2b[1000], b2a[1000], rtt[1000];
 };
 
-static pid_t pingpong_echo(int fd, struct pingpong *pp, int cpu)
+struct pp_fds {
+	int a_out, a_in, b_in, b_out;
+};
+
+static pid_t pingpong_echo(const struct pp_fds *f, struct pingpong *pp, int cpu)
 {
 	pid_t pid = fork();
 	if (pid)
 		return pid;
 	pin(cpu);
+	close(f->a_out);
+	close(f->a_in);
 	char buf[MSG];
 	for (long i = 0; i < pp->n; i++) {
-		if (recv(fd, buf, MSG, MSG_WAITALL) != MSG)
+		if (recv(f->b_in, buf, MSG, MSG_WAITALL) != MSG)
 			_exit(10);
 		pp->a2b[i] = now_ns() - stamp_of(buf);
 		stamp(buf, (uint64_t)i);
-		if (send(fd, buf, MSG, 0) != MSG)
+		if (send(f->b_out, buf, MSG, 0) != MSG)
 			_exit(11);
 	}
 	_exit(0);
 }
 
 /* Side A; false if a message went missing. */
-static bool pingpong_drive(int fd, struct pingpong *pp, int gap_us)
+static bool pingpong_drive(const struct pp_fds *f, struct pingpong *pp, int gap_us)
 {
 	char buf[MSG] = { 0 };
 	for (long i = 0; i < pp->n; i++) {
 		uint64_t t0 = now_ns();
 		stamp(buf, (uint64_t)i);
-		if (send(fd, buf, MSG, 0) != MSG)
+		if (send(f->a_out, buf, MSG, 0) != MSG)
 			return false;
-		if (recv(fd, buf, MSG, MSG_WAITALL) != MSG)
+		if (recv(f->a_in, buf, MSG, MSG_WAITALL) != MSG)
 			return false;
 		uint64_t t = now_ns();
 		pp->b2a[i] = t - stamp_of(buf);
@@ -177,41 +185,63 @@ static bool pingpong_drive(int fd, struct pingpong *pp, int gap_us)
 	return true;
 }
 
+static void expect_pair_ratio(json_object *doc, int from, int to, const char *transport,
+			      uint64_t truth, const char *what)
+{
+	json_object *p = find_pair(doc, from, to, transport);
+	cr_expect_not_null(p, "%s: no %s pair %d -> %d in lotrace's output", what, transport, from, to);
+	if (p)
+		expect_ratio(p, "p50", truth, 0.3, 1.5, what);
+}
+
 /*
- * Run the ping-pong on fa (here, CPU 0) and fb (a child, CPU 1), stop
+ * Run the ping-pong, A here on CPU 0 and B in a child on CPU 1, stop
  * lotrace, and compare each direction's p50 with the stamped truth.  The
  * brief's bound for a ping-pong is 0.3x..1.5x of the user-space one-way time.
  */
-static void pingpong_check(struct lotrace_proc *lt, int fa, int fb, long n, int gap_us,
-			   const char *transport, const char *what)
+static void pingpong_run(struct lotrace_proc *lt, const struct pp_fds *f, long n, int gap_us,
+			 const char *transport, const char *what)
 {
 	struct pingpong *pp = shared(sizeof(*pp));
 	cr_assert(n <= 1000);
 	pp->n = n;
 	pin(0);
-	pid_t child = pingpong_echo(fb, pp, 1);
-	close(fb);
-	bool ok = pingpong_drive(fa, pp, gap_us);
-	close(fa);
+	int fds[] = { f->a_out, f->a_in, f->b_in, f->b_out };
+	for (int i = 0; i < 4; i++)
+		timeouts(fds[i]);
+	pid_t child = pingpong_echo(f, pp, 1);
+	close(f->b_in);
+	close(f->b_out);
+	bool ok = pingpong_drive(f, pp, gap_us);
+	int err = errno;
+	close(f->a_out);
+	close(f->a_in);
 	int rc = wait_child(child);
 	json_object *doc = lotrace_stop(lt, NULL);
-	cr_assert(ok && rc == 0, "%s: the ping-pong failed (echo exit %d, errno %s)", what, rc,
-		  strerror(errno));
+	cr_assert(ok && rc == 0, "%s: the ping-pong failed (echo exit %d, %s)", what, rc,
+		  ok ? "" : strerror(err));
 	cr_assert_not_null(doc);
 	int me = getpid();
 	uint64_t rtt50 = pct(pp->rtt, n, .5);
-	cr_log_info("%s: user-space RTT/2 p50 %llu ns", what, (unsigned long long)rtt50 / 2);
-	char path[64];
+	char path[64], w[128];
 	snprintf(path, sizeof(path), "untimed_by_transport.%s", transport);
-	cr_log_info("%s: untimed_messages %lld, %s %lld", what, (long long)jint(doc, "untimed_messages"),
-		    path, (long long)jint(doc, path));
-	char w[128];
+	cr_log_info("%s: user-space RTT/2 p50 %llu ns; untimed_messages %lld, %s %lld", what,
+		    (unsigned long long)rtt50 / 2, (long long)jint(doc, "untimed_messages"), path,
+		    (long long)jint(doc, path));
 	snprintf(w, sizeof(w), "%s, A -> B", what);
-	expect_ratio(pair_or_fail(doc, me, child, transport), "p50", pct(pp->a2b, n, .5), 0.3, 1.5, w);
+	expect_pair_ratio(doc, me, child, transport, pct(pp->a2b, n, .5), w);
 	snprintf(w, sizeof(w), "%s, B -> A", what);
-	expect_ratio(pair_or_fail(doc, child, me, transport), "p50", pct(pp->b2a, n, .5), 0.3, 1.5, w);
+	expect_pair_ratio(doc, child, me, transport, pct(pp->b2a, n, .5), w);
 	json_object_put(doc);
 	munmap(pp, sizeof(*pp));
+}
+
+/* The common case: one connected socket per side. */
+static void pingpong_check(struct lotrace_proc *lt, int fa, int fb, long n, int gap_us,
+			   const char *transport, const char *what)
+{
+	struct pp_fds f = { fa, fa, fb, fb };
+	pingpong_run(lt, &f, n, gap_us, transport, what);
 }
 
 static void start(struct lotrace_proc *lt)
@@ -258,8 +288,6 @@ ParameterizedTest(struct sock_kind *k, reuse, socketpair_closed_with_unread_data
 		close(sv[1]);
 	}
 	cr_assert_eq(socketpair(AF_UNIX, k->type, 0, sv), 0);
-	timeouts(sv[0]);
-	timeouts(sv[1]);
 	pingpong_check(&lt, sv[0], sv[1], 200, 1000, k->transport, k->transport);
 }
 
@@ -302,8 +330,6 @@ Test(reuse, udp_sends_before_the_server_binds, .timeout = 60)
 	int s = socket(AF_INET, SOCK_DGRAM, 0);
 	cr_assert(s >= 0 && !bind(s, (struct sockaddr *)&srv, sizeof(srv)) &&
 		  !connect(s, (struct sockaddr *)&cli, sizeof(cli)));
-	timeouts(c);
-	timeouts(s);
 	pingpong_check(&lt, c, s, 50, 20000, "udp", "udp after sends to a closed port");
 }
 
@@ -323,25 +349,19 @@ Test(reuse, failed_sendmsg_emsgsize_then_pingpong, .timeout = 60)
 	errno = 0;
 	cr_assert_eq(sendmsg(sv[0], &mh, 0), -1);
 	cr_assert_eq(errno, EMSGSIZE, "sendmsg with 2000 iovecs: %s", strerror(errno));
-	timeouts(sv[0]);
-	timeouts(sv[1]);
 	pingpong_check(&lt, sv[0], sv[1], 50, 20000, "unix_dgram", "unix_dgram after EMSGSIZE");
 }
 
-/* ---- 9. Sends refused with EAGAIN by a full receiver, then a ping-pong. ---- */
+/* ---- 9. Sends refused with EAGAIN, then a ping-pong. ---- */
 
-Test(reuse, eagain_sends_then_pingpong, .timeout = 60)
+/* Send stamped datagrams without blocking until refused 5 times; then read them all. */
+static void fill_until_refused(int out, int in)
 {
-	struct lotrace_proc lt;
-	start(&lt);
-	int sv[2];
-	cr_assert_eq(socketpair(AF_UNIX, SOCK_DGRAM, 0, sv), 0);
 	char buf[MSG] = { 0 };
-	/* Fill B's queue (net.unix.max_dgram_qlen), then be refused a few times. */
 	int queued = 0, refused = 0;
 	while (refused < 5) {
 		stamp(buf, (uint64_t)queued);
-		if (send(sv[0], buf, MSG, MSG_DONTWAIT) == MSG)
+		if (send(out, buf, MSG, MSG_DONTWAIT) == MSG)
 			queued++;
 		else if (errno == EAGAIN)
 			refused++;
@@ -349,13 +369,42 @@ Test(reuse, eagain_sends_then_pingpong, .timeout = 60)
 			cr_assert_fail("send: %s", strerror(errno));
 		cr_assert_lt(queued, 100000, "the receiver never filled up");
 	}
-	/* Read them right away: their true latency is short, and the same for lotrace. */
+	/* Read right away: their true latency is short, and must be for lotrace too. */
 	for (int i = 0; i < queued; i++)
-		cr_assert_eq(recv(sv[1], buf, MSG, MSG_DONTWAIT), MSG);
+		cr_assert_eq(recv(in, buf, MSG, MSG_DONTWAIT), MSG);
 	cr_log_info("%d datagrams queued, %d sends refused with EAGAIN", queued, refused);
-	timeouts(sv[0]);
-	timeouts(sv[1]);
-	pingpong_check(&lt, sv[0], sv[1], 100, 5000, "unix_dgram", "unix_dgram after EAGAIN");
+}
+
+/* A socketpair: the sender's buffer is what fills (its peer is exempt from the queue limit). */
+Test(reuse, eagain_full_sndbuf_then_pingpong, .timeout = 60)
+{
+	struct lotrace_proc lt;
+	start(&lt);
+	int sv[2];
+	cr_assert_eq(socketpair(AF_UNIX, SOCK_DGRAM, 0, sv), 0);
+	fill_until_refused(sv[0], sv[1]);
+	pingpong_check(&lt, sv[0], sv[1], 100, 5000, "unix_dgram", "unix_dgram after EAGAIN (sndbuf)");
+}
+
+/*
+ * A path-bound receiver not connected back: its queue (net.unix.max_dgram_qlen)
+ * is what fills.  It answers on a socketpair.
+ */
+Test(reuse, eagain_full_receiver_queue_then_pingpong, .timeout = 60)
+{
+	struct lotrace_proc lt;
+	start(&lt);
+	struct sockaddr_un addr = { .sun_family = AF_UNIX };
+	snprintf(addr.sun_path, sizeof(addr.sun_path), "/tmp/lt-latency-q-%d.sock", (int)getpid());
+	unlink(addr.sun_path);
+	int b = socket(AF_UNIX, SOCK_DGRAM, 0), a = socket(AF_UNIX, SOCK_DGRAM, 0), back[2];
+	cr_assert(b >= 0 && a >= 0 && !bind(b, (struct sockaddr *)&addr, sizeof(addr)) &&
+		  !connect(a, (struct sockaddr *)&addr, sizeof(addr)) &&
+		  !socketpair(AF_UNIX, SOCK_DGRAM, 0, back));
+	unlink(addr.sun_path); /* connected already; nothing left behind */
+	fill_until_refused(a, b);
+	struct pp_fds f = { .a_out = a, .a_in = back[0], .b_in = b, .b_out = back[1] };
+	pingpong_run(&lt, &f, 100, 5000, "unix_dgram", "unix_dgram after EAGAIN (receiver queue)");
 }
 
 /* ---- 4. MSG_ERRQUEUE returns an error report, not data. ---- */
