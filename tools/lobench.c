@@ -425,7 +425,7 @@ static void serve_chunks(struct run *r, int fd, char *buf, long total, struct st
 		if (c->duration_s <= 0 && want - rx->off < len)
 			len = (size_t)(want - rx->off); /* never wait for bytes that will not come */
 		ssize_t n = recv(fd, buf, len, 0);
-		uint64_t t = now_ns();
+		uint64_t t = c->stamp ? now_ns() : 0;
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n == 0 && c->duration_s > 0)
@@ -518,7 +518,7 @@ static void run_server(struct run *r)
 			fail(s, "recv");
 		}
 		/* One whole message per call here: its recv returned its first byte. */
-		if (stamp_consume(&rx, buf, (size_t)c->size, now_ns(), c->stamp) < 0) {
+		if (c->stamp && stamp_consume(&rx, buf, (size_t)c->size, now_ns(), true) < 0) {
 			errno = EBADMSG;
 			fail(s, "stamp out of sequence");
 		}
@@ -724,10 +724,15 @@ int main(int argc, char **argv)
 	if (c.transport == T_UNIX_DGRAM && c.size > 200000)
 		die_usage("--size", "", "at most 200000 bytes for unix_dgram (socket buffer)");
 
-	if (c.stamp && c.size < (long)sizeof(struct stamp_hdr))
-		die_usage("--size", "", "at least 16 bytes with --stamp");
-	if (c.read_size && !is_stream(c.transport) && c.read_size < c.size)
-		die_usage("--read-size", "", "at least --size for datagram transports");
+	char val[32];
+	if (c.stamp && c.size < (long)sizeof(struct stamp_hdr)) {
+		snprintf(val, sizeof(val), "%ld", c.size);
+		die_usage("--size", val, "at least 16 bytes with --stamp");
+	}
+	if (c.read_size && !is_stream(c.transport) && c.read_size < c.size) {
+		snprintf(val, sizeof(val), "%ld", c.read_size);
+		die_usage("--read-size", val, "at least --size for datagram transports");
+	}
 
 	if (c.duration_s > 0 && !count_given)
 		c.count = 100000000; /* the duration decides */
