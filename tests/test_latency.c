@@ -565,8 +565,32 @@ ParameterizedTest(struct stream_case *c, streaming, vs_stamped_payloads, .timeou
 	/* The weights estimate all messages (loose: a sample's estimate has variance). */
 	cr_expect(est >= 0.8 * (double)sent && est <= 1.2 * (double)sent,
 		  "%s: estimated_messages %.0f vs %lld sent", what, est, (long long)sent);
-	expect_ratio(p, "p50", (uint64_t)jint(bench, "stamped_latency_ns.p50"), 0.5, 1.5, what);
-	expect_ratio(p, "p90", (uint64_t)jint(bench, "stamped_latency_ns.p90"), 0.5, 1.5, what);
+	json_object *pa = json_object_object_get(json_object_object_get(bench, "stamped_latency_ns"), "pct");
+	cr_assert_eq(pa ? (long)json_object_array_length(pa) : 0, 101, "%s: lobench's percentiles", what);
+	/*
+	 * Every message timed: its percentiles are the truth's.  A sample (fewer
+	 * timed than sent) places its percentile within 5 ranks: a stream's p90
+	 * often sits where a fast mode meets a slow one (1.8 us vs 350 us in
+	 * runs of the same case), and there a rank off by one jumps between them.
+	 */
+	int slack = timed < sent ? 5 : 0;
+	const int q[] = { 50, 90 };
+	for (int i = 0; i < 2; i++) {
+		char f[24];
+		snprintf(f, sizeof(f), "latency_ns.p%d", q[i]);
+		int64_t got = jint(p, f);
+		uint64_t lo = (uint64_t)json_object_get_int64(json_object_array_get_idx(pa, (size_t)(q[i] - slack)));
+		uint64_t mid = (uint64_t)json_object_get_int64(json_object_array_get_idx(pa, (size_t)q[i]));
+		uint64_t hi = (uint64_t)json_object_get_int64(json_object_array_get_idx(pa, (size_t)(q[i] + slack)));
+		cr_log_info("%s: lotrace p%d %lld ns, truth p%d %llu ns (ratio %.3f), p%d..p%d %llu..%llu ns",
+			    what, q[i], (long long)got, q[i], (unsigned long long)mid,
+			    mid ? (double)got / (double)mid : 0.0, q[i] - slack, q[i] + slack,
+			    (unsigned long long)lo, (unsigned long long)hi);
+		cr_expect(got > 0 && (double)got >= 0.5 * (double)lo && (double)got <= 1.5 * (double)hi,
+			  "%s: lotrace p%d %lld ns outside 0.5 x truth p%d (%llu) .. 1.5 x truth p%d (%llu)",
+			  what, q[i], (long long)got, q[i] - slack, (unsigned long long)lo, q[i] + slack,
+			  (unsigned long long)hi);
+	}
 	/* The receiver's row: only this sender writes to it, so the same histogram. */
 	json_object *r = find_process(doc, server, c->transport, "recv");
 	cr_assert_not_null(r);

@@ -142,6 +142,17 @@ ParameterizedTest(struct stamp_case *c, lobench, stamped_latency_every_message, 
 	cr_expect(mn > 0 && mn <= p50 && p50 <= p90 && p90 <= p99 && p99 <= mx,
 		  "%s: min %lld p50 %lld p90 %lld p99 %lld max %lld", cmd, (long long)mn,
 		  (long long)p50, (long long)p90, (long long)p99, (long long)mx);
+	/* Every percentile, in order, agreeing with the named ones. */
+	json_object *pa = json_object_object_get(json_object_object_get(j, "stamped_latency_ns"), "pct");
+	cr_assert_eq(pa ? (long)json_object_array_length(pa) : 0, 101, "%s: pct[0..100]", cmd);
+	for (size_t k = 1; k <= 100; k++)
+		cr_expect_leq(json_object_get_int64(json_object_array_get_idx(pa, k - 1)),
+			      json_object_get_int64(json_object_array_get_idx(pa, k)), "%s: pct[%zu]", cmd, k);
+	const int named[] = { 0, 50, 90, 99, 100 };
+	const int64_t val[] = { mn, p50, p90, p99, mx };
+	for (size_t i = 0; i < 5; i++)
+		cr_expect_eq(json_object_get_int64(json_object_array_get_idx(pa, (size_t)named[i])), val[i],
+			     "%s: pct[%d]", cmd, named[i]);
 	/* A message is received after it was sent and before the run ended. */
 	json_object *e = json_object_object_get(j, "elapsed_s");
 	double elapsed_ns = e ? json_object_get_double(e) * 1e9 : 0;

@@ -898,14 +898,23 @@ int main(int argc, char **argv)
 				(unsigned long long)pct(rtt, nrtt, .999) / 2,
 				(unsigned long long)rtt[nrtt - 1] / 2);
 		}
-		if (c.stamp)
+		if (c.stamp) {
 			fprintf(o, ",\n \"stamped_latency_ns\": {\"count\": %ld, \"p50\": %llu, \"p90\": %llu, "
-				   "\"p99\": %llu, \"max\": %llu, \"min\": %llu}",
+				   "\"p99\": %llu, \"max\": %llu, \"min\": %llu",
 				nstamp, (unsigned long long)pct(lat, nstamp, .5),
 				(unsigned long long)pct(lat, nstamp, .9),
 				(unsigned long long)pct(lat, nstamp, .99),
 				(unsigned long long)(nstamp ? lat[nstamp - 1] : 0),
 				(unsigned long long)(nstamp ? lat[0] : 0));
+			/* Every percentile (0 = min), so a sampled estimate can be placed by rank. */
+			fprintf(o, ",\n  \"pct\": [");
+			for (long k = 0; k <= 100; k++) {
+				long rank = (k * nstamp + 99) / 100; /* ceil(k% of n), in integers */
+				fprintf(o, "%s%llu", k ? ", " : "",
+					(unsigned long long)(nstamp ? lat[rank ? rank - 1 : 0] : 0));
+			}
+			fprintf(o, "]}");
+		}
 		fprintf(o, "}\n");
 	} else {
 		fprintf(o, "%s %s over %s, %ld pair%s x %ld msgs x %ld B: %.3f s, %.0f msgs/s, %.2f MB/s\n",
