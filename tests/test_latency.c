@@ -431,9 +431,9 @@ Test(accounting, udp_error_queue_is_not_a_message, .timeout = 60)
 {
 	struct lotrace_proc lt;
 	start(&lt);
+	struct sockaddr_in dead = free_udp_port();
 	pid_t child = fork();
 	if (child == 0) {
-		struct sockaddr_in dead = free_udp_port();
 		int fd = socket(AF_INET, SOCK_DGRAM, 0), one = 1;
 		if (fd < 0 || setsockopt(fd, IPPROTO_IP, IP_RECVERR, &one, sizeof(one)) ||
 		    connect(fd, (struct sockaddr *)&dead, sizeof(dead)))
@@ -486,9 +486,9 @@ ParameterizedTest(struct closed_port_case *c, accounting, send_durations_of_unti
 {
 	struct lotrace_proc lt;
 	start(&lt);
+	struct sockaddr_in dead = free_udp_port();
 	pid_t child = fork();
 	if (child == 0) {
-		struct sockaddr_in dead = free_udp_port();
 		int fd = socket(AF_INET, SOCK_DGRAM, 0), sent = 0, err;
 		socklen_t len = sizeof(err);
 		char buf[MSG] = { 0 };
