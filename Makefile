@@ -23,7 +23,7 @@ APP_SRCS := $(LIB_SRCS) user/loader.c user/lo_attach.c user/main.c user/signals.
 APP_SRCS += user/kmaps.c user/export.c
 USER_HDRS := $(wildcard user/*.h) bpf/lotrace.h
 TESTS := $(BUILD)/test_unit $(BUILD)/test_lobench $(BUILD)/test_integration
-TESTS += $(BUILD)/test_export $(BUILD)/test_export_integration
+TESTS += $(BUILD)/test_latency $(BUILD)/test_export $(BUILD)/test_export_integration
 
 .PHONY: all test vmtest bench clean
 .DELETE_ON_ERROR:
@@ -50,6 +50,9 @@ $(BUILD)/test_unit: tests/test_unit.c $(LIB_SRCS) $(USER_HDRS) | $(BUILD)
 $(BUILD)/test_integration: tests/test_integration.c tests/lotrace_run.c tests/lotrace_run.h | $(BUILD)
 	$(CC) $(CFLAGS) $(SAN) -Iuser tests/test_integration.c tests/lotrace_run.c -o $@ -lcriterion -ljson-c -lm
 
+$(BUILD)/test_latency: tests/test_latency.c tests/lotrace_run.c tests/lotrace_run.h | $(BUILD)
+	$(CC) $(CFLAGS) $(SAN) tests/test_latency.c tests/lotrace_run.c -o $@ -lcriterion -ljson-c -lm
+
 $(BUILD)/test_export: tests/test_export.c $(LIB_SRCS) $(USER_HDRS) | $(BUILD)
 	$(CC) $(CFLAGS) $(SAN) -Iuser tests/test_export.c $(LIB_SRCS) -o $@ -lcriterion -lm
 
@@ -65,6 +68,7 @@ test: lotrace tools/lobench $(TESTS)
 	$(BUILD)/test_unit --verbose=0
 	LOBENCH=./tools/lobench $(BUILD)/test_lobench --verbose=0 -j1
 	LOTRACE=./lotrace LOBENCH=./tools/lobench $(BUILD)/test_integration --verbose=0 -j1
+	LOTRACE=./lotrace LOBENCH=./tools/lobench $(BUILD)/test_latency --verbose=0 -j1
 	$(BUILD)/test_export --verbose=0
 	LOTRACE=./lotrace LOBENCH=./tools/lobench $(BUILD)/test_export_integration --verbose=0 -j1
 

@@ -1,6 +1,7 @@
 #include "lotrace_run.h"
 
 #include <errno.h>
+#include <math.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
@@ -202,7 +203,7 @@ json_object *find_pair(json_object *doc, int sender, int receiver, const char *t
 	return NULL;
 }
 
-int64_t jint(json_object *obj, const char *path)
+static json_object *jpath(json_object *obj, const char *path)
 {
 	char buf[128];
 	snprintf(buf, sizeof(buf), "%s", path);
@@ -210,7 +211,19 @@ int64_t jint(json_object *obj, const char *path)
 	for (char *save = NULL, *tok = strtok_r(buf, ".", &save); tok;
 	     tok = strtok_r(NULL, ".", &save)) {
 		if (!cur || !json_object_object_get_ex(cur, tok, &cur))
-			return -1;
+			return NULL;
 	}
-	return cur ? json_object_get_int64(cur) : -1;
+	return cur;
+}
+
+double jnum(json_object *obj, const char *path)
+{
+	json_object *v = jpath(obj, path);
+	return v ? json_object_get_double(v) : NAN;
+}
+
+int64_t jint(json_object *obj, const char *path)
+{
+	json_object *v = jpath(obj, path);
+	return v ? json_object_get_int64(v) : -1;
 }

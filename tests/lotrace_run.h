@@ -35,6 +35,7 @@ int run_capture(const char *cmd, char *buf, size_t len);
 json_object *find_process(json_object *doc, int pid, const char *transport, const char *direction);
 json_object *find_pair(json_object *doc, int sender, int receiver, const char *transport);
 int64_t jint(json_object *obj, const char *path); /* "a.b.c"; -1 if missing */
+double jnum(json_object *obj, const char *path);  /* "a.b.c" as a number; NAN if missing */
 
 const char *lotrace_path(void);
 const char *lobench_path(void);

@@ -12,6 +12,12 @@
  *   pingpong  client sends, server echoes, client receives: round-trip times
  *             measured with CLOCK_MONOTONIC (one-way latency = RTT / 2)
  *   stream    client sends as fast as it can for COUNT messages: throughput
+ *
+ * --stamp: the client writes CLOCK_MONOTONIC (read just before the send call)
+ * and the message's sequence number into the first 16 bytes of each message;
+ * the server times every message it receives, from that stamp to the return
+ * of the recv call that returned the message's first byte.  Messages have a
+ * fixed size, so their boundaries are known at any --read-size.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -59,6 +65,14 @@ struct config {
 	int cpu_client, cpu_server; /* -1: not pinned */
 	const char *client_netns, *server_netns;
 	bool json;
+	bool stamp;
+	long read_size; /* 0: streams read exactly SIZE (MSG_WAITALL), datagrams SIZE */
+};
+
+/* A stamped message starts with these (host byte order). */
+struct stamp_hdr {
+	uint64_t sent_ns; /* CLOCK_MONOTONIC just before the send call */
+	uint64_t seq;     /* message number on this connection, from 0 */
 };
 
 /* What each side did, exactly; shared with the parent. */
@@ -74,12 +88,15 @@ struct pair_result {
 	double elapsed_s; /* client: first to last message (excluding warm-up) */
 	long messages;    /* client messages after warm-up */
 	long nrtt;        /* pingpong samples in rtt_ns */
+	long nstamp;      /* --stamp: server's samples in stamp_ns */
 };
 
 struct shared {
 	long max_rtt;            /* samples kept per pair */
 	struct pair_result *pair; /* [pairs] */
 	uint64_t *rtt_ns;         /* [pairs][max_rtt] */
+	long max_stamp;           /* --stamp: samples kept per pair */
+	uint64_t *stamp_ns;       /* [pairs][max_stamp] */
 };
 
 static void usage(FILE *f)
@@ -103,11 +120,18 @@ static void usage(FILE *f)
 	      "      --cpu-server C  pin the server to CPU C\n"
 	      "      --client-netns NAME, --server-netns NAME\n"
 	      "                      run that side in network namespace /run/netns/NAME\n"
+	      "      --stamp         the client writes CLOCK_MONOTONIC (just before the send\n"
+	      "                      call) and a sequence number into each message's first\n"
+	      "                      16 bytes (SIZE >= 16); the server times every message:\n"
+	      "                      stamp to the return of the recv that returned its\n"
+	      "                      first byte (client->server messages only)\n"
+	      "      --read-size B   the server reads up to B bytes per call (stream\n"
+	      "                      transports; datagram ones need B >= SIZE)\n"
 	      "  -j, --json          JSON output\n"
 	      "  -h, --help          this help\n\n"
 	      "Counts: every successful send call is one message; recv counts calls\n"
-	      "that returned data.  Stream receivers read exactly SIZE bytes per\n"
-	      "call (MSG_WAITALL), so both sides count COUNT messages.\n",
+	      "that returned data.  Without --read-size, stream receivers read exactly\n"
+	      "SIZE bytes per call (MSG_WAITALL), so both sides count COUNT messages.\n",
 	      f);
 }
 
@@ -298,6 +322,62 @@ static bool recv_msg(int fd, char *buf, long size, bool stream, struct side *s,
 	return true;
 }
 
+/*
+ * The server's view of the stamped byte stream: which message each received
+ * byte belongs to, the header bytes gathered so far (a header may be split
+ * across reads), and the recv-return time of the current message's first byte.
+ */
+struct stamp_rx {
+	long size;
+	uint64_t off; /* bytes received so far */
+	uint64_t first_ns;
+	unsigned char hdr[sizeof(struct stamp_hdr)];
+	uint64_t *lat; /* samples */
+	long n, max;
+};
+
+/*
+ * n bytes returned by a recv call at time t.  Returns how many messages this
+ * chunk completed, or -1 if a stamp carries the wrong sequence number (a
+ * boundary bug or lost data: the stamps could not be trusted).
+ */
+static long stamp_consume(struct stamp_rx *x, const char *buf, size_t n, uint64_t t, bool stamp)
+{
+	uint64_t end = x->off + n;
+	long completed = (long)(end / (uint64_t)x->size - x->off / (uint64_t)x->size);
+	size_t p = 0;
+	while (stamp && p < n) {
+		uint64_t within = (x->off + p) % (uint64_t)x->size;
+		if (within == 0)
+			x->first_ns = t;
+		if (within < sizeof(x->hdr)) {
+			size_t k = sizeof(x->hdr) - within;
+			if (k > n - p)
+				k = n - p;
+			memcpy(x->hdr + within, buf + p, k);
+			if (within + k == sizeof(x->hdr)) {
+				struct stamp_hdr h;
+				memcpy(&h, x->hdr, sizeof(h));
+				uint64_t msg = (x->off + p) / (uint64_t)x->size;
+				if (h.seq != msg || h.sent_ns > x->first_ns)
+					return -1;
+				if (x->n < x->max)
+					x->lat[x->n++] = x->first_ns - h.sent_ns;
+			}
+		}
+		/* On to the next message's first byte. */
+		p += (size_t)((uint64_t)x->size - within);
+	}
+	x->off = end;
+	return completed;
+}
+
+static void stamp_write(char *buf, uint64_t seq)
+{
+	struct stamp_hdr h = { .sent_ns = now_ns(), .seq = seq };
+	memcpy(buf, &h, sizeof(h));
+}
+
 static void wait_token(int fd)
 {
 	char c;
@@ -330,13 +410,64 @@ struct run {
 	struct address server_addr, client_addr;
 };
 
+/*
+ * A stream server reading up to --read-size bytes per call: messages are
+ * counted from the byte offsets, so reads may split or join them.
+ */
+static void serve_chunks(struct run *r, int fd, char *buf, long total, struct stamp_rx *rx)
+{
+	const struct config *c = r->c;
+	struct side *s = &r->res->server;
+	uint64_t want = (uint64_t)total * (uint64_t)c->size;
+	long done = 0;
+	while (c->duration_s > 0 || rx->off < want) {
+		size_t len = (size_t)c->read_size;
+		if (c->duration_s <= 0 && want - rx->off < len)
+			len = (size_t)(want - rx->off); /* never wait for bytes that will not come */
+		ssize_t n = recv(fd, buf, len, 0);
+		uint64_t t = c->stamp ? now_ns() : 0;
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n == 0 && c->duration_s > 0)
+			break; /* the client's end marker */
+		if (n <= 0) {
+			if (n == 0)
+				errno = EPIPE;
+			fail(s, "recv");
+		}
+		s->recv_messages++;
+		s->recv_bytes += (uint64_t)n;
+		long k = stamp_consume(rx, buf, (size_t)n, t, c->stamp);
+		if (k < 0) {
+			errno = EBADMSG;
+			fail(s, "stamp out of sequence");
+		}
+		r->res->nstamp = rx->n;
+		for (long m = 0; m < k; m++) {
+			done++;
+			if (c->pattern == P_PINGPONG) {
+				/* The client waits for the echo: a read never holds the next message. */
+				if (!send_msg(fd, buf, c->size, s))
+					fail(s, "send");
+			} else if (uses_window(c) && done % c->window == 0) {
+				give_token(r->token_s2c[1]);
+			}
+		}
+	}
+	if (c->pattern != P_PINGPONG)
+		give_token(r->token_s2c[1]); /* all received */
+}
+
 static void run_server(struct run *r)
 {
 	const struct config *c = r->c;
 	struct side *s = &r->res->server;
-	char *buf = malloc((size_t)c->size);
+	long bufsize = c->read_size > c->size ? c->read_size : c->size;
+	char *buf = malloc((size_t)bufsize);
 	int fd;
 	bool stream = is_stream(c->transport);
+	struct stamp_rx rx = { .size = c->size, .lat = r->sh->stamp_ns + r->index * r->sh->max_stamp,
+			       .max = r->sh->max_stamp };
 
 	s->pid = getpid();
 	enter_netns(c->server_netns, s);
@@ -374,6 +505,11 @@ static void run_server(struct run *r)
 	long total = c->count + (c->pattern == P_PINGPONG ? c->warmup : 0);
 	bool dgram_unconnected = sock_type(c->transport) == SOCK_DGRAM &&
 				 !(is_unix(c->transport) && c->unix_addr == U_SOCKETPAIR);
+	if (stream && c->read_size) {
+		serve_chunks(r, fd, buf, total, &rx);
+		close(fd);
+		_exit(0);
+	}
 	for (long i = 0; c->duration_s > 0 || i < total; i++) {
 		struct address from;
 		if (!recv_msg(fd, buf, c->size, stream, s, dgram_unconnected && i == 0 ? &from : NULL)) {
@@ -381,6 +517,12 @@ static void run_server(struct run *r)
 				break; /* the client's end marker: EOF or an empty datagram */
 			fail(s, "recv");
 		}
+		/* One whole message per call here: its recv returned its first byte. */
+		if (c->stamp && stamp_consume(&rx, buf, (size_t)c->size, now_ns(), true) < 0) {
+			errno = EBADMSG;
+			fail(s, "stamp out of sequence");
+		}
+		r->res->nstamp = rx.n;
 		if (dgram_unconnected && i == 0 && c->pattern == P_PINGPONG) {
 			/* Reply on a connected socket: the client's address is known now. */
 			if (connect(fd, (struct sockaddr *)&from.ss, from.len))
@@ -430,10 +572,14 @@ static void run_client(struct run *r)
 	}
 	set_nodelay(fd, c);
 
+	uint64_t seq = 0; /* --stamp: messages stamped so far */
 	if (c->pattern == P_PINGPONG) {
-		for (long i = 0; i < c->warmup; i++)
+		for (long i = 0; i < c->warmup; i++) {
+			if (c->stamp)
+				stamp_write(buf, seq++);
 			if (!send_msg(fd, buf, c->size, s) || !recv_msg(fd, buf, c->size, stream, s, NULL))
 				fail(s, "warm-up");
+		}
 	}
 	uint64_t t0 = now_ns();
 	uint64_t deadline = c->duration_s > 0 ? t0 + (uint64_t)(c->duration_s * 1e9) : UINT64_MAX;
@@ -443,6 +589,8 @@ static void run_client(struct run *r)
 		uint64_t a = now_ns();
 		if (a >= deadline)
 			break;
+		if (c->stamp)
+			stamp_write(buf, seq++);
 		if (!send_msg(fd, buf, c->size, s))
 			fail(s, "send");
 		if (c->pattern == P_PINGPONG) {
@@ -519,6 +667,10 @@ int main(int argc, char **argv)
 			c.json = true;
 			continue;
 		}
+		if (!strcmp(a, "--stamp")) {
+			c.stamp = true;
+			continue;
+		}
 		if (i + 1 >= argc) {
 			fprintf(stderr, "lobench: %s: unknown option or missing value\nTry 'lobench --help'.\n", a);
 			return 2;
@@ -548,6 +700,8 @@ int main(int argc, char **argv)
 			c.size = parse_long(a, v, 1, 1 << 20);
 		else if (!strcmp(a, "-w") || !strcmp(a, "--warmup"))
 			c.warmup = parse_long(a, v, 0, 10000000);
+		else if (!strcmp(a, "--read-size"))
+			c.read_size = parse_long(a, v, 1, 1 << 24);
 		else if (!strcmp(a, "--window"))
 			c.window = parse_long(a, v, 1, 1000000);
 		else if (!strcmp(a, "--cpu-client"))
@@ -570,20 +724,36 @@ int main(int argc, char **argv)
 	if (c.transport == T_UNIX_DGRAM && c.size > 200000)
 		die_usage("--size", "", "at most 200000 bytes for unix_dgram (socket buffer)");
 
+	char val[32];
+	if (c.stamp && c.size < (long)sizeof(struct stamp_hdr)) {
+		snprintf(val, sizeof(val), "%ld", c.size);
+		die_usage("--size", val, "at least 16 bytes with --stamp");
+	}
+	if (c.read_size && !is_stream(c.transport) && c.read_size < c.size) {
+		snprintf(val, sizeof(val), "%ld", c.read_size);
+		die_usage("--read-size", val, "at least --size for datagram transports");
+	}
+
 	if (c.duration_s > 0 && !count_given)
 		c.count = 100000000; /* the duration decides */
 	/* Shared with the children: results and round-trip samples. */
 	struct shared sh = { .max_rtt = c.pattern == P_PINGPONG ? (c.count < (1 << 20) ? c.count : (1 << 20)) : 0 };
+	/* Stamps: every message the server receives (warm-up included), up to 4 Mi per pair. */
+	long stamped = c.count + (c.pattern == P_PINGPONG ? c.warmup : 0);
+	sh.max_stamp = c.stamp ? (stamped < (1 << 22) ? stamped : (1 << 22)) : 0;
 	size_t res_size = (size_t)c.pairs * sizeof(struct pair_result);
 	size_t rtt_size = (size_t)c.pairs * (size_t)sh.max_rtt * sizeof(uint64_t);
-	void *mem = mmap(NULL, res_size + rtt_size + 1, PROT_READ | PROT_WRITE,
-			 MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	size_t stamp_size = (size_t)c.pairs * (size_t)sh.max_stamp * sizeof(uint64_t);
+	/* Pages are touched only as samples are written: no reservation needed. */
+	void *mem = mmap(NULL, res_size + rtt_size + stamp_size + 1, PROT_READ | PROT_WRITE,
+			 MAP_SHARED | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 	if (mem == MAP_FAILED) {
 		perror("lobench: mmap");
 		return 1;
 	}
 	sh.pair = mem;
 	sh.rtt_ns = (uint64_t *)((char *)mem + res_size);
+	sh.stamp_ns = (uint64_t *)((char *)mem + res_size + rtt_size);
 
 	struct run *runs = calloc((size_t)c.pairs, sizeof(*runs));
 	pid_t *pids = calloc((size_t)c.pairs * 2, sizeof(*pids));
@@ -663,7 +833,7 @@ int main(int argc, char **argv)
 	/* Totals over all pairs; latency samples of all pairs together. */
 	struct side tc = { 0 }, ts = { 0 };
 	double elapsed = 0;
-	long messages = 0, nrtt = 0;
+	long messages = 0, nrtt = 0, nstamp = 0;
 	for (long p = 0; p < c.pairs; p++) {
 		const struct pair_result *pr = &sh.pair[p];
 		tc.sent_messages += pr->client.sent_messages;
@@ -680,9 +850,13 @@ int main(int argc, char **argv)
 		/* Compact the samples to the front. */
 		memmove(sh.rtt_ns + nrtt, sh.rtt_ns + p * sh.max_rtt, (size_t)pr->nrtt * sizeof(uint64_t));
 		nrtt += pr->nrtt;
+		memmove(sh.stamp_ns + nstamp, sh.stamp_ns + p * sh.max_stamp,
+			(size_t)pr->nstamp * sizeof(uint64_t));
+		nstamp += pr->nstamp;
 	}
-	uint64_t *rtt = sh.rtt_ns;
+	uint64_t *rtt = sh.rtt_ns, *lat = sh.stamp_ns;
 	qsort(rtt, (size_t)nrtt, sizeof(*rtt), cmp_u64);
+	qsort(lat, (size_t)nstamp, sizeof(*lat), cmp_u64);
 	double msgs_per_s = elapsed > 0 ? (double)messages / elapsed : 0;
 	const char *tname = transport_names[c.transport];
 	const char *where = is_unix(c.transport) ? unix_addr_names[c.unix_addr] : c.addr;
@@ -724,6 +898,23 @@ int main(int argc, char **argv)
 				(unsigned long long)pct(rtt, nrtt, .999) / 2,
 				(unsigned long long)rtt[nrtt - 1] / 2);
 		}
+		if (c.stamp) {
+			fprintf(o, ",\n \"stamped_latency_ns\": {\"count\": %ld, \"p50\": %llu, \"p90\": %llu, "
+				   "\"p99\": %llu, \"max\": %llu, \"min\": %llu",
+				nstamp, (unsigned long long)pct(lat, nstamp, .5),
+				(unsigned long long)pct(lat, nstamp, .9),
+				(unsigned long long)pct(lat, nstamp, .99),
+				(unsigned long long)(nstamp ? lat[nstamp - 1] : 0),
+				(unsigned long long)(nstamp ? lat[0] : 0));
+			/* Every percentile (0 = min), so a sampled estimate can be placed by rank. */
+			fprintf(o, ",\n  \"pct\": [");
+			for (long k = 0; k <= 100; k++) {
+				long rank = (k * nstamp + 99) / 100; /* ceil(k% of n), in integers */
+				fprintf(o, "%s%llu", k ? ", " : "",
+					(unsigned long long)(nstamp ? lat[rank ? rank - 1 : 0] : 0));
+			}
+			fprintf(o, "]}");
+		}
 		fprintf(o, "}\n");
 	} else {
 		fprintf(o, "%s %s over %s, %ld pair%s x %ld msgs x %ld B: %.3f s, %.0f msgs/s, %.2f MB/s\n",
@@ -735,6 +926,10 @@ int main(int argc, char **argv)
 				pct(rtt, nrtt, .5) / 2e3, pct(rtt, nrtt, .9) / 2e3,
 				pct(rtt, nrtt, .99) / 2e3, pct(rtt, nrtt, .999) / 2e3,
 				rtt[nrtt - 1] / 2e3);
+		if (nstamp)
+			fprintf(o, "stamped latency (%ld msgs): p50 %.2f us  p90 %.2f us  p99 %.2f us  min %.2f us  max %.2f us\n",
+				nstamp, pct(lat, nstamp, .5) / 1e3, pct(lat, nstamp, .9) / 1e3,
+				pct(lat, nstamp, .99) / 1e3, lat[0] / 1e3, lat[nstamp - 1] / 1e3);
 		for (long p = 0; p < c.pairs && p < 4; p++) {
 			print_side(o, "client", &sh.pair[p].client, false);
 			print_side(o, "server", &sh.pair[p].server, false);
