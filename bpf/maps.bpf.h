@@ -63,12 +63,13 @@ LT_SHARED struct {
  * the receiver times the entries whose first byte its recv returned.  The
  * queue is short; under a backlog the sender thins it by timing every
  * stride-th message only, chosen in send order (so independent of latency),
- * and each sample carries its stride as a weight.
+ * and each sample carries as its weight the messages it stands for.
  */
-#define TQ_SLOTS 16 /* power of two */
+#define TQ_SLOTS 32 /* power of two */
 #define TQ_MASK (TQ_SLOTS - 1)
-#define TQ_MAX_QUEUES 8192
-#define TQ_MAX_STRIDE 32768 /* fits lt_event.weight */
+#define TQ_MAX_QUEUES 4096
+#define TQ_MAX_STRIDE 32768
+#define TQ_MAX_WEIGHT 65535 /* fits lt_event.weight */
 
 struct tq_slot {
 	__u64 ts;         /* send-call entry time */
@@ -76,10 +77,12 @@ struct tq_slot {
 	__u32 seq;        /* producer index + 1, written last: slot is published */
 	__u32 tgid;       /* sender */
 	__u32 send_ns;    /* its send call's duration */
-	__u32 weight;     /* the stride it was picked with */
+	__u32 weight;     /* messages it stands for: its stride, and any folded in */
 	__u32 msgs;       /* messages of its run (itself, then unpicked ones) sent */
 	__u32 attributed; /* of those, counted in the receiver's pair */
 	__u32 receiver;   /* tgid that received its first byte; 0: not yet */
+	__u32 clock;      /* the sampler's clock when it was picked */
+	__u32 pad;
 };
 
 /*
@@ -108,7 +111,7 @@ struct timing_queue {
 	__u32 stride;      /* current sampling stride (0 = 1) */
 	__u32 last_tgid;   /* sender of the last message */
 	__u32 nrecent;     /* recent[] producer index */
-	__u32 pad;
+	__u32 idle_picks;  /* picks in a row that found the queue nearly empty */
 	__u64 ident;       /* sock_queues: cookie of the socket it was made for (0: unknown) */
 	struct tq_recv recent[TQ_RECENT];
 	struct tq_slot slot[TQ_SLOTS];

@@ -393,8 +393,9 @@ static __always_inline void tq_reset(struct timing_queue *q, __u64 cookie)
 	q->recv_end = 0;
 	q->last_sender = 0;
 	q->desync = 0;
-	q->stride = 0;
 	q->next_pick = q->started;
+	q->stride = 0;
+	q->idle_picks = 0;
 	for (int i = 0; i < TQ_RECENT; i++)
 		q->recent[i].ts = 0;
 	q->ident = cookie;
@@ -418,21 +419,25 @@ static __always_inline struct timing_queue *stream_queue_send(struct sock *sk, i
 }
 
 /*
- * The stride sampler.  Every message sent into a queue ticks its clock; the
- * message is timed when the clock reaches next_pick, or when its sender is not
- * the previous message's (so each run of one sender starts with a sample, and
- * the pair counts below stay exact).  The stride doubles while the queue is
- * filling and halves as it drains: it follows the backlog, which the latency
- * of any one message does not choose, and each sample weighs its stride.
- * Returns the weight, or 0 when this message gets no slot.  untimed: count a
- * message without a slot as untimed (it is a sent message with a send start).
+ * The stride sampler.  Every message sent into a queue ticks its clock; every
+ * stride-th message is timed, and so is the first of each run of one sender
+ * (so the pair counts stay exact).  A sample weighs the stride it was picked
+ * with: the messages sent from it up to the next pick, which follow it closely.
+ * The stride is the queue's own: it doubles when a pick finds the queue three
+ * quarters full and halves when one finds it empty, so it settles where the
+ * backlog needs it and does not swing with any one message's latency.  A
+ * message that still finds the queue full is folded into the newest sample,
+ * sent just before it, unless that one was already received.  Returns the
+ * weight, or 0 when this message gets no slot; untimed: such a message counts
+ * as untimed.
  */
 static __always_inline __u32 tq_pick(struct timing_queue *q, __u32 tgid, int transport,
-				     bool untimed)
+				     bool untimed, __u32 *clock)
 {
 	__u32 n = __sync_fetch_and_add(&q->started, 1);
 	bool new_sender = q->last_tgid != tgid;
 
+	*clock = n;
 	if (new_sender)
 		q->last_tgid = tgid;
 	if ((__s32)(n - q->next_pick) < 0 && !new_sender) {
@@ -440,18 +445,27 @@ static __always_inline __u32 tq_pick(struct timing_queue *q, __u32 tgid, int tra
 			count_untimed(LT_UNTIMED_SAMPLED, transport, 1);
 		return 0;
 	}
-	__u32 stride = q->stride ? q->stride : 1;
-	__u32 backlog = q->tail - q->head;
-	if (backlog >= TQ_SLOTS / 2 && stride < TQ_MAX_STRIDE)
-		stride *= 2;
-	else if (backlog <= TQ_SLOTS / 8 && stride > 1)
-		stride /= 2;
-	q->stride = stride;
-	if (backlog >= TQ_SLOTS) {
+	__u32 t = q->tail, queued = t - q->head;
+	if (queued >= TQ_SLOTS) {
+		struct tq_slot *last = &q->slot[(t - 1) & TQ_MASK];
+		bool folded = last->tgid == tgid && !last->receiver && last->weight < TQ_MAX_WEIGHT;
+		if (folded)
+			__sync_fetch_and_add(&last->weight, 1);
 		if (untimed)
-			count_untimed(LT_UNTIMED_QUEUE_FULL, transport, 1);
+			count_untimed(folded ? LT_UNTIMED_SAMPLED : LT_UNTIMED_QUEUE_FULL, transport,
+				      1);
 		return 0;
 	}
+	__u32 stride = q->stride ? q->stride : 1;
+	if (queued >= TQ_SLOTS / 2) {
+		if (stride < TQ_MAX_STRIDE)
+			stride *= 2;
+		q->idle_picks = 0;
+	} else if (queued <= TQ_SLOTS / 8 && ++q->idle_picks >= TQ_SLOTS && stride > 1) {
+		stride /= 2; /* slowly: a stride that holds across bursts samples them evenly */
+		q->idle_picks = 0;
+	}
+	q->stride = stride;
 	q->next_pick = n + stride;
 	return stride;
 }
@@ -489,13 +503,15 @@ static __always_inline __u64 tq_recent(struct timing_queue *q, __u32 start, __u3
 
 /*
  * Queue the message of tgid whose first unit is at start, sent at ts (0: not
- * known), for the receiver.  counted: it is a sent loopback message (untimed
- * when it gets no sample).  Returns true when a sample will carry send_ns.
+ * known), for the receiver.  counted: it is a sent loopback message
+ * (untimed when it gets no sample).  Returns true when a sample will carry
+ * send_ns.
  */
 static __always_inline bool tq_enqueue(struct timing_queue *q, int transport, __u32 start,
 				       __u64 ts, __u64 send_ns, __u32 tgid, bool counted)
 {
-	__u32 weight = tq_pick(q, tgid, transport, counted && ts);
+	__u32 clock;
+	__u32 weight = tq_pick(q, tgid, transport, counted && ts, &clock);
 	if (send_ns > 0xffffffffu)
 		send_ns = 0xffffffffu;
 
@@ -522,6 +538,7 @@ static __always_inline bool tq_enqueue(struct timing_queue *q, int transport, __
 		s->msgs = 1;
 		s->attributed = 0;
 		s->receiver = 0;
+		s->clock = clock;
 		s->seq = idx + 1;
 		return ts != 0;
 	}
