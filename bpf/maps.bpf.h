@@ -201,6 +201,18 @@ LT_SHARED struct {
 	__type(value, struct dg_stamp);
 } dgram_stamps SEC(".maps");
 
+/*
+ * Unix datagram sends in progress, by sending socket: a receiver that is
+ * already running can take a datagram between its queueing and the sender's
+ * sk_data_ready, before it is stamped; it then takes its stamp from here.
+ */
+LT_SHARED struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u64); /* sending socket */
+	__type(value, struct dg_stamp);
+} dgram_sending SEC(".maps");
+
 LT_SHARED struct {
 	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
 	__uint(map_flags, BPF_F_NO_PREALLOC);

@@ -794,6 +794,7 @@ static __always_inline void lt_data_ready(struct sock *sk)
 									LT_UNIX_SEQPACKET;
 			stamp((__u64)skb, ctx->ts, ctx->sk, current_tgid(), transport);
 			ctx->stamp = (__u64)skb;
+			bpf_map_delete_elem(&dgram_sending, &ctx->sk);
 			return;
 		}
 		skb = LT_RD(skb, prev);
@@ -805,8 +806,20 @@ static __always_inline void lt_copy_datagram(const struct sk_buff *skb)
 {
 	__u64 key = (__u64)skb;
 	struct dg_stamp *st = bpf_map_lookup_elem(&dgram_stamps, &key);
+	__u64 sender = (__u64)LT_RD(skb, sk);
+	if (!st) {
+		/* Taken before its sender could stamp it: the send in progress is its. */
+		struct dg_stamp *s = bpf_map_lookup_elem(&dgram_sending, &sender);
+		if (!s)
+			return;
+		bpf_map_update_elem(&dgram_stamps, &key, s, BPF_ANY);
+		bpf_map_delete_elem(&dgram_sending, &sender);
+		st = bpf_map_lookup_elem(&dgram_stamps, &key);
+		if (!st)
+			return;
+	}
 	/* A unix skb names its sending socket: a stale stamp at a reused address won't. */
-	if (!st || st->transport == LT_UDP || st->check != (__u64)LT_RD(skb, sk))
+	if (st->transport == LT_UDP || st->check != sender)
 		return;
 	struct lt_send_ctx *ctx = task_ctx(true);
 	if (ctx)
@@ -841,7 +854,6 @@ static __always_inline void dgram_sent(int transport, struct lt_send_ctx *ctx, _
 	__u64 key = ctx->stamp;
 	/* UDP stamps travel on in socket queues: the sender reports its own. */
 	struct dg_stamp *st = key ? bpf_map_lookup_elem(&dgram_stamps, &key) : NULL;
-	ctx->stamp = 0;
 	if (st && st->ts == ctx->ts && st->tgid == tgid && dur <= 0xffffffffu) {
 		st->send_ns = dur ? dur : 1;
 		if (__sync_val_compare_and_swap(&st->state, DG_OPEN, DG_SENT) == DG_OPEN)
@@ -899,6 +911,14 @@ static __always_inline void lt_send_enter(struct sock *sk, __u32 messages)
 		struct sock *peer = LT_RD_AS(struct unix_sock, sk, peer);
 		if (peer)
 			ctx->peer_qlen = BPF_CORE_READ(peer, sk_receive_queue.qlen);
+	} else if (transport != LT_TCP && transport != LT_UDP) {
+		struct dg_stamp st = {
+			.ts = ctx->ts,
+			.check = ctx->sk,
+			.tgid = current_tgid(),
+			.transport = transport,
+		};
+		bpf_map_update_elem(&dgram_sending, &ctx->sk, &st, BPF_ANY);
 	}
 }
 
@@ -933,6 +953,9 @@ static __always_inline void lt_send_exit(struct sock *sk, int ret)
 	}
 	if (!timed)
 		return;
+	/* Unless a receiver still has to take its unstamped datagram. */
+	if (lt_is_unix(transport) && lt_is_dgram(transport) && (ret <= 0 || ctx->stamp))
+		bpf_map_delete_elem(&dgram_sending, &ctx->sk);
 	if (ret > 0 && ctx->remaining > 1) {
 		/* sendmmsg: the next message's send starts now. */
 		ctx->remaining--;
