@@ -27,6 +27,11 @@ const volatile __u64 lt_wakeup_bytes = LOTRACE_RINGBUF_BYTES / 4;
 extern const volatile __u64 lt_wakeup_bytes;
 #endif
 
+/*
+ * Counter maps are LRU: a full map evicts its least recently used rows
+ * (idle processes) instead of refusing new ones, so no process can keep
+ * another's traffic from being counted.  Evicted counts stay in `totals`.
+ */
 #define LOTRACE_MAX_PROCS 16384
 #define LOTRACE_MAX_PAIRS 16384
 
@@ -36,6 +41,13 @@ LT_SHARED struct {
 	__type(key, __u32);
 	__type(value, __u64);
 } stats SEC(".maps");
+
+LT_SHARED struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, LT_TOT_COUNT);
+	__type(key, __u32);
+	__type(value, struct lt_count);
+} totals SEC(".maps");
 
 /* Per-socket state, freed with the socket. */
 struct lt_sock_state {
@@ -69,7 +81,7 @@ LT_SHARED struct {
 } lo_udp_pending SEC(".maps");
 
 LT_SHARED struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__uint(type, BPF_MAP_TYPE_LRU_PERCPU_HASH);
 	__uint(max_entries, LOTRACE_MAX_PROCS);
 	__type(key, struct lt_lo_key);
 	__type(value, struct lt_lo_val);
@@ -93,7 +105,7 @@ struct tq_slot {
 	__u32 tgid;    /* sender */
 	__u32 state;   /* enum tq_slot_state */
 	__u32 send_ns; /* the send call's duration, once state is SENT */
-	__u32 pad;
+	__u32 tag;     /* sender's start tag (lt_proc_key) */
 };
 
 struct timing_queue {
@@ -101,8 +113,9 @@ struct timing_queue {
 	__u32 tail;        /* producer index */
 	__u32 sent_off;    /* unix stream: bytes sent into this direction */
 	__u32 recv_off;    /* unix stream: bytes received from it */
-	__u32 last_sender; /* tgid of the last message popped (pair bytes) */
 	__u32 desync;      /* unix: data was queued before tracing started */
+	__u32 pad;
+	__u64 last_sender; /* process id (tag << 32 | tgid) of the last message popped (pair bytes) */
 	__u64 peer;        /* unix stream: sending socket; detects address reuse */
 	struct tq_slot slot[TQ_SLOTS];
 };
@@ -158,14 +171,14 @@ LT_SHARED struct {
 } send_ctxs SEC(".maps");
 
 LT_SHARED struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__uint(type, BPF_MAP_TYPE_LRU_PERCPU_HASH);
 	__uint(max_entries, LOTRACE_MAX_PROCS);
 	__type(key, struct lt_proc_key);
 	__type(value, struct lt_proc_val);
 } proc_counts SEC(".maps");
 
 LT_SHARED struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__uint(type, BPF_MAP_TYPE_LRU_PERCPU_HASH);
 	__uint(max_entries, LOTRACE_MAX_PAIRS);
 	__type(key, struct lt_pair_key);
 	__type(value, struct lt_pair_val);

@@ -59,9 +59,23 @@ extern void *bpf_rdonly_cast(const void *obj, __u32 btf_id) __ksym __weak;
 #define LT_RD_AS(type, p, a, ...) BPF_CORE_READ((type *)(p), a, ##__VA_ARGS__)
 #endif
 
-static __always_inline __u32 current_tgid(void)
+/*
+ * A process identity, (tgid, tag) of lotrace.h's lt_proc_key, in one u64:
+ * tag << 32 | tgid.  The tag tells a reused pid's new process from the old.
+ */
+#define LT_ID_TGID(id) ((__u32)(id))
+#define LT_ID_TAG(id) ((__u32)((id) >> 32))
+
+static __always_inline __u64 current_id(void)
 {
-	return bpf_get_current_pid_tgid() >> 32;
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+#ifdef LT_PLAIN_POINTERS
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	__u64 start = BPF_CORE_READ(task, group_leader, start_boottime);
+#else
+	__u64 start = bpf_get_current_task_btf()->group_leader->start_boottime;
+#endif
+	return (__u64)(__u32)start << 32 | tgid;
 }
 
 /* This thread's send/recv state. */
@@ -244,19 +258,34 @@ static __always_inline void count_untimed(int transport, __u64 n)
  * them, the linker keeps one): the verifier checks them once instead of at
  * every call site, which keeps the recv path's loop within its limits.
  */
-__weak __noinline int count_proc(__u32 tgid, int transport, int direction, __u64 bytes)
+static __always_inline void count_total(__u32 idx, __u64 n, __u64 bytes)
+{
+	struct lt_count *c = bpf_map_lookup_elem(&totals, &idx);
+	if (c) {
+		__sync_fetch_and_add(&c->n, n);
+		__sync_fetch_and_add(&c->bytes, bytes);
+	}
+}
+
+__weak __noinline int count_proc(__u64 id, int transport, int direction, __u64 bytes)
 {
 	struct lt_proc_key key = {
-		.tgid = tgid,
+		.tgid = LT_ID_TGID(id),
+		.tag = LT_ID_TAG(id),
 		.transport = transport,
 		.direction = direction,
 	};
-	struct lt_proc_val *v = bpf_map_lookup_elem(&proc_counts, &key);
 
+	/* The exact total first: the row below may be evicted later (LRU). */
+	count_total(LT_TOT_PROC_BASE + (transport & 7) * LT_DIRECTION_COUNT + (direction & 1), 1,
+		    bytes);
+	struct lt_proc_val *v = bpf_map_lookup_elem(&proc_counts, &key);
 	if (!v) {
 		struct lt_proc_val init = {};
+		/* Helper reads: this one copy serves every backend (see above). */
 		struct task_struct *task = (struct task_struct *)bpf_get_current_task();
 		BPF_CORE_READ_STR_INTO(&init.comm, task, group_leader, comm);
+		init.start_ns = BPF_CORE_READ(task, group_leader, start_boottime);
 		bpf_map_update_elem(&proc_counts, &key, &init, BPF_NOEXIST);
 		v = bpf_map_lookup_elem(&proc_counts, &key);
 		if (!v) {
@@ -270,14 +299,18 @@ __weak __noinline int count_proc(__u32 tgid, int transport, int direction, __u64
 	return 0;
 }
 
-__weak __noinline int count_pair(__u32 sender, __u32 receiver, int transport, __u64 messages,
+__weak __noinline int count_pair(__u64 sender, __u64 receiver, int transport, __u64 messages,
 				 __u64 bytes)
 {
 	struct lt_pair_key key = {
-		.sender_tgid = sender,
-		.receiver_tgid = receiver,
+		.sender_tgid = LT_ID_TGID(sender),
+		.sender_tag = LT_ID_TAG(sender),
+		.receiver_tgid = LT_ID_TGID(receiver),
+		.receiver_tag = LT_ID_TAG(receiver),
 		.transport = transport,
 	};
+
+	count_total(LT_TOT_PAIR_BASE + (transport & 7), messages, bytes);
 	struct lt_pair_val *v = bpf_map_lookup_elem(&pair_counts, &key);
 
 	if (!v) {
@@ -299,7 +332,7 @@ __weak __noinline int count_pair(__u32 sender, __u32 receiver, int transport, __
 /* what: kind << 8 | transport (BPF functions take at most five arguments). */
 #define EV(kind, transport) ((kind) << 8 | (transport))
 
-__weak __noinline int emit(__u32 what, __u32 tgid, __u32 peer, __u64 value, __u32 send_ns)
+__weak __noinline int emit(__u32 what, __u64 id, __u64 peer, __u64 value, __u32 send_ns)
 {
 	struct lt_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
 
@@ -308,8 +341,10 @@ __weak __noinline int emit(__u32 what, __u32 tgid, __u32 peer, __u64 value, __u3
 		return 0;
 	}
 	e->value_ns = value;
-	e->tgid = tgid;
-	e->peer_tgid = peer;
+	e->tgid = LT_ID_TGID(id);
+	e->peer_tgid = LT_ID_TGID(peer);
+	e->tag = LT_ID_TAG(id);
+	e->peer_tag = LT_ID_TAG(peer);
 	e->send_ns = send_ns;
 	e->kind = what >> 8;
 	e->transport = what & 0xff;
@@ -438,8 +473,8 @@ static __always_inline bool udp_received_over_lo(struct sock *sk)
 	return false;
 }
 
-/* Queue the message tgid starts now on sk; returns its slot seq or 0. */
-static __always_inline __u32 tq_push(struct sock *sk, int transport, __u64 ts, __u32 tgid)
+/* Queue the message process id starts now on sk; returns its slot seq or 0. */
+static __always_inline __u32 tq_push(struct sock *sk, int transport, __u64 ts, __u64 id)
 {
 	struct tq_key k = {};
 
@@ -478,7 +513,8 @@ static __always_inline __u32 tq_push(struct sock *sk, int transport, __u64 ts, _
 	struct tq_slot *s = &q->slot[idx & TQ_MASK];
 	s->ts = ts;
 	s->start = start;
-	s->tgid = tgid;
+	s->tgid = LT_ID_TGID(id);
+	s->tag = LT_ID_TAG(id);
 	s->state = TQ_SLOT_OPEN;
 	s->send_ns = 0;
 	s->seq = idx + 1;
@@ -499,7 +535,7 @@ static __always_inline void lt_send_enter(struct sock *sk, __u32 messages)
 	ctx->sk = (__u64)sk;
 	ctx->remaining = messages;
 	ctx->lo_tx = 0;
-	ctx->slot_seq = tq_push(sk, transport, now, current_tgid());
+	ctx->slot_seq = tq_push(sk, transport, now, current_id());
 }
 
 /* The queue that data sent on sk goes into, or NULL. */
@@ -540,14 +576,14 @@ static __always_inline void lt_send_exit(struct sock *sk, int ret)
 		return;
 	}
 	__u64 now = bpf_ktime_get_ns();
-	__u32 tgid = current_tgid();
+	__u64 id = current_id();
 	if (!lt_is_unix(transport))
-		note_owner(sk, tgid); /* only TCP/UDP packets cross lo */
+		note_owner(sk, LT_ID_TGID(id)); /* only TCP/UDP packets cross lo */
 
 	struct timing_queue *q = NULL;
 	struct tq_slot *s = timed ? tq_my_slot(sk, transport, ctx->slot_seq, &q) : NULL;
 	if (ret > 0) {
-		count_proc(tgid, transport, LT_SEND, ret);
+		count_proc(id, transport, LT_SEND, ret);
 		if (!timed || !ctx->slot_seq)
 			count_untimed(transport, 1);
 		if (timed) {
@@ -560,7 +596,7 @@ static __always_inline void lt_send_exit(struct sock *sk, int ret)
 								     TQ_SLOT_SENT) == TQ_SLOT_OPEN;
 			}
 			if (!handed)
-				emit(EV(LT_EV_SEND_DURATION, transport), tgid, 0, dur, 0);
+				emit(EV(LT_EV_SEND_DURATION, transport), id, 0, dur, 0);
 		}
 		if (transport == LT_UNIX_STREAM && (q || (!timed && (q = tq_my_queue(sk, transport)))))
 			__sync_fetch_and_add(&q->sent_off, ret);
@@ -573,7 +609,7 @@ static __always_inline void lt_send_exit(struct sock *sk, int ret)
 		/* sendmmsg: the next message's send starts now. */
 		ctx->remaining--;
 		ctx->ts = now;
-		ctx->slot_seq = tq_push(sk, transport, now, tgid);
+		ctx->slot_seq = tq_push(sk, transport, now, id);
 	} else {
 		ctx->ts = 0;
 		ctx->sk = 0;
@@ -586,12 +622,13 @@ static __always_inline void lt_send_exit(struct sock *sk, int ret)
  * pair-map update per recv in the usual case, together with its bytes.
  */
 struct pop_tally {
-	__u32 sender;
+	__u64 sender; /* process id (LT_ID_*) */
 	__u32 messages;
+	__u32 pad;
 };
 
 /* Global, like count_pair: its branches on the tally stay out of the pop loop's states. */
-__weak __noinline int tally_message(struct pop_tally *tally, __u32 sender, __u32 me, int transport)
+__weak __noinline int tally_message(struct pop_tally *tally, __u64 sender, __u64 me, int transport)
 {
 	if (!tally)
 		return 0;
@@ -605,10 +642,10 @@ __weak __noinline int tally_message(struct pop_tally *tally, __u32 sender, __u32
 }
 
 /* A message whose first byte the receiver got now. */
-static __always_inline void time_message(struct tq_slot *s, int transport, __u32 me, __u64 now,
+static __always_inline void time_message(struct tq_slot *s, int transport, __u64 me, __u64 now,
 					 struct pop_tally *tally)
 {
-	__u32 sender = s->tgid;
+	__u64 sender = (__u64)s->tag << 32 | s->tgid;
 	/* Take the send duration if the sender left it; else it reports it itself. */
 	__u32 state = __sync_lock_test_and_set(&s->state, TQ_SLOT_TAKEN);
 	__u32 send_ns = state == TQ_SLOT_SENT ? s->send_ns : 0;
@@ -622,7 +659,7 @@ static __always_inline void time_message(struct tq_slot *s, int transport, __u32
  * live entry (datagram); time them.
  */
 static __always_inline void tq_pop(struct timing_queue *q, int transport, bool stream,
-				   __u32 start, __u32 end, __u64 now, __u32 me,
+				   __u32 start, __u32 end, __u64 now, __u64 me,
 				   struct pop_tally *tally)
 {
 	for (int i = 0; i < TQ_SLOTS + 2; i++) {
@@ -675,9 +712,9 @@ static __always_inline void lt_recv_exit(struct sock *sk, int ret, int flags)
 	}
 
 	__u64 now = bpf_ktime_get_ns();
-	__u32 me = current_tgid();
+	__u64 me = current_id();
 	if (!lt_is_unix(transport))
-		note_owner(sk, me); /* only TCP/UDP packets cross lo */
+		note_owner(sk, LT_ID_TGID(me)); /* only TCP/UDP packets cross lo */
 	count_proc(me, transport, LT_RECV, ret);
 
 	struct tq_key k = {};
@@ -711,7 +748,7 @@ static __always_inline void lt_recv_exit(struct sock *sk, int ret, int flags)
 	 * The bytes go to the last sender popped, else the last one seen: one
 	 * sender per connection, usually.
 	 */
-	__u32 sender = tally.messages ? tally.sender : q->last_sender;
+	__u64 sender = tally.messages ? tally.sender : q->last_sender;
 	if (sender)
 		count_pair(sender, me, transport, tally.messages, ret);
 }

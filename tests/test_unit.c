@@ -105,12 +105,12 @@ Test(agg, events_land_in_rows_pairs_and_transport_totals)
 		add_event(a, LT_EV_SEND_DURATION, LT_UNIX_STREAM, 10, 0, 500);
 	}
 	add_event(a, LT_EV_MESSAGE, LT_TCP, 20, 11, 9000);
-	struct agg_proc *recv = agg_proc(a, 20, LT_UNIX_STREAM, LT_RECV);
+	struct agg_proc *recv = agg_proc(a, 20, 0, LT_UNIX_STREAM, LT_RECV);
 	cr_assert_not_null(recv->latency);
 	cr_expect_eq(recv->latency->count, 100);
-	cr_expect_eq(agg_proc(a, 10, LT_UNIX_STREAM, LT_SEND)->send_dur->count, 100);
-	cr_expect_eq(agg_pair(a, 10, 20, LT_UNIX_STREAM)->latency->count, 100);
-	cr_expect_eq(agg_pair(a, 11, 20, LT_TCP)->latency->count, 1);
+	cr_expect_eq(agg_proc(a, 10, 0, LT_UNIX_STREAM, LT_SEND)->send_dur->count, 100);
+	cr_expect_eq(agg_pair(a, 10, 0, 20, 0, LT_UNIX_STREAM)->latency->count, 100);
+	cr_expect_eq(agg_pair(a, 11, 0, 20, 0, LT_TCP)->latency->count, 1);
 	cr_expect_eq(a->transport_latency[LT_UNIX_STREAM].count, 100);
 	cr_expect_eq(a->transport_send[LT_UNIX_STREAM].count, 100);
 	cr_expect_eq(a->events_processed, 201);
@@ -126,13 +126,13 @@ Test(agg, counter_snapshots_replace_values_and_keep_comm)
 {
 	struct agg *a = agg_new();
 	struct lt_proc_key k = { .tgid = 7, .transport = LT_TCP, .direction = LT_SEND };
-	agg_set_proc(a, &k, 5, 500, "redis-server");
-	agg_set_proc(a, &k, 6, 600, NULL);
-	struct agg_proc *p = agg_proc(a, 7, LT_TCP, LT_SEND);
+	agg_set_proc(a, &k, 5, 500, 0, "redis-server");
+	agg_set_proc(a, &k, 6, 600, 0, NULL);
+	struct agg_proc *p = agg_proc(a, 7, 0, LT_TCP, LT_SEND);
 	cr_expect_eq(p->messages, 6);
 	cr_expect_eq(p->bytes, 600);
-	cr_expect_str_eq(agg_comm(a, 7), "redis-server");
-	cr_expect_str_eq(agg_comm(a, 8), "?");
+	cr_expect_str_eq(agg_comm(a, 7, 0), "redis-server");
+	cr_expect_str_eq(agg_comm(a, 8, 0), "?");
 	struct lt_lo_key lk = { .tgid = 7, .l4 = LT_L4_TCP };
 	agg_set_lo(a, &lk, 3, 300);
 	agg_set_lo(a, &lk, 4, 400);
@@ -145,9 +145,9 @@ Test(agg, many_rows_stay_findable)
 {
 	struct agg *a = agg_new();
 	for (uint32_t pid = 1; pid <= 20000; pid++)
-		agg_proc(a, pid, (int)(pid % LT_TRANSPORT_COUNT), (int)(pid % 2))->messages = pid;
+		agg_proc(a, pid, 0, (int)(pid % LT_TRANSPORT_COUNT), (int)(pid % 2))->messages = pid;
 	for (uint32_t pid = 1; pid <= 20000; pid++)
-		cr_assert_eq(agg_proc(a, pid, (int)(pid % LT_TRANSPORT_COUNT), (int)(pid % 2))->messages,
+		cr_assert_eq(agg_proc(a, pid, 0, (int)(pid % LT_TRANSPORT_COUNT), (int)(pid % 2))->messages,
 			     pid);
 	cr_expect_eq(a->nprocs, 20000);
 	agg_free(a);
@@ -164,9 +164,9 @@ static struct agg *sample_agg(void)
 	struct lt_proc_key s = { .tgid = 100, .transport = LT_UNIX_STREAM, .direction = LT_SEND };
 	struct lt_proc_key r = { .tgid = 200, .transport = LT_UNIX_STREAM, .direction = LT_RECV };
 	struct lt_proc_key t = { .tgid = 200, .transport = LT_TCP, .direction = LT_RECV };
-	agg_set_proc(a, &s, 10, 640, "cli\"ent\\x");
-	agg_set_proc(a, &r, 10, 640, "server");
-	agg_set_proc(a, &t, 4, 256, "server");
+	agg_set_proc(a, &s, 10, 640, 0, "cli\"ent\\x");
+	agg_set_proc(a, &r, 10, 640, 0, "server");
+	agg_set_proc(a, &t, 4, 256, 0, "server");
 	struct lt_pair_key pk = { .sender_tgid = 100, .receiver_tgid = 200,
 				  .transport = LT_UNIX_STREAM };
 	agg_set_pair(a, &pk, 10, 640);
