@@ -47,6 +47,8 @@ const char lt_export_usage[] =
 "  lotrace_untimed_messages_total{transport}, lotrace_lost_events_total,\n"
 "  lotrace_events_processed_total, lotrace_kernel_map_full_total,\n"
 "  lotrace_kernel_map_entries{map}, lotrace_kernel_map_capacity{map},\n"
+"  lotrace_evicted_messages_total, lotrace_evicted_bytes_total\n"
+"                                        {transport, direction}: in \"other\"\n"
 "  lotrace_identities{transport}, lotrace_folded_identities{transport},\n"
 "  lotrace_build_info{version}, lotrace_backend_info{backend,lo_attach},\n"
 "  lotrace_write_failures_total, lotrace_last_write_timestamp_seconds\n"
