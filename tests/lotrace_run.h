@@ -36,6 +36,26 @@ json_object *find_process(json_object *doc, int pid, const char *transport, cons
 json_object *find_pair(json_object *doc, int sender, int receiver, const char *transport);
 int64_t jint(json_object *obj, const char *path); /* "a.b.c"; -1 if missing */
 
+/*
+ * Issue 11 (counter maps): max_entries of the BPF map named `name` that
+ * process `owner` holds open; -1 if none.
+ */
+long owned_map_max_entries(pid_t owner, const char *name);
+/*
+ * Starts n processes of user `uid` (their own process group, returned) that
+ * each send and receive one message of `size` bytes on every transport (10
+ * proc_counts rows each), then sit idle.  Returns once all did, or -1.
+ */
+#define IDLE_FILLER_COMM "lt-idle-filler"
+pid_t idle_fillers_start(int n, uid_t uid, size_t size);
+void idle_fillers_stop(pid_t pgid);
+/*
+ * In this process: n ping-pongs with itself over a unix_dgram socketpair
+ * (send one message of `size` bytes, receive it): every message timed.
+ * 0, or -1.
+ */
+int self_dgram_traffic(int n, size_t size);
+
 const char *lotrace_path(void);
 const char *lobench_path(void);
 

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/sendfile.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
@@ -655,5 +656,125 @@ Test(cli, backends_run_or_explain_in_one_line, .timeout = 60)
 	cr_assert_not_null(doc);
 	cr_expect_str_eq(json_object_get_string(json_object_object_get(doc, "backend")), first_working,
 			 "auto should pick the first backend that works");
+	json_object_put(doc);
+}
+
+/* ---- issue 11: the counter maps (LRU, exact totals) and process identity ---- */
+
+#define NOBODY 65534
+
+static const char *const all_transports[] = { "tcp", "udp", "unix_stream", "unix_dgram",
+					      "unix_seqpacket" };
+
+static const char *row_str(json_object *r, const char *key)
+{
+	json_object *v;
+	return json_object_object_get_ex(r, key, &v) ? json_object_get_string(v) : "";
+}
+
+/* The processes row of (pid, comm, transport, direction), or NULL. */
+static json_object *find_named(json_object *doc, int pid, const char *comm, const char *transport,
+			       const char *direction)
+{
+	json_object *rows;
+	if (!json_object_object_get_ex(doc, "processes", &rows))
+		return NULL;
+	for (size_t i = 0; i < json_object_array_length(rows); i++) {
+		json_object *r = json_object_array_get_idx(rows, i);
+		if (jint(r, "pid") == pid && !strcmp(row_str(r, "comm"), comm) &&
+		    !strcmp(row_str(r, "transport"), transport) &&
+		    !strcmp(row_str(r, "direction"), direction))
+			return r;
+	}
+	return NULL;
+}
+
+/* A child named comm that pings itself n times over unix_dgram (size bytes), then exits. */
+static pid_t run_named(const char *comm, int n, size_t size)
+{
+	pid_t pid = fork();
+	if (pid == 0) {
+		prctl(PR_SET_NAME, comm);
+		_exit(self_dgram_traffic(n, size) ? 1 : 0);
+	}
+	return pid;
+}
+
+static void expect_exit0(pid_t pid, const char *what)
+{
+	int status;
+	cr_assert_eq(waitpid(pid, &status, 0), pid, "%s: not reaped", what);
+	cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "%s: its traffic failed", what);
+}
+
+/*
+ * Defect 2: idle processes of an unprivileged user fill proc_counts (10 rows
+ * each: 5 transports x 2 directions) and more.  A new process must still be
+ * counted exactly under its own name, the overflow must show as folded, and
+ * for every transport and direction rows + folded must cover what the
+ * fillers sent.
+ */
+Test(counters, a_full_map_cannot_hide_a_new_process, .timeout = 240)
+{
+	need_root();
+	struct lotrace_proc lt;
+	cr_assert(lotrace_start(&lt, NULL), "lotrace did not start");
+	long cap = owned_map_max_entries(lt.pid, "proc_counts");
+	cr_assert_gt(cap, 0, "cannot read proc_counts' max_entries from bpftool");
+	int fillers = (int)(cap / 10 + cap / 50); /* 20 % more rows than fit */
+	pid_t pg = idle_fillers_start(fillers, NOBODY, 3);
+	if (pg < 0)
+		lotrace_kill(&lt);
+	cr_assert_gt(pg, 0, "could not start %d idle processes", fillers);
+
+	const int n = 77;
+	const size_t size = 33;
+	pid_t newcomer = run_named("lt-newcomer", n, size);
+	expect_exit0(newcomer, "lt-newcomer");
+	int status;
+	json_object *doc = lotrace_stop(&lt, &status);
+	idle_fillers_stop(pg);
+	cr_assert_not_null(doc, "no JSON from lotrace: %s", lt.err);
+
+	for (int d = 0; d < 2; d++) {
+		const char *dir = d ? "recv" : "send";
+		json_object *r = find_named(doc, newcomer, "lt-newcomer", "unix_dgram", dir);
+		cr_assert_not_null(r, "the new process has no %s row in a full map", dir);
+		cr_expect_eq(jint(r, "messages"), n, "%s messages", dir);
+		cr_expect_eq(jint(r, "bytes"), (int64_t)(n * size), "%s bytes", dir);
+	}
+
+	/* Per transport and direction: the fillers' rows still present + folded >= fillers. */
+	json_object *rows;
+	cr_assert(json_object_object_get_ex(doc, "processes", &rows));
+	size_t nrows = json_object_array_length(rows);
+	cr_expect_leq(nrows, (size_t)cap, "more rows than the map holds");
+	int64_t folded_all = 0;
+	for (size_t t = 0; t < 5; t++) {
+		for (int d = 0; d < 2; d++) {
+			const char *dir = d ? "recv" : "send";
+			int64_t kept = 0;
+			for (size_t i = 0; i < nrows; i++) {
+				json_object *r = json_object_array_get_idx(rows, i);
+				int pid = (int)jint(r, "pid");
+				if (!strcmp(row_str(r, "transport"), all_transports[t]) &&
+				    !strcmp(row_str(r, "direction"), dir) && pid != newcomer &&
+				    !strcmp(row_str(r, "comm"), IDLE_FILLER_COMM))
+					kept += jint(r, "messages");
+			}
+			char path[96];
+			snprintf(path, sizeof(path), "folded.processes.%s.%s.messages",
+				 all_transports[t], dir);
+			int64_t folded = jint(doc, path);
+			cr_assert_geq(folded, 0, "%s missing", path);
+			folded_all += folded;
+			cr_expect_geq(kept + folded, fillers, "%s %s: %lld kept + %lld folded < %d sent",
+				      all_transports[t], dir, (long long)kept, (long long)folded,
+				      fillers);
+		}
+	}
+	cr_log_info("proc_counts: %ld entries max, %zu rows, %d idle processes, %lld messages folded",
+		    cap, nrows, fillers, (long long)folded_all);
+	cr_expect_gt(folded_all, 0, "the map overflowed, yet nothing was folded");
 	json_object_put(doc);
 }
