@@ -5,13 +5,16 @@
  */
 #include <criterion/criterion.h>
 #include <criterion/parameterized.h>
+#include <errno.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/sendfile.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/uio.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -776,5 +779,98 @@ Test(counters, a_full_map_cannot_hide_a_new_process, .timeout = 240)
 	cr_log_info("proc_counts: %ld entries max, %zu rows, %d idle processes, %lld messages folded",
 		    cap, nrows, fillers, (long long)folded_all);
 	cr_expect_gt(folded_all, 0, "the map overflowed, yet nothing was folded");
+	json_object_put(doc);
+}
+
+/* clone3's arguments up to set_tid (Linux 5.5); glibc has no wrapper. */
+struct clone3_args {
+	uint64_t flags, pidfd, child_tid, parent_tid, exit_signal, stack, stack_size, tls;
+	uint64_t set_tid, set_tid_size;
+};
+
+/* fork() into pid `want` (root: CAP_SYS_ADMIN); 0 in the child, -1 if taken. */
+static pid_t fork_at_pid(pid_t want)
+{
+	struct clone3_args args = { .exit_signal = SIGCHLD, .set_tid = (uint64_t)(uintptr_t)&want,
+				    .set_tid_size = 1 };
+	return (pid_t)syscall(SYS_clone3, &args, sizeof(args));
+}
+
+/* Its pair row (sender -> receiver, both named comm, unix_dgram), or NULL. */
+static json_object *find_named_pair(json_object *doc, int pid, const char *comm)
+{
+	json_object *rows;
+	if (!json_object_object_get_ex(doc, "pairs", &rows))
+		return NULL;
+	for (size_t i = 0; i < json_object_array_length(rows); i++) {
+		json_object *r = json_object_array_get_idx(rows, i);
+		if (jint(r, "sender_pid") == pid && jint(r, "receiver_pid") == pid &&
+		    !strcmp(row_str(r, "sender_comm"), comm) &&
+		    !strcmp(row_str(r, "receiver_comm"), comm) &&
+		    !strcmp(row_str(r, "transport"), "unix_dgram"))
+			return r;
+	}
+	return NULL;
+}
+
+/*
+ * Defect 10: a root process exits and an unprivileged one gets its pid (forced
+ * with clone3's set_tid).  Each is reported under its own name with its own
+ * counts, latency samples and pair, none under the other's.
+ */
+Test(counters, a_reused_pid_is_another_process, .timeout = 60)
+{
+	need_root();
+	struct lotrace_proc lt;
+	cr_assert(lotrace_start(&lt, NULL), "lotrace did not start");
+	const int n1 = 40, n2 = 60;
+	const size_t s1 = 20, s2 = 30;
+	pid_t first = run_named("lt-reuse-root", n1, s1);
+	expect_exit0(first, "lt-reuse-root");
+	pid_t second = -1;
+	for (int i = 0; i < 20 && second < 0; i++) { /* another process may take it first */
+		second = fork_at_pid(first);
+		if (second < 0 && errno != EEXIST)
+			break;
+		if (second < 0)
+			usleep(100000);
+	}
+	if (second == 0) {
+		/* Raw system calls: after a raw clone3, glibc's setuid would wait for threads. */
+		if (syscall(SYS_setgroups, 0, NULL) || syscall(SYS_setgid, NOBODY) ||
+		    syscall(SYS_setuid, NOBODY))
+			_exit(1);
+		prctl(PR_SET_NAME, "lt-reuse-user");
+		_exit(self_dgram_traffic(n2, s2) ? 1 : 0);
+	}
+	if (second < 0)
+		lotrace_kill(&lt);
+	cr_assert_eq(second, first, "could not start a process at pid %d: %s", first,
+		     strerror(errno));
+	expect_exit0(second, "lt-reuse-user");
+	int status;
+	json_object *doc = lotrace_stop(&lt, &status);
+	cr_assert_not_null(doc, "no JSON from lotrace: %s", lt.err);
+
+	static const char *const names[2] = { "lt-reuse-root", "lt-reuse-user" };
+	const int64_t msgs[2] = { n1, n2 }, bytes[2] = { n1 * (int64_t)s1, n2 * (int64_t)s2 };
+	for (int p = 0; p < 2; p++) {
+		json_object *snd = find_named(doc, first, names[p], "unix_dgram", "send");
+		json_object *rcv = find_named(doc, first, names[p], "unix_dgram", "recv");
+		cr_assert_not_null(snd, "pid %d has no send row named %s", first, names[p]);
+		cr_assert_not_null(rcv, "pid %d has no recv row named %s", first, names[p]);
+		cr_expect_eq(jint(snd, "messages"), msgs[p], "%s sent", names[p]);
+		cr_expect_eq(jint(snd, "bytes"), bytes[p], "%s sent bytes", names[p]);
+		cr_expect_eq(jint(rcv, "messages"), msgs[p], "%s received", names[p]);
+		cr_expect_eq(jint(rcv, "bytes"), bytes[p], "%s received bytes", names[p]);
+		/* Latency samples (ring-buffer events) follow the identity too. */
+		cr_expect_eq(jint(snd, "send_duration_ns.count"), msgs[p], "%s send durations",
+			     names[p]);
+		cr_expect_eq(jint(rcv, "latency_ns.count"), msgs[p], "%s latencies", names[p]);
+		json_object *pair = find_named_pair(doc, first, names[p]);
+		cr_assert_not_null(pair, "no pair %s -> %s", names[p], names[p]);
+		cr_expect_eq(jint(pair, "messages"), msgs[p], "%s pair messages", names[p]);
+		cr_expect_eq(jint(pair, "bytes"), bytes[p], "%s pair bytes", names[p]);
+	}
 	json_object_put(doc);
 }
