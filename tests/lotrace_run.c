@@ -7,6 +7,7 @@
 #include <netinet/in.h>
 #include <arpa/inet.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -382,4 +383,27 @@ int self_dgram_traffic(int n, size_t size)
 	close(sv[0]);
 	close(sv[1]);
 	return rc;
+}
+
+pid_t run_named(const char *comm, int n, size_t size)
+{
+	pid_t pid = fork();
+	if (pid == 0) {
+		prctl(PR_SET_NAME, comm);
+		_exit(self_dgram_traffic(n, size) ? 1 : 0);
+	}
+	return pid;
+}
+
+/* clone3's arguments up to set_tid (Linux 5.5); glibc has no wrapper. */
+struct clone3_args {
+	uint64_t flags, pidfd, child_tid, parent_tid, exit_signal, stack, stack_size, tls;
+	uint64_t set_tid, set_tid_size;
+};
+
+pid_t fork_at_pid(pid_t want)
+{
+	struct clone3_args args = { .exit_signal = SIGCHLD, .set_tid = (uint64_t)(uintptr_t)&want,
+				    .set_tid_size = 1 };
+	return (pid_t)syscall(SYS_clone3, &args, sizeof(args));
 }

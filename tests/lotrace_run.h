@@ -55,6 +55,14 @@ void idle_fillers_stop(pid_t pgid);
  * 0, or -1.
  */
 int self_dgram_traffic(int n, size_t size);
+/* A child named comm that runs self_dgram_traffic(n, size), then exits (0: it worked). */
+pid_t run_named(const char *comm, int n, size_t size);
+/*
+ * fork() into pid `want` (clone3 set_tid; root): 0 in the child, `want` in
+ * the parent, -1 (errno EEXIST) if taken.  The child must use raw system
+ * calls for credentials: glibc's setuid would wait for threads it lacks.
+ */
+pid_t fork_at_pid(pid_t want);
 
 const char *lotrace_path(void);
 const char *lobench_path(void);

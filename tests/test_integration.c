@@ -692,17 +692,6 @@ static json_object *find_named(json_object *doc, int pid, const char *comm, cons
 	return NULL;
 }
 
-/* A child named comm that pings itself n times over unix_dgram (size bytes), then exits. */
-static pid_t run_named(const char *comm, int n, size_t size)
-{
-	pid_t pid = fork();
-	if (pid == 0) {
-		prctl(PR_SET_NAME, comm);
-		_exit(self_dgram_traffic(n, size) ? 1 : 0);
-	}
-	return pid;
-}
-
 static void expect_exit0(pid_t pid, const char *what)
 {
 	int status;
@@ -780,20 +769,6 @@ Test(counters, a_full_map_cannot_hide_a_new_process, .timeout = 240)
 		    cap, nrows, fillers, (long long)folded_all);
 	cr_expect_gt(folded_all, 0, "the map overflowed, yet nothing was folded");
 	json_object_put(doc);
-}
-
-/* clone3's arguments up to set_tid (Linux 5.5); glibc has no wrapper. */
-struct clone3_args {
-	uint64_t flags, pidfd, child_tid, parent_tid, exit_signal, stack, stack_size, tls;
-	uint64_t set_tid, set_tid_size;
-};
-
-/* fork() into pid `want` (root: CAP_SYS_ADMIN); 0 in the child, -1 if taken. */
-static pid_t fork_at_pid(pid_t want)
-{
-	struct clone3_args args = { .exit_signal = SIGCHLD, .set_tid = (uint64_t)(uintptr_t)&want,
-				    .set_tid_size = 1 };
-	return (pid_t)syscall(SYS_clone3, &args, sizeof(args));
 }
 
 /* Its pair row (sender -> receiver, both named comm, unix_dgram), or NULL. */
