@@ -369,3 +369,77 @@ Test(opts, bad_flags_name_the_flag)
 		free(err);
 	}
 }
+
+static char *table_of(struct agg *a)
+{
+	struct report_filter f = { 0, NULL };
+	char *buf = NULL;
+	size_t len = 0;
+	FILE *m = open_memstream(&buf, &len);
+	report_table(m, a, &f);
+	fclose(m);
+	return buf;
+}
+
+/*
+ * Issue 11: the kernel's totals hold more than the rows (rows evicted from
+ * the LRU maps): JSON and table say what was folded, per transport and
+ * direction, and rows + folded == totals.
+ */
+Test(json, folded_is_totals_minus_rows)
+{
+	struct agg *a = sample_agg(); /* unix_stream: 100 sent 10/640, 200 received 10/640 */
+	a->totals[LT_TOT_PROC_BASE + LT_UNIX_STREAM * LT_DIRECTION_COUNT + LT_SEND] =
+		(struct lt_count){ 13, 700 };
+	a->totals[LT_TOT_PROC_BASE + LT_UNIX_STREAM * LT_DIRECTION_COUNT + LT_RECV] =
+		(struct lt_count){ 10, 640 };
+	a->totals[LT_TOT_PAIR_BASE + LT_UNIX_STREAM] = (struct lt_count){ 11, 650 };
+	a->totals[LT_TOT_LO_BASE + LT_L4_TCP] = (struct lt_count){ 9, 900 };
+	struct report_filter f = { 0, NULL };
+	json_object *doc = json_of(a, &f);
+	json_object *pr = get(get(get(doc, "folded"), "processes"), "unix_stream");
+	cr_expect_eq(json_object_get_int64(get(get(pr, "send"), "messages")), 3);
+	cr_expect_eq(json_object_get_int64(get(get(pr, "send"), "bytes")), 60);
+	cr_expect_eq(json_object_get_int64(get(get(pr, "recv"), "messages")), 0);
+	json_object *tcp = get(get(get(doc, "folded"), "processes"), "tcp");
+	cr_expect_eq(json_object_get_int64(get(get(tcp, "recv"), "messages")), 0,
+		     "no totals read: nothing folded, never negative");
+	json_object *pair = get(get(get(doc, "folded"), "pairs"), "unix_stream");
+	cr_expect_eq(json_object_get_int64(get(pair, "messages")), 1);
+	cr_expect_eq(json_object_get_int64(get(pair, "bytes")), 10);
+	json_object *lo = get(get(get(doc, "folded"), "lo"), "tcp");
+	cr_expect_eq(json_object_get_int64(get(lo, "packets")), 1);
+	/* lo per protocol is the exact total: rows (8) + folded (1). */
+	cr_expect_eq(json_object_get_int64(get(get(get(get(doc, "lo"), "by_protocol"), "tcp"),
+					       "packets")),
+		     9);
+	json_object_put(doc);
+	char *table = table_of(a);
+	cr_expect(strstr(table, "folded (rows evicted from the kernel maps; in no row above): "
+				"unix_stream send 3 msgs 60 bytes, pairs unix_stream 1 msgs 10 bytes, "
+				"lo tcp 1 packets 100 bytes\n") != NULL,
+		  "%s", table);
+	free(table);
+	agg_free(a);
+}
+
+/* Issue 11: one pid, two processes (a reused pid): two rows, each under its own name. */
+Test(table, a_reused_pid_shows_both_processes)
+{
+	struct agg *a = agg_new();
+	a->backend = "tracepoint";
+	a->lo_attach = "tcx";
+	struct lt_proc_key old = { .tgid = 42, .tag = 7, .transport = LT_UDP, .direction = LT_SEND };
+	struct lt_proc_key new = { .tgid = 42, .tag = 9, .transport = LT_UDP, .direction = LT_SEND };
+	agg_set_proc(a, &new, 2, 20, 2000, "newer");
+	agg_set_proc(a, &old, 1, 10, 1000, "older");
+	add_event(a, LT_EV_SEND_DURATION, LT_UDP, 42, 0, 500);
+	cr_expect_str_eq(agg_comm(a, 42, 7), "older");
+	cr_expect_str_eq(agg_comm(a, 42, 9), "newer");
+	cr_expect_str_eq(agg_comm_latest(a, 42), "newer");
+	char *table = table_of(a);
+	char *o = strstr(table, "42       older"), *n = strstr(table, "42       newer");
+	cr_expect(o && n && o < n, "both, in start order:\n%s", table);
+	free(table);
+	agg_free(a);
+}
