@@ -49,6 +49,14 @@ int lt_lo_egress(struct __sk_buff *skb)
 			key.tgid = st->owner_tgid;
 	}
 
+	/* The exact total first: the row below may be evicted later (LRU). */
+	__u32 idx = LT_TOT_LO_BASE + key.l4;
+	struct lt_count *tot = bpf_map_lookup_elem(&totals, &idx);
+	if (tot) {
+		__sync_fetch_and_add(&tot->n, 1);
+		__sync_fetch_and_add(&tot->bytes, skb->len);
+	}
+
 	struct lt_lo_val *v = bpf_map_lookup_elem(&lo_counts, &key);
 	if (!v) {
 		struct lt_lo_val zero = {};

@@ -37,9 +37,21 @@ enum lotrace_direction {
 	LT_DIRECTION_COUNT,
 };
 
-/* Per-process traffic counters: exact, kept in the kernel (per-CPU hash). */
+/*
+ * A process is (tgid, tag): tag is the low 32 bits of its thread-group
+ * leader's start time (task->start_boottime, ns), so a pid reused by a new
+ * process names a new identity.  lt_proc_val.start_ns carries the full start
+ * time, which user space matches against /proc/PID/stat's (in clock ticks).
+ */
+
+/*
+ * Per-process traffic counters: kept in the kernel (LRU per-CPU hash).  Rows
+ * the LRU evicts are not lost: every count also goes into the exact totals
+ * below, and totals - sum(rows) is what was folded.
+ */
 struct lt_proc_key {
 	__u32 tgid;
+	__u32 tag;
 	__u8 transport;
 	__u8 direction;
 	__u16 pad;
@@ -48,15 +60,18 @@ struct lt_proc_key {
 struct lt_proc_val {
 	__u64 messages;
 	__u64 bytes;
+	__u64 start_ns; /* thread-group leader's start_boottime */
 	char comm[LOTRACE_COMM_LEN]; /* thread-group leader's name */
 };
 
 /* Sender -> receiver pairs, counted by the receiving side. */
 struct lt_pair_key {
 	__u32 sender_tgid;
+	__u32 sender_tag;
 	__u32 receiver_tgid;
+	__u32 receiver_tag;
 	__u8 transport;
-	__u8 pad[7];
+	__u8 pad[3];
 };
 
 struct lt_pair_val {
@@ -103,6 +118,24 @@ enum lotrace_untimed_cause {
 	LT_UNTIMED_CAUSE_COUNT,
 };
 
+/*
+ * Exact host totals of the counter maps (per-CPU array `totals`, never
+ * evicted): one lt_count per proc (transport, direction), pair transport and
+ * lo protocol.  Value layout is that of lt_proc_val/lt_pair_val/lt_lo_val's
+ * first two fields.
+ */
+enum lotrace_total {
+	LT_TOT_PROC_BASE = 0,                                        /* + transport * 2 + direction */
+	LT_TOT_PAIR_BASE = LT_TOT_PROC_BASE + LT_TRANSPORT_COUNT * LT_DIRECTION_COUNT, /* + transport */
+	LT_TOT_LO_BASE = LT_TOT_PAIR_BASE + LT_TRANSPORT_COUNT,      /* + enum lotrace_l4 */
+	LT_TOT_COUNT = LT_TOT_LO_BASE + LT_L4_COUNT,
+};
+
+struct lt_count {
+	__u64 n;     /* messages, or packets */
+	__u64 bytes;
+};
+
 /* Global statistics (per-CPU array, index below). */
 enum lotrace_stat {
 	LT_STAT_LOST_EVENTS = 0,  /* ring buffer full: event dropped */
@@ -128,6 +161,8 @@ struct lt_event {
 	__u64 value_ns;
 	__u32 tgid;
 	__u32 peer_tgid;
+	__u32 tag;      /* start tags of tgid and peer_tgid (see lt_proc_key) */
+	__u32 peer_tag;
 	__u32 send_ns; /* LT_EV_MESSAGE: the sender's send duration, 0 if sent apart */
 	__u8 kind;
 	__u8 transport;

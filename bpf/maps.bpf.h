@@ -27,6 +27,11 @@ const volatile __u64 lt_wakeup_bytes = LOTRACE_RINGBUF_BYTES / 4;
 extern const volatile __u64 lt_wakeup_bytes;
 #endif
 
+/*
+ * Counter maps are LRU: a full map evicts its least recently used rows
+ * (idle processes) instead of refusing new ones, so no process can keep
+ * another's traffic from being counted.  Evicted counts stay in `totals`.
+ */
 #define LOTRACE_MAX_PROCS 16384
 #define LOTRACE_MAX_PAIRS 16384
 
@@ -36,6 +41,13 @@ LT_SHARED struct {
 	__type(key, __u32);
 	__type(value, __u64);
 } stats SEC(".maps");
+
+LT_SHARED struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, LT_TOT_COUNT);
+	__type(key, __u32);
+	__type(value, struct lt_count);
+} totals SEC(".maps");
 
 /* Per-socket state, freed with the socket. */
 struct lt_sock_state {
@@ -51,7 +63,7 @@ LT_SHARED struct {
 } sock_states SEC(".maps");
 
 LT_SHARED struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__uint(type, BPF_MAP_TYPE_LRU_PERCPU_HASH);
 	__uint(max_entries, LOTRACE_MAX_PROCS);
 	__type(key, struct lt_lo_key);
 	__type(value, struct lt_lo_val);
@@ -73,14 +85,14 @@ LT_SHARED struct {
 
 struct tq_slot {
 	__u64 ts;         /* send-call entry time */
+	__u64 sender;     /* process id (tag << 32 | tgid) */
+	__u64 receiver;   /* id that received its first byte; 0: not yet */
 	__u32 start;      /* offset of the message's first byte */
 	__u32 seq;        /* producer index + 1, written last: slot is published */
-	__u32 tgid;       /* sender */
 	__u32 send_ns;    /* its send call's duration */
 	__u32 weight;     /* messages it stands for: its stride, and any folded in */
 	__u32 msgs;       /* messages of its run (itself, then unpicked ones) sent */
 	__u32 attributed; /* of those, counted in the receiver's pair */
-	__u32 receiver;   /* tgid that received its first byte; 0: not yet */
 	__u32 clock;      /* the sampler's clock when it was picked */
 	__u32 pad;
 };
@@ -93,25 +105,24 @@ struct tq_slot {
 
 struct tq_recv {
 	__u64 ts;
+	__u64 id;    /* the receiving process */
 	__u32 start; /* the offsets it returned: [start, end) */
 	__u32 end;
-	__u32 tgid;
-	__u32 pad;
 };
 
 struct timing_queue {
 	__u32 head;        /* consumer index */
 	__u32 tail;        /* producer index */
-	__u32 sent_off;    /* unix: bytes sent into this direction (TCP: write_seq) */
+	__u32 sent_off;    /* unix: bytes sent into this direction (UDP: datagrams) */
 	__u32 recv_end;    /* offset received up to (unix: bytes; TCP: copied_seq) */
-	__u32 last_sender; /* tgid of the last message popped (pair bytes; UDP: the run's) */
 	__u32 desync;      /* unix: data was queued before tracing started */
 	__u32 started;     /* messages sent into this queue: the sampler's clock */
 	__u32 next_pick;   /* the next message to time, on that clock */
 	__u32 stride;      /* current sampling stride (0 = 1) */
-	__u32 last_tgid;   /* sender of the last message */
 	__u32 nrecent;     /* recent[] producer index */
 	__u32 idle_picks;  /* picks in a row that found the queue nearly empty */
+	__u64 last_sender; /* id of the last message popped (pair bytes; UDP: the run's) */
+	__u64 last_id;     /* sender of the last message */
 	__u64 ident;       /* sock_queues: cookie of the socket it was made for (0: unknown) */
 	struct tq_recv recent[TQ_RECENT];
 	struct tq_slot slot[TQ_SLOTS];
@@ -186,10 +197,11 @@ enum dg_state {
 struct dg_stamp {
 	__u64 ts;        /* sender's send-call entry; 0: no send start seen */
 	__u64 check;     /* unix: sending socket; udp: netns << 16 | port */
-	__u32 tgid;      /* sender */
+	__u64 id;        /* sender */
 	__u32 state;     /* enum dg_state */
 	__u32 send_ns;   /* once state is DG_SENT */
 	__u32 transport;
+	__u32 pad;
 };
 
 #define DG_MAX_STAMPS 65536
@@ -221,14 +233,14 @@ LT_SHARED struct {
 } send_ctxs SEC(".maps");
 
 LT_SHARED struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__uint(type, BPF_MAP_TYPE_LRU_PERCPU_HASH);
 	__uint(max_entries, LOTRACE_MAX_PROCS);
 	__type(key, struct lt_proc_key);
 	__type(value, struct lt_proc_val);
 } proc_counts SEC(".maps");
 
 LT_SHARED struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__uint(type, BPF_MAP_TYPE_LRU_PERCPU_HASH);
 	__uint(max_entries, LOTRACE_MAX_PAIRS);
 	__type(key, struct lt_pair_key);
 	__type(value, struct lt_pair_val);

@@ -69,9 +69,23 @@ extern void *bpf_rdonly_cast(const void *obj, __u32 btf_id) __ksym __weak;
 #define LT_RD_AS(type, p, a, ...) BPF_CORE_READ((type *)(p), a, ##__VA_ARGS__)
 #endif
 
-static __always_inline __u32 current_tgid(void)
+/*
+ * A process identity, (tgid, tag) of lotrace.h's lt_proc_key, in one u64:
+ * tag << 32 | tgid.  The tag tells a reused pid's new process from the old.
+ */
+#define LT_ID_TGID(id) ((__u32)(id))
+#define LT_ID_TAG(id) ((__u32)((id) >> 32))
+
+static __always_inline __u64 current_id(void)
 {
-	return bpf_get_current_pid_tgid() >> 32;
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+#ifdef LT_PLAIN_POINTERS
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	__u64 start = BPF_CORE_READ(task, group_leader, start_boottime);
+#else
+	__u64 start = bpf_get_current_task_btf()->group_leader->start_boottime;
+#endif
+	return (__u64)(__u32)start << 32 | tgid;
 }
 
 /* This thread's send/recv state. */
@@ -245,19 +259,34 @@ static __always_inline void count_untimed(int cause, int transport, __u64 n)
  * them, the linker keeps one): the verifier checks them once instead of at
  * every call site, which keeps the recv path's loop within its limits.
  */
-__weak __noinline int count_proc(__u32 tgid, int transport, int direction, __u64 bytes)
+static __always_inline void count_total(__u32 idx, __u64 n, __u64 bytes)
+{
+	struct lt_count *c = bpf_map_lookup_elem(&totals, &idx);
+	if (c) {
+		__sync_fetch_and_add(&c->n, n);
+		__sync_fetch_and_add(&c->bytes, bytes);
+	}
+}
+
+__weak __noinline int count_proc(__u64 id, int transport, int direction, __u64 bytes)
 {
 	struct lt_proc_key key = {
-		.tgid = tgid,
+		.tgid = LT_ID_TGID(id),
+		.tag = LT_ID_TAG(id),
 		.transport = transport,
 		.direction = direction,
 	};
-	struct lt_proc_val *v = bpf_map_lookup_elem(&proc_counts, &key);
 
+	/* The exact total first: the row below may be evicted later (LRU). */
+	count_total(LT_TOT_PROC_BASE + (transport & 7) * LT_DIRECTION_COUNT + (direction & 1), 1,
+		    bytes);
+	struct lt_proc_val *v = bpf_map_lookup_elem(&proc_counts, &key);
 	if (!v) {
 		struct lt_proc_val init = {};
+		/* Helper reads: this one copy serves every backend (see above). */
 		struct task_struct *task = (struct task_struct *)bpf_get_current_task();
 		BPF_CORE_READ_STR_INTO(&init.comm, task, group_leader, comm);
+		init.start_ns = BPF_CORE_READ(task, group_leader, start_boottime);
 		bpf_map_update_elem(&proc_counts, &key, &init, BPF_NOEXIST);
 		v = bpf_map_lookup_elem(&proc_counts, &key);
 		if (!v) {
@@ -271,14 +300,18 @@ __weak __noinline int count_proc(__u32 tgid, int transport, int direction, __u64
 	return 0;
 }
 
-__weak __noinline int count_pair(__u32 sender, __u32 receiver, int transport, __u64 messages,
+__weak __noinline int count_pair(__u64 sender, __u64 receiver, int transport, __u64 messages,
 				 __u64 bytes)
 {
 	struct lt_pair_key key = {
-		.sender_tgid = sender,
-		.receiver_tgid = receiver,
+		.sender_tgid = LT_ID_TGID(sender),
+		.sender_tag = LT_ID_TAG(sender),
+		.receiver_tgid = LT_ID_TGID(receiver),
+		.receiver_tag = LT_ID_TAG(receiver),
 		.transport = transport,
 	};
+
+	count_total(LT_TOT_PAIR_BASE + (transport & 7), messages, bytes);
 	struct lt_pair_val *v = bpf_map_lookup_elem(&pair_counts, &key);
 
 	if (!v) {
@@ -304,7 +337,7 @@ __weak __noinline int count_pair(__u32 sender, __u32 receiver, int transport, __
 #define EV(kind, transport) ((kind) << 8 | (transport))
 #define EV_MESSAGE(transport, weight) ((weight) << 16 | EV(LT_EV_MESSAGE, transport))
 
-__weak __noinline int emit(__u32 what, __u32 tgid, __u32 peer, __u64 value, __u32 send_ns)
+__weak __noinline int emit(__u32 what, __u64 id, __u64 peer, __u64 value, __u32 send_ns)
 {
 	struct lt_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
 
@@ -313,8 +346,10 @@ __weak __noinline int emit(__u32 what, __u32 tgid, __u32 peer, __u64 value, __u3
 		return 0;
 	}
 	e->value_ns = value;
-	e->tgid = tgid;
-	e->peer_tgid = peer;
+	e->tgid = LT_ID_TGID(id);
+	e->peer_tgid = LT_ID_TGID(peer);
+	e->tag = LT_ID_TAG(id);
+	e->peer_tag = LT_ID_TAG(peer);
 	e->send_ns = send_ns;
 	e->kind = (what >> 8) & 0xff;
 	e->transport = what & 0xff;
@@ -329,9 +364,9 @@ __weak __noinline int emit(__u32 what, __u32 tgid, __u32 peer, __u64 value, __u3
 	return 0;
 }
 
-static __always_inline void emit_send_duration(int transport, __u32 tgid, __u64 dur)
+static __always_inline void emit_send_duration(int transport, __u64 id, __u64 dur)
 {
-	emit(EV(LT_EV_SEND_DURATION, transport), tgid, 0, dur, 0);
+	emit(EV(LT_EV_SEND_DURATION, transport), id, 0, dur, 0);
 }
 
 /*
@@ -431,15 +466,15 @@ static __always_inline struct timing_queue *stream_queue_send(struct sock *sk, i
  * weight, or 0 when this message gets no slot; untimed: such a message counts
  * as untimed.
  */
-static __always_inline __u32 tq_pick(struct timing_queue *q, __u32 tgid, int transport,
+static __always_inline __u32 tq_pick(struct timing_queue *q, __u64 id, int transport,
 				     bool untimed, __u32 *clock)
 {
 	__u32 n = __sync_fetch_and_add(&q->started, 1);
-	bool new_sender = q->last_tgid != tgid;
+	bool new_sender = q->last_id != id;
 
 	*clock = n;
 	if (new_sender)
-		q->last_tgid = tgid;
+		q->last_id = id;
 	if ((__s32)(n - q->next_pick) < 0 && !new_sender) {
 		if (untimed)
 			count_untimed(LT_UNTIMED_SAMPLED, transport, 1);
@@ -448,7 +483,7 @@ static __always_inline __u32 tq_pick(struct timing_queue *q, __u32 tgid, int tra
 	__u32 t = q->tail, queued = t - q->head;
 	if (queued >= TQ_SLOTS) {
 		struct tq_slot *last = &q->slot[(t - 1) & TQ_MASK];
-		bool folded = last->tgid == tgid && !last->receiver && last->weight < TQ_MAX_WEIGHT;
+		bool folded = last->sender == id && !last->receiver && last->weight < TQ_MAX_WEIGHT;
 		if (folded)
 			__sync_fetch_and_add(&last->weight, 1);
 		if (untimed)
@@ -473,16 +508,16 @@ static __always_inline __u32 tq_pick(struct timing_queue *q, __u32 tgid, int tra
 /* Count the slot's messages not yet in its receiver's pair (sender or receiver may call). */
 static __always_inline void tq_attribute(struct tq_slot *s, int transport)
 {
-	__u32 receiver = s->receiver;
+	__u64 receiver = s->receiver;
 	if (!receiver)
 		return;
 	__u32 done = s->attributed, msgs = s->msgs;
 	if (msgs != done && __sync_val_compare_and_swap(&s->attributed, done, msgs) == done)
-		count_pair(s->tgid, receiver, transport, msgs - done, 0);
+		count_pair(s->sender, receiver, transport, msgs - done, 0);
 }
 
 /* When the recv that returned offset start got it, from the recent recvs; 0 if gone. */
-static __always_inline __u64 tq_recent(struct timing_queue *q, __u32 start, __u32 *tgid)
+static __always_inline __u64 tq_recent(struct timing_queue *q, __u32 start, __u64 *id)
 {
 	__u64 best = 0;
 
@@ -492,14 +527,14 @@ static __always_inline __u64 tq_recent(struct timing_queue *q, __u32 start, __u3
 		if (ts && (__s32)(start - r->start) >= 0 && (__s32)(r->end - start) > 0 &&
 		    (!best || ts < best)) {
 			best = ts;
-			*tgid = r->tgid;
+			*id = r->id;
 		}
 	}
 	return best;
 }
 
 /* Not a loopback sender: marks a run of datagrams that came from elsewhere. */
-#define TQ_FOREIGN 0xffffffffu
+#define TQ_FOREIGN (~0ULL)
 
 /*
  * Queue the message of tgid whose first unit is at start, sent at ts (0: not
@@ -508,21 +543,21 @@ static __always_inline __u64 tq_recent(struct timing_queue *q, __u32 start, __u3
  * send_ns.
  */
 static __always_inline bool tq_enqueue(struct timing_queue *q, int transport, __u32 start,
-				       __u64 ts, __u64 send_ns, __u32 tgid, bool counted)
+				       __u64 ts, __u64 send_ns, __u64 id, bool counted)
 {
 	__u32 clock;
-	__u32 weight = tq_pick(q, tgid, transport, counted && ts, &clock);
+	__u32 weight = tq_pick(q, id, transport, counted && ts, &clock);
 	if (send_ns > 0xffffffffu)
 		send_ns = 0xffffffffu;
 
 	/* recv_end means nothing until a recv set it (TCP offsets are sequence numbers). */
 	if (weight && ts && q->nrecent && (__s32)(q->recv_end - start) > 0) {
 		/* Its receiver ran first: time it from the recv that returned it. */
-		__u32 receiver = 0;
+		__u64 receiver = 0;
 		__u64 got = tq_recent(q, start, &receiver);
 		if (got >= ts) {
-			emit(EV_MESSAGE(transport, weight), receiver, tgid, got - ts, send_ns);
-			count_pair(tgid, receiver, transport, 1, 0);
+			emit(EV_MESSAGE(transport, weight), receiver, id, got - ts, send_ns);
+			count_pair(id, receiver, transport, 1, 0);
 			return true;
 		}
 		weight = 0; /* too late to tell when: untimed (unmatched) */
@@ -532,7 +567,7 @@ static __always_inline bool tq_enqueue(struct timing_queue *q, int transport, __
 		struct tq_slot *s = &q->slot[idx & TQ_MASK];
 		s->ts = ts;
 		s->start = start;
-		s->tgid = tgid;
+		s->sender = id;
 		s->send_ns = send_ns;
 		s->weight = weight;
 		s->msgs = 1;
@@ -545,7 +580,7 @@ static __always_inline bool tq_enqueue(struct timing_queue *q, int transport, __
 	/* Unpicked: one more message in the run of the last slot. */
 	__u32 t = q->tail;
 	struct tq_slot *s = &q->slot[(t - 1) & TQ_MASK];
-	if (t && s->seq == t && s->tgid == tgid) {
+	if (t && s->seq == t && s->sender == id) {
 		__sync_fetch_and_add(&s->msgs, 1);
 		tq_attribute(s, transport);
 	}
@@ -554,7 +589,7 @@ static __always_inline bool tq_enqueue(struct timing_queue *q, int transport, __
 
 /* A stream send of ret > 0 bytes returned: queue its message for the receiver. */
 static __always_inline void stream_sent(struct sock *sk, int transport, struct lt_send_ctx *ctx,
-					__u32 tgid, __u64 now, int ret)
+					__u64 id, __u64 now, int ret)
 {
 	__u64 dur = ctx ? now - ctx->ts : 0;
 	struct timing_queue *q = stream_queue_send(sk, transport);
@@ -563,7 +598,7 @@ static __always_inline void stream_sent(struct sock *sk, int transport, struct l
 		count_untimed(LT_UNTIMED_NO_SEND_START, transport, 1);
 	if (!q) {
 		if (ctx)
-			emit_send_duration(transport, tgid, dur);
+			emit_send_duration(transport, id, dur);
 		return;
 	}
 	__u32 start;
@@ -575,21 +610,21 @@ static __always_inline void stream_sent(struct sock *sk, int transport, struct l
 		if (start == 0 && q->tail == 0 && ctx && ctx->peer_qlen)
 			q->desync = 1;
 	}
-	if (!tq_enqueue(q, transport, start, ctx ? ctx->ts : 0, dur, tgid, true) && ctx)
-		emit_send_duration(transport, tgid, dur);
+	if (!tq_enqueue(q, transport, start, ctx ? ctx->ts : 0, dur, id, true) && ctx)
+		emit_send_duration(transport, id, dur);
 }
 
 /* Emit the sample of slot s, received by me at now. */
-static __always_inline void tq_time(struct tq_slot *s, int transport, __u32 me, __u64 now)
+static __always_inline void tq_time(struct tq_slot *s, int transport, __u64 me, __u64 now)
 {
 	if (s->ts && now >= s->ts)
-		emit(EV_MESSAGE(transport, s->weight), me, s->tgid, now - s->ts, s->send_ns);
+		emit(EV_MESSAGE(transport, s->weight), me, s->sender, now - s->ts, s->send_ns);
 }
 
 /* The slot's run reached me: count it in the pair, from now on by either side. */
-static __always_inline void tq_deliver(struct tq_slot *s, int transport, __u32 me)
+static __always_inline void tq_deliver(struct tq_slot *s, int transport, __u64 me)
 {
-	if (s->tgid == TQ_FOREIGN || !s->tgid)
+	if (s->sender == TQ_FOREIGN || !s->sender)
 		return;
 	__sync_lock_test_and_set(&s->receiver, me);
 	tq_attribute(s, transport);
@@ -597,7 +632,7 @@ static __always_inline void tq_deliver(struct tq_slot *s, int transport, __u32 m
 
 /* Pop the slots whose first byte is below end; time those at or above start. */
 static __always_inline void tq_pop(struct timing_queue *q, int transport, __u32 start, __u32 end,
-				   __u64 now, __u32 me)
+				   __u64 now, __u64 me)
 {
 	for (int i = 0; i < TQ_SLOTS + 1; i++) {
 		__u32 h = q->head;
@@ -619,17 +654,17 @@ static __always_inline void tq_pop(struct timing_queue *q, int transport, __u32 
 			tq_time(s, transport, me, now);
 		} else {
 			/* Published after the recv that got it: time it from that recv. */
-			__u32 rx = 0;
+			__u64 rx = 0;
 			__u64 got = tq_recent(q, off, &rx);
 			if (got)
 				tq_time(s, transport, rx, got);
 		}
 		tq_deliver(s, transport, me);
-		q->last_sender = s->tgid;
+		q->last_sender = s->sender;
 	}
 }
 
-static __always_inline void stream_received(struct sock *sk, int transport, __u32 me, __u64 now,
+static __always_inline void stream_received(struct sock *sk, int transport, __u64 me, __u64 now,
 					    int ret)
 {
 	struct timing_queue *q;
@@ -657,7 +692,7 @@ static __always_inline void stream_received(struct sock *sk, int transport, __u3
 	struct tq_recv *r = &q->recent[__sync_fetch_and_add(&q->nrecent, 1) & (TQ_RECENT - 1)];
 	r->start = end - ret;
 	r->end = end;
-	r->tgid = me;
+	r->id = me;
 	r->ts = now;
 
 	if (q->desync) {
@@ -686,12 +721,12 @@ static __always_inline void stream_received(struct sock *sk, int transport, __u3
 
 /* ---- Datagram stamps (UDP, unix_dgram, unix_seqpacket) ---- */
 
-static __always_inline void stamp(__u64 skb, __u64 ts, __u64 check, __u32 tgid, int transport)
+static __always_inline void stamp(__u64 skb, __u64 ts, __u64 check, __u64 id, int transport)
 {
 	struct dg_stamp st = {
 		.ts = ts,
 		.check = check,
-		.tgid = tgid,
+		.id = id,
 		.transport = transport,
 	};
 	bpf_map_update_elem(&dgram_stamps, &skb, &st, BPF_ANY);
@@ -733,7 +768,7 @@ static __always_inline void lt_xmit(const struct sk_buff *skb, const struct net_
 		return;
 	__u32 netns = LT_RD(dev, nd_net.net, ns.inum);
 	stamp((__u64)skb, mine ? ctx->ts : 0, udp_check(netns, bpf_ntohs(dport)),
-	      mine ? current_tgid() : 0, LT_UDP);
+	      mine ? current_id() : 0, LT_UDP);
 }
 
 /*
@@ -762,7 +797,7 @@ static __always_inline void udp_queued(struct sock *sk)
 	}
 	__u32 n = __sync_fetch_and_add(&q->sent_off, 1);
 	if (st) {
-		tq_enqueue(q, LT_UDP, n, st->ts, 0, st->tgid, true);
+		tq_enqueue(q, LT_UDP, n, st->ts, 0, st->id, true);
 		bpf_map_delete_elem(&dgram_stamps, &key);
 	} else {
 		tq_enqueue(q, LT_UDP, n, 0, 0, TQ_FOREIGN, false);
@@ -792,7 +827,7 @@ static __always_inline void lt_data_ready(struct sock *sk)
 		if ((__u64)LT_RD(skb, sk) == ctx->sk) {
 			int transport = LT_RD(sk, sk_type) == SOCK_DGRAM ? LT_UNIX_DGRAM :
 									LT_UNIX_SEQPACKET;
-			stamp((__u64)skb, ctx->ts, ctx->sk, current_tgid(), transport);
+			stamp((__u64)skb, ctx->ts, ctx->sk, current_id(), transport);
 			ctx->stamp = (__u64)skb;
 			bpf_map_delete_elem(&dgram_sending, &ctx->sk);
 			return;
@@ -837,13 +872,13 @@ static __always_inline void lt_dropped(const struct sk_buff *skb)
 		count_untimed(LT_UNTIMED_UNDELIVERED, st->transport, 1);
 		/* Its sender returned first and left the duration to the receiver. */
 		if (__sync_val_compare_and_swap(&st->state, DG_SENT, DG_TAKEN) == DG_SENT)
-			emit_send_duration(st->transport, st->tgid, st->send_ns);
+			emit_send_duration(st->transport, st->id, st->send_ns);
 	}
 	bpf_map_delete_elem(&dgram_stamps, &key);
 }
 
 /* A datagram send of ret > 0 bytes returned: hand its duration to its stamp. */
-static __always_inline void dgram_sent(int transport, struct lt_send_ctx *ctx, __u32 tgid,
+static __always_inline void dgram_sent(int transport, struct lt_send_ctx *ctx, __u64 id,
 				       __u64 now)
 {
 	if (!ctx) {
@@ -854,12 +889,12 @@ static __always_inline void dgram_sent(int transport, struct lt_send_ctx *ctx, _
 	__u64 key = ctx->stamp;
 	/* UDP stamps travel on in socket queues: the sender reports its own. */
 	struct dg_stamp *st = key ? bpf_map_lookup_elem(&dgram_stamps, &key) : NULL;
-	if (st && st->ts == ctx->ts && st->tgid == tgid && dur <= 0xffffffffu) {
+	if (st && st->ts == ctx->ts && st->id == id && dur <= 0xffffffffu) {
 		st->send_ns = dur ? dur : 1;
 		if (__sync_val_compare_and_swap(&st->state, DG_OPEN, DG_SENT) == DG_OPEN)
 			return;
 	}
-	emit_send_duration(transport, tgid, dur);
+	emit_send_duration(transport, id, dur);
 }
 
 /* The stamp of the unix datagram this recv returned. */
@@ -877,16 +912,16 @@ static __always_inline struct dg_stamp *dgram_stamp_of(struct sock *sk, int tran
 }
 
 static __always_inline void dgram_received(struct dg_stamp *st, __u64 key, int transport,
-					   __u32 me, __u64 now, int ret)
+					   __u64 me, __u64 now, int ret)
 {
 	if (st->ts && now >= st->ts) {
 		/* Take the send duration if the sender left it; else it reports it itself. */
 		__u32 state = __sync_lock_test_and_set(&st->state, DG_TAKEN);
-		emit(EV_MESSAGE(transport, 1), me, st->tgid, now - st->ts,
+		emit(EV_MESSAGE(transport, 1), me, st->id, now - st->ts,
 		     state == DG_SENT ? st->send_ns : 0);
 	}
-	if (st->tgid)
-		count_pair(st->tgid, me, transport, 1, ret);
+	if (st->id)
+		count_pair(st->id, me, transport, 1, ret);
 	bpf_map_delete_elem(&dgram_stamps, &key);
 }
 
@@ -915,7 +950,7 @@ static __always_inline void lt_send_enter(struct sock *sk, __u32 messages)
 		struct dg_stamp st = {
 			.ts = ctx->ts,
 			.check = ctx->sk,
-			.tgid = current_tgid(),
+			.id = current_id(),
 			.transport = transport,
 		};
 		bpf_map_update_elem(&dgram_sending, &ctx->sk, &st, BPF_ANY);
@@ -940,16 +975,16 @@ static __always_inline void lt_send_exit(struct sock *sk, int ret)
 		return;
 	}
 	__u64 now = bpf_ktime_get_ns();
-	__u32 tgid = current_tgid();
+	__u64 id = current_id();
 	if (!lt_is_unix(transport))
-		note_owner(sk, tgid); /* only TCP/UDP packets cross lo */
+		note_owner(sk, LT_ID_TGID(id)); /* only TCP/UDP packets cross lo */
 
 	if (ret > 0) {
-		count_proc(tgid, transport, LT_SEND, ret);
+		count_proc(id, transport, LT_SEND, ret);
 		if (lt_is_stream(transport))
-			stream_sent(sk, transport, timed ? ctx : NULL, tgid, now, ret);
+			stream_sent(sk, transport, timed ? ctx : NULL, id, now, ret);
 		else
-			dgram_sent(transport, timed ? ctx : NULL, tgid, now);
+			dgram_sent(transport, timed ? ctx : NULL, id, now);
 	}
 	if (!timed)
 		return;
@@ -972,7 +1007,7 @@ static __always_inline void lt_send_exit(struct sock *sk, int ret)
  * A UDP recv returned one datagram: the next offset of the socket's queue.
  * Returns whether it came over lo (its run's sender is not TQ_FOREIGN).
  */
-static __always_inline bool udp_received(struct sock *sk, __u64 now, __u32 me)
+static __always_inline bool udp_received(struct sock *sk, __u64 now, __u64 me)
 {
 	struct timing_queue *q = sock_queue((__u64)sk, false);
 	if (!q || q->ident != sock_cookie(sk))
@@ -981,7 +1016,7 @@ static __always_inline bool udp_received(struct sock *sk, __u64 now, __u32 me)
 	struct tq_recv *r = &q->recent[__sync_fetch_and_add(&q->nrecent, 1) & (TQ_RECENT - 1)];
 	r->start = end - 1;
 	r->end = end;
-	r->tgid = me;
+	r->id = me;
 	r->ts = now;
 	tq_pop(q, LT_UDP, end - 1, end, now, me);
 	/* Within a run: its first datagram was popped by this or an earlier recv. */
@@ -1007,7 +1042,7 @@ static __always_inline void lt_recv_exit(struct sock *sk, int ret, int flags)
 	if (ret <= 0 || (flags & (MSG_PEEK | MSG_ERRQUEUE)))
 		return;
 	__u64 now = bpf_ktime_get_ns();
-	__u32 me = current_tgid();
+	__u64 me = current_id();
 	if (transport == LT_UDP) {
 		/* Queued to us over lo, or our own route is lo. */
 		if (!udp_received(sk, now, me) && !lt_inet_on_loopback(sk))
@@ -1016,7 +1051,7 @@ static __always_inline void lt_recv_exit(struct sock *sk, int ret, int flags)
 		return;
 	}
 	if (!lt_is_unix(transport))
-		note_owner(sk, me); /* only TCP/UDP packets cross lo */
+		note_owner(sk, LT_ID_TGID(me)); /* only TCP/UDP packets cross lo */
 	count_proc(me, transport, LT_RECV, ret);
 	if (st) {
 		dgram_received(st, key, transport, me, now, ret);
@@ -1024,7 +1059,7 @@ static __always_inline void lt_recv_exit(struct sock *sk, int ret, int flags)
 		stream_received(sk, transport, me, now, ret);
 	} else if (transport == LT_UDP) {
 		struct timing_queue *q = sock_queue((__u64)sk, false);
-		__u32 sender = q ? q->last_sender : 0;
+		__u64 sender = q ? q->last_sender : 0;
 		if (sender && sender != TQ_FOREIGN)
 			count_pair(sender, me, transport, 0, ret);
 	}

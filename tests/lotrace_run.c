@@ -1,8 +1,14 @@
 #include "lotrace_run.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <math.h>
 #include <fcntl.h>
+#include <grp.h>
+#include <netinet/in.h>
+#include <arpa/inet.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -226,4 +232,191 @@ int64_t jint(json_object *obj, const char *path)
 {
 	json_object *v = jpath(obj, path);
 	return v ? json_object_get_int64(v) : -1;
+}
+
+long owned_map_max_entries(pid_t owner, const char *name)
+{
+	char dir[64], path[320], line[256];
+	snprintf(dir, sizeof(dir), "/proc/%d/fdinfo", (int)owner);
+	DIR *d = opendir(dir);
+	if (!d)
+		return -1;
+	long found = -1;
+	for (struct dirent *e; found < 0 && (e = readdir(d));) {
+		snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
+		FILE *f = fopen(path, "r");
+		long id = -1;
+		while (f && fgets(line, sizeof(line), f))
+			if (sscanf(line, "map_id: %ld", &id) == 1)
+				break;
+		if (f)
+			fclose(f);
+		if (id < 0)
+			continue;
+		char cmd[96];
+		snprintf(cmd, sizeof(cmd), "bpftool -j map show id %ld", id);
+		json_object *m = run_json(cmd), *v;
+		if (m && json_object_object_get_ex(m, "name", &v) &&
+		    !strcmp(json_object_get_string(v), name) &&
+		    json_object_object_get_ex(m, "max_entries", &v))
+			found = json_object_get_int64(v);
+		json_object_put(m);
+	}
+	closedir(d);
+	return found;
+}
+
+/* One message of size bytes from a to b, then received: 0 or -1. */
+static int ping(int a, int b, size_t size, bool stream)
+{
+	char buf[256] = { 0 };
+	if (size > sizeof(buf) || send(a, buf, size, 0) != (ssize_t)size)
+		return -1;
+	size_t got = 0;
+	while (got < size) { /* a stream may split it */
+		ssize_t r = recv(b, buf, sizeof(buf), 0);
+		if (r <= 0)
+			return -1;
+		got += (size_t)r;
+		if (!stream)
+			break;
+	}
+	return got == size ? 0 : -1;
+}
+
+static int pair_ping(int type, size_t size)
+{
+	int sv[2];
+	if (socketpair(AF_UNIX, type, 0, sv))
+		return -1;
+	int rc = ping(sv[0], sv[1], size, type == SOCK_STREAM);
+	close(sv[0]);
+	close(sv[1]);
+	return rc;
+}
+
+static int inet_ping(int type, size_t size)
+{
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	socklen_t len = sizeof(a);
+	int s = socket(AF_INET, type, 0), c = -1, rc = -1;
+	if (s < 0 || bind(s, (struct sockaddr *)&a, sizeof(a)) ||
+	    getsockname(s, (struct sockaddr *)&a, &len))
+		goto out;
+	if (type == SOCK_DGRAM) {
+		if (connect(s, (struct sockaddr *)&a, sizeof(a)) == 0)
+			rc = ping(s, s, size, false); /* to itself */
+		goto out;
+	}
+	c = socket(AF_INET, SOCK_STREAM, 0);
+	if (c < 0 || listen(s, 1) || connect(c, (struct sockaddr *)&a, sizeof(a)))
+		goto out;
+	int acc = accept(s, NULL, NULL);
+	if (acc >= 0) {
+		rc = ping(c, acc, size, true);
+		close(acc);
+	}
+out:
+	if (c >= 0)
+		close(c);
+	if (s >= 0)
+		close(s);
+	return rc;
+}
+
+pid_t idle_fillers_start(int n, uid_t uid, size_t size)
+{
+	int ready[2];
+	if (pipe2(ready, O_CLOEXEC))
+		return -1;
+	pid_t leader = fork();
+	if (leader < 0)
+		return -1;
+	if (leader == 0) {
+		/* Their own group, so the test can end them all; then an ordinary user. */
+		setpgid(0, 0);
+		if (setgroups(0, NULL) || setgid(uid) || setuid(uid))
+			_exit(1);
+		prctl(PR_SET_PDEATHSIG, SIGKILL); /* after setuid, which clears it */
+		prctl(PR_SET_NAME, IDLE_FILLER_COMM);
+		close(ready[0]);
+		for (int i = 0; i < n; i++) {
+			pid_t c = fork();
+			if (c < 0)
+				_exit(1);
+			if (c == 0) {
+				prctl(PR_SET_PDEATHSIG, SIGKILL);
+				char ok = pair_ping(SOCK_DGRAM, size) || pair_ping(SOCK_STREAM, size) ||
+						  pair_ping(SOCK_SEQPACKET, size) ||
+						  inet_ping(SOCK_DGRAM, size) || inet_ping(SOCK_STREAM, size) ?
+					  'E' : 'r';
+				if (write(ready[1], &ok, 1) != 1)
+					_exit(1);
+				close(ready[1]);
+				pause(); /* idle, holding its kernel rows */
+				_exit(0);
+			}
+		}
+		pause();
+		_exit(0);
+	}
+	setpgid(leader, leader); /* no race with the child's own call */
+	close(ready[1]);
+	int got = 0;
+	struct pollfd pfd = { .fd = ready[0], .events = POLLIN };
+	while (got < n && poll(&pfd, 1, 30000) > 0) {
+		char buf[256];
+		ssize_t r = read(ready[0], buf, sizeof(buf));
+		if (r <= 0 || memchr(buf, 'E', (size_t)r))
+			break;
+		got += (int)r;
+	}
+	close(ready[0]);
+	if (got < n) {
+		idle_fillers_stop(leader);
+		return -1;
+	}
+	return leader;
+}
+
+void idle_fillers_stop(pid_t pgid)
+{
+	kill(-pgid, SIGKILL);
+	waitpid(pgid, NULL, 0);
+}
+
+int self_dgram_traffic(int n, size_t size)
+{
+	int sv[2];
+	if (socketpair(AF_UNIX, SOCK_DGRAM, 0, sv))
+		return -1;
+	int rc = 0;
+	for (int i = 0; i < n && !rc; i++)
+		rc = ping(sv[0], sv[1], size, false);
+	close(sv[0]);
+	close(sv[1]);
+	return rc;
+}
+
+pid_t run_named(const char *comm, int n, size_t size)
+{
+	pid_t pid = fork();
+	if (pid == 0) {
+		prctl(PR_SET_NAME, comm);
+		_exit(self_dgram_traffic(n, size) ? 1 : 0);
+	}
+	return pid;
+}
+
+/* clone3's arguments up to set_tid (Linux 5.5); glibc has no wrapper. */
+struct clone3_args {
+	uint64_t flags, pidfd, child_tid, parent_tid, exit_signal, stack, stack_size, tls;
+	uint64_t set_tid, set_tid_size;
+};
+
+pid_t fork_at_pid(pid_t want)
+{
+	struct clone3_args args = { .exit_signal = SIGCHLD, .set_tid = (uint64_t)(uintptr_t)&want,
+				    .set_tid_size = 1 };
+	return (pid_t)syscall(SYS_clone3, &args, sizeof(args));
 }

@@ -37,6 +37,34 @@ json_object *find_pair(json_object *doc, int sender, int receiver, const char *t
 int64_t jint(json_object *obj, const char *path); /* "a.b.c"; -1 if missing */
 double jnum(json_object *obj, const char *path);  /* "a.b.c" as a number; NAN if missing */
 
+/*
+ * Issue 11 (counter maps): max_entries of the BPF map named `name` that
+ * process `owner` holds open; -1 if none.
+ */
+long owned_map_max_entries(pid_t owner, const char *name);
+/*
+ * Starts n processes of user `uid` (their own process group, returned) that
+ * each send and receive one message of `size` bytes on every transport (10
+ * proc_counts rows each), then sit idle.  Returns once all did, or -1.
+ */
+#define IDLE_FILLER_COMM "lt-idle-filler"
+pid_t idle_fillers_start(int n, uid_t uid, size_t size);
+void idle_fillers_stop(pid_t pgid);
+/*
+ * In this process: n ping-pongs with itself over a unix_dgram socketpair
+ * (send one message of `size` bytes, receive it): every message timed.
+ * 0, or -1.
+ */
+int self_dgram_traffic(int n, size_t size);
+/* A child named comm that runs self_dgram_traffic(n, size), then exits (0: it worked). */
+pid_t run_named(const char *comm, int n, size_t size);
+/*
+ * fork() into pid `want` (clone3 set_tid; root): 0 in the child, `want` in
+ * the parent, -1 (errno EEXIST) if taken.  The child must use raw system
+ * calls for credentials: glibc's setuid would wait for threads it lacks.
+ */
+pid_t fork_at_pid(pid_t want);
+
 const char *lotrace_path(void);
 const char *lobench_path(void);
 

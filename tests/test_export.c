@@ -265,13 +265,21 @@ static int fake_identity(void *ctx, enum lt_export_by by, uint32_t tgid, char *o
 	return 0;
 }
 
-static int fake_kernel_comm(void *ctx, uint32_t tgid, int transport, int direction, char *out,
-			    size_t len)
+static struct fake *cur_fake; /* the fake the simulated kernel below belongs to */
+
+/* A process's start tag (lt_proc_key): the fake's start times are its identity. */
+static uint32_t tag_of(uint32_t tgid)
+{
+	return (uint32_t)cur_fake->start[tgid];
+}
+
+static int fake_kernel_comm(void *ctx, uint32_t tgid, uint32_t tag, int transport, int direction,
+			    char *out, size_t len)
 {
 	struct fake *f = ctx;
 	(void)transport;
 	(void)direction;
-	if (tgid >= FAKE_PIDS || !f->kcomm[tgid][0])
+	if (tgid >= FAKE_PIDS || !f->kcomm[tgid][0] || tag != tag_of(tgid))
 		return -1;
 	snprintf(out, len, "%s", f->kcomm[tgid]);
 	return 0;
@@ -279,7 +287,7 @@ static int fake_kernel_comm(void *ctx, uint32_t tgid, int transport, int directi
 
 static struct fake *fake_new(void)
 {
-	return calloc(1, sizeof(struct fake));
+	return cur_fake = calloc(1, sizeof(struct fake));
 }
 
 static void fake_spawn(struct fake *f, uint32_t tgid, const char *comm, const char *cgroup)
@@ -295,7 +303,7 @@ static struct exporter *fake_exporter(struct fake *f, enum lt_export_by by, unsi
 				      double idle)
 {
 	struct exp_config cfg = { by, max_series, idle,
-				  { fake_start, fake_identity, fake_kernel_comm, f } };
+				  { fake_start, fake_identity, fake_kernel_comm, f, 1 } };
 	return exporter_new(&cfg);
 }
 
@@ -306,6 +314,7 @@ static struct exporter *fake_exporter(struct fake *f, enum lt_export_by by, unsi
 struct kentry {
 	bool present;
 	uint64_t messages, bytes;
+	uint64_t start_ns; /* of the process that made it (its tag is the low 32 bits) */
 };
 
 static struct kentry kernel[FAKE_PIDS][LT_TRANSPORT_COUNT][LT_DIRECTION_COUNT];
@@ -314,11 +323,13 @@ static void ksend(uint32_t tgid, int transport, int direction, uint64_t messages
 {
 	struct kentry *k = &kernel[tgid][transport][direction];
 	k->present = true;
+	k->start_ns = cur_fake->start[tgid];
 	k->messages += messages;
 	k->bytes += bytes;
 }
 
-static void scan(struct exporter *x, double now)
+/* One scan; totals (may be NULL): the kernel's exact totals, read before the rows. */
+static void scan_totals(struct exporter *x, double now, const struct lt_count *totals)
 {
 	exporter_scan_begin(x);
 	for (uint32_t t = 0; t < FAKE_PIDS; t++)
@@ -327,18 +338,27 @@ static void scan(struct exporter *x, double now)
 				struct kentry *k = &kernel[t][tr][d];
 				if (!k->present)
 					continue;
-				struct lt_proc_key key = { t, (uint8_t)tr, (uint8_t)d, 0 };
-				if (exporter_proc(x, &key, k->messages, k->bytes, NULL)) {
+				struct lt_proc_key key = { t, (uint32_t)k->start_ns, (uint8_t)tr,
+							   (uint8_t)d, 0 };
+				if (exporter_proc(x, &key, k->messages, k->bytes, k->start_ns,
+						  NULL)) {
 					exporter_proc_taken(x, &key, k->messages, k->bytes);
 					memset(k, 0, sizeof(*k));
 				}
 			}
+	if (totals)
+		exporter_totals(x, totals);
 	exporter_scan_end(x, now);
+}
+
+static void scan(struct exporter *x, double now)
+{
+	scan_totals(x, now, NULL);
 }
 
 static void event(struct exporter *x, uint32_t tgid, int transport, int kind, uint64_t ns)
 {
-	struct lt_event e = { .value_ns = ns, .tgid = tgid, .kind = (uint8_t)kind,
+	struct lt_event e = { .value_ns = ns, .tgid = tgid, .tag = tag_of(tgid), .kind = (uint8_t)kind,
 			      .transport = (uint8_t)transport };
 	exporter_event(x, &e);
 }
@@ -355,6 +375,7 @@ Test(exporter, counts_survive_process_exit_and_kernel_deletion)
 	event(x, 10, LT_TCP, LT_EV_MESSAGE, 20000);
 	/* A message whose sender's send duration rides along: a sample for each side. */
 	struct lt_event both = { .value_ns = 30000, .tgid = 10, .peer_tgid = 11, .send_ns = 3000,
+				 .tag = tag_of(10), .peer_tag = tag_of(11),
 				 .kind = LT_EV_MESSAGE, .transport = LT_TCP };
 	exporter_event(x, &both);
 	scan(x, 1);
@@ -489,6 +510,7 @@ Test(exporter, folding_keeps_series_bounded_and_totals_exact, .timeout = 60)
 				} else {
 					struct lt_event e = { .value_ns = rnd() % 100000000, .tgid = pid,
 							      .peer_tgid = pid, .send_ns = 1 + rnd() % 100000,
+							      .tag = tag_of(pid), .peer_tag = tag_of(pid),
 							      .kind = LT_EV_MESSAGE, .transport = (uint8_t)tr };
 					exporter_event(x, &e);
 				}
@@ -567,17 +589,23 @@ Test(exporter, a_process_named_other_and_a_reused_pid)
 	fake_spawn(f, 31, "first", NULL);
 	ksend(31, LT_TCP, LT_SEND, 1, 5);
 	scan(x, 0);
-	/* pid 31 exits and is reused before the next scan; the kernel still has "first". */
+	/*
+	 * pid 31 exits and is reused by "second", which receives: the kernel keeps
+	 * the old row under the old start tag and counts the new process apart.
+	 */
 	fake_spawn(f, 31, "second", NULL);
-	snprintf(f->kcomm[31], sizeof(f->kcomm[31]), "first");
-	ksend(31, LT_TCP, LT_SEND, 1, 6);
+	ksend(31, LT_TCP, LT_RECV, 1, 6);
 	scan(x, 1);
+	cr_assert_not(kernel[31][LT_TCP][LT_SEND].present, "the old process's row is taken");
+	cr_assert(kernel[31][LT_TCP][LT_RECV].present, "the new process's row stays");
 	char *text = render(x);
 	struct parsed p = parse(text);
 	cr_assert_eq(sum_of(&p, "lotrace_sent_bytes_total", "comm=\"other\""), 7);
 	cr_assert_eq(count_of(&p, "lotrace_sent_bytes_total", "comm=\"other\""), 1, "one series");
 	cr_assert_eq(sum_of(&p, "lotrace_sent_bytes_total", "comm=\"first\""), 5);
-	cr_assert_eq(sum_of(&p, "lotrace_sent_bytes_total", "comm=\"second\""), 6);
+	cr_assert_eq(count_of(&p, "lotrace_sent_bytes_total", "comm=\"second\""), 0);
+	cr_assert_eq(sum_of(&p, "lotrace_received_bytes_total", "comm=\"second\""), 6);
+	cr_assert_eq(count_of(&p, "lotrace_received_bytes_total", "comm=\"first\""), 0);
 	free(p.s);
 	free(text);
 	exporter_free(x);
@@ -907,4 +935,63 @@ Test(flags, export_help_teaches)
 	cr_assert(strstr(lt_export_usage, "--collector.textfile.directory"));
 	cr_assert(strstr(lt_export_usage, "--max-series"));
 	cr_assert(strstr(lt_export_usage, "Cardinality"));
+}
+
+/*
+ * The kernel's LRU evicts a row between two scans (its last increments are
+ * lost to the rows) and the row comes back from 0: the series never goes
+ * down, the lost counts go to "other" and lotrace_evicted_*, and every
+ * metric's sum stays the kernel's exact total.
+ */
+Test(exporter, evicted_rows_fold_into_other_and_series_stay_monotonic)
+{
+	memset(kernel, 0, sizeof(kernel));
+	struct fake *f = fake_new();
+	struct exporter *x = fake_exporter(f, LT_BY_COMM, 5, 0);
+	struct lt_count tot[LT_TOT_COUNT] = { { 0, 0 } };
+	struct lt_count *udp_send = &tot[LT_TOT_PROC_BASE + LT_UDP * LT_DIRECTION_COUNT + LT_SEND];
+	struct kentry *row = &kernel[70][LT_UDP][LT_SEND];
+	struct parsed prev = { 0 };
+	/* rows: what the kernel row holds at each scan; lost: counted, then evicted unread. */
+	static const struct {
+		uint64_t lost, row_msgs;
+		double talker, other;
+	} steps[] = {
+		{ 0, 10, 10, 0 }, /* first scan: 10 in the row */
+		{ 5, 3, 13, 5 },  /* +5, evicted; back from 0 with 3 (below the last value) */
+		{ 4, 12, 22, 12 }, /* +4, evicted; back with 12 (above 3: 3 of them look old) */
+		{ 0, 15, 25, 12 }, /* no eviction */
+	};
+	fake_spawn(f, 70, "talker", NULL);
+	for (size_t i = 0; i < sizeof(steps) / sizeof(steps[0]); i++) {
+		udp_send->n += steps[i].lost;
+		udp_send->bytes += steps[i].lost * 100;
+		uint64_t fresh = i && steps[i].lost ? steps[i].row_msgs :
+						      steps[i].row_msgs - row->messages;
+		if (i && steps[i].lost)
+			memset(row, 0, sizeof(*row)); /* evicted: nobody took it */
+		ksend(70, LT_UDP, LT_SEND, fresh, fresh * 100);
+		udp_send->n += fresh;
+		udp_send->bytes += fresh * 100;
+		scan_totals(x, (double)i, tot);
+		char *text = render(x);
+		struct parsed p = parse(text);
+		cr_assert_eq(sum_of(&p, "lotrace_sent_messages_total", "comm=\"talker\""),
+			     steps[i].talker, "step %zu: %s", i, text);
+		cr_assert_eq(sum_of(&p, "lotrace_sent_messages_total", "comm=\"other\""),
+			     steps[i].other, "step %zu", i);
+		cr_assert_eq(sum_of(&p, "lotrace_sent_messages_total", NULL), (double)udp_send->n);
+		cr_assert_eq(sum_of(&p, "lotrace_sent_bytes_total", NULL), (double)udp_send->bytes);
+		cr_assert_eq(sum_of(&p, "lotrace_evicted_messages_total",
+				    "transport=\"udp\",direction=\"send\""), steps[i].other);
+		cr_assert_eq(sum_of(&p, "lotrace_evicted_messages_total", NULL), steps[i].other);
+		if (prev.s)
+			check_monotonic(&prev, &p);
+		free(prev.s);
+		prev = p;
+		free(text);
+	}
+	free(prev.s);
+	exporter_free(x);
+	free(f);
 }

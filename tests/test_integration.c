@@ -5,12 +5,16 @@
  */
 #include <criterion/criterion.h>
 #include <criterion/parameterized.h>
+#include <errno.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/sendfile.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/uio.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -655,5 +659,193 @@ Test(cli, backends_run_or_explain_in_one_line, .timeout = 60)
 	cr_assert_not_null(doc);
 	cr_expect_str_eq(json_object_get_string(json_object_object_get(doc, "backend")), first_working,
 			 "auto should pick the first backend that works");
+	json_object_put(doc);
+}
+
+/* ---- issue 11: the counter maps (LRU, exact totals) and process identity ---- */
+
+#define NOBODY 65534
+
+static const char *const all_transports[] = { "tcp", "udp", "unix_stream", "unix_dgram",
+					      "unix_seqpacket" };
+
+static const char *row_str(json_object *r, const char *key)
+{
+	json_object *v;
+	return json_object_object_get_ex(r, key, &v) ? json_object_get_string(v) : "";
+}
+
+/* The processes row of (pid, comm, transport, direction), or NULL. */
+static json_object *find_named(json_object *doc, int pid, const char *comm, const char *transport,
+			       const char *direction)
+{
+	json_object *rows;
+	if (!json_object_object_get_ex(doc, "processes", &rows))
+		return NULL;
+	for (size_t i = 0; i < json_object_array_length(rows); i++) {
+		json_object *r = json_object_array_get_idx(rows, i);
+		if (jint(r, "pid") == pid && !strcmp(row_str(r, "comm"), comm) &&
+		    !strcmp(row_str(r, "transport"), transport) &&
+		    !strcmp(row_str(r, "direction"), direction))
+			return r;
+	}
+	return NULL;
+}
+
+static void expect_exit0(pid_t pid, const char *what)
+{
+	int status;
+	cr_assert_eq(waitpid(pid, &status, 0), pid, "%s: not reaped", what);
+	cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "%s: its traffic failed", what);
+}
+
+/*
+ * Defect 2: idle processes of an unprivileged user fill proc_counts (10 rows
+ * each: 5 transports x 2 directions) and more.  A new process must still be
+ * counted exactly under its own name, the overflow must show as folded, and
+ * for every transport and direction rows + folded must cover what the
+ * fillers sent.
+ */
+Test(counters, a_full_map_cannot_hide_a_new_process, .timeout = 240)
+{
+	need_root();
+	struct lotrace_proc lt;
+	cr_assert(lotrace_start(&lt, NULL), "lotrace did not start");
+	long cap = owned_map_max_entries(lt.pid, "proc_counts");
+	cr_assert_gt(cap, 0, "cannot read proc_counts' max_entries from bpftool");
+	int fillers = (int)(cap / 10 + cap / 50); /* 20 % more rows than fit */
+	pid_t pg = idle_fillers_start(fillers, NOBODY, 3);
+	if (pg < 0)
+		lotrace_kill(&lt);
+	cr_assert_gt(pg, 0, "could not start %d idle processes", fillers);
+
+	const int n = 77;
+	const size_t size = 33;
+	pid_t newcomer = run_named("lt-newcomer", n, size);
+	expect_exit0(newcomer, "lt-newcomer");
+	int status;
+	json_object *doc = lotrace_stop(&lt, &status);
+	idle_fillers_stop(pg);
+	cr_assert_not_null(doc, "no JSON from lotrace: %s", lt.err);
+
+	for (int d = 0; d < 2; d++) {
+		const char *dir = d ? "recv" : "send";
+		json_object *r = find_named(doc, newcomer, "lt-newcomer", "unix_dgram", dir);
+		cr_assert_not_null(r, "the new process has no %s row in a full map", dir);
+		cr_expect_eq(jint(r, "messages"), n, "%s messages", dir);
+		cr_expect_eq(jint(r, "bytes"), (int64_t)(n * size), "%s bytes", dir);
+	}
+
+	/* Per transport and direction: the fillers' rows still present + folded >= fillers. */
+	json_object *rows;
+	cr_assert(json_object_object_get_ex(doc, "processes", &rows));
+	size_t nrows = json_object_array_length(rows);
+	cr_expect_leq(nrows, (size_t)cap, "more rows than the map holds");
+	int64_t folded_all = 0;
+	for (size_t t = 0; t < 5; t++) {
+		for (int d = 0; d < 2; d++) {
+			const char *dir = d ? "recv" : "send";
+			int64_t kept = 0;
+			for (size_t i = 0; i < nrows; i++) {
+				json_object *r = json_object_array_get_idx(rows, i);
+				int pid = (int)jint(r, "pid");
+				if (!strcmp(row_str(r, "transport"), all_transports[t]) &&
+				    !strcmp(row_str(r, "direction"), dir) && pid != newcomer &&
+				    !strcmp(row_str(r, "comm"), IDLE_FILLER_COMM))
+					kept += jint(r, "messages");
+			}
+			char path[96];
+			snprintf(path, sizeof(path), "folded.processes.%s.%s.messages",
+				 all_transports[t], dir);
+			int64_t folded = jint(doc, path);
+			cr_assert_geq(folded, 0, "%s missing", path);
+			folded_all += folded;
+			cr_expect_geq(kept + folded, fillers, "%s %s: %lld kept + %lld folded < %d sent",
+				      all_transports[t], dir, (long long)kept, (long long)folded,
+				      fillers);
+		}
+	}
+	cr_log_info("proc_counts: %ld entries max, %zu rows, %d idle processes, %lld messages folded",
+		    cap, nrows, fillers, (long long)folded_all);
+	cr_expect_gt(folded_all, 0, "the map overflowed, yet nothing was folded");
+	json_object_put(doc);
+}
+
+/* Its pair row (sender -> receiver, both named comm, unix_dgram), or NULL. */
+static json_object *find_named_pair(json_object *doc, int pid, const char *comm)
+{
+	json_object *rows;
+	if (!json_object_object_get_ex(doc, "pairs", &rows))
+		return NULL;
+	for (size_t i = 0; i < json_object_array_length(rows); i++) {
+		json_object *r = json_object_array_get_idx(rows, i);
+		if (jint(r, "sender_pid") == pid && jint(r, "receiver_pid") == pid &&
+		    !strcmp(row_str(r, "sender_comm"), comm) &&
+		    !strcmp(row_str(r, "receiver_comm"), comm) &&
+		    !strcmp(row_str(r, "transport"), "unix_dgram"))
+			return r;
+	}
+	return NULL;
+}
+
+/*
+ * Defect 10: a root process exits and an unprivileged one gets its pid (forced
+ * with clone3's set_tid).  Each is reported under its own name with its own
+ * counts, latency samples and pair, none under the other's.
+ */
+Test(counters, a_reused_pid_is_another_process, .timeout = 60)
+{
+	need_root();
+	struct lotrace_proc lt;
+	cr_assert(lotrace_start(&lt, NULL), "lotrace did not start");
+	const int n1 = 40, n2 = 60;
+	const size_t s1 = 20, s2 = 30;
+	pid_t first = run_named("lt-reuse-root", n1, s1);
+	expect_exit0(first, "lt-reuse-root");
+	pid_t second = -1;
+	for (int i = 0; i < 20 && second < 0; i++) { /* another process may take it first */
+		second = fork_at_pid(first);
+		if (second < 0 && errno != EEXIST)
+			break;
+		if (second < 0)
+			usleep(100000);
+	}
+	if (second == 0) {
+		/* Raw system calls: after a raw clone3, glibc's setuid would wait for threads. */
+		if (syscall(SYS_setgroups, 0, NULL) || syscall(SYS_setgid, NOBODY) ||
+		    syscall(SYS_setuid, NOBODY))
+			_exit(1);
+		prctl(PR_SET_NAME, "lt-reuse-user");
+		_exit(self_dgram_traffic(n2, s2) ? 1 : 0);
+	}
+	if (second < 0)
+		lotrace_kill(&lt);
+	cr_assert_eq(second, first, "could not start a process at pid %d: %s", first,
+		     strerror(errno));
+	expect_exit0(second, "lt-reuse-user");
+	int status;
+	json_object *doc = lotrace_stop(&lt, &status);
+	cr_assert_not_null(doc, "no JSON from lotrace: %s", lt.err);
+
+	static const char *const names[2] = { "lt-reuse-root", "lt-reuse-user" };
+	const int64_t msgs[2] = { n1, n2 }, bytes[2] = { n1 * (int64_t)s1, n2 * (int64_t)s2 };
+	for (int p = 0; p < 2; p++) {
+		json_object *snd = find_named(doc, first, names[p], "unix_dgram", "send");
+		json_object *rcv = find_named(doc, first, names[p], "unix_dgram", "recv");
+		cr_assert_not_null(snd, "pid %d has no send row named %s", first, names[p]);
+		cr_assert_not_null(rcv, "pid %d has no recv row named %s", first, names[p]);
+		cr_expect_eq(jint(snd, "messages"), msgs[p], "%s sent", names[p]);
+		cr_expect_eq(jint(snd, "bytes"), bytes[p], "%s sent bytes", names[p]);
+		cr_expect_eq(jint(rcv, "messages"), msgs[p], "%s received", names[p]);
+		cr_expect_eq(jint(rcv, "bytes"), bytes[p], "%s received bytes", names[p]);
+		/* Latency samples (ring-buffer events) follow the identity too. */
+		cr_expect_eq(jint(snd, "send_duration_ns.count"), msgs[p], "%s send durations",
+			     names[p]);
+		cr_expect_eq(jint(rcv, "latency_ns.count"), msgs[p], "%s latencies", names[p]);
+		json_object *pair = find_named_pair(doc, first, names[p]);
+		cr_assert_not_null(pair, "no pair %s -> %s", names[p], names[p]);
+		cr_expect_eq(jint(pair, "messages"), msgs[p], "%s pair messages", names[p]);
+		cr_expect_eq(jint(pair, "bytes"), bytes[p], "%s pair bytes", names[p]);
+	}
 	json_object_put(doc);
 }

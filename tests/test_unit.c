@@ -105,12 +105,12 @@ Test(agg, events_land_in_rows_pairs_and_transport_totals)
 		add_event(a, LT_EV_SEND_DURATION, LT_UNIX_STREAM, 10, 0, 500);
 	}
 	add_event(a, LT_EV_MESSAGE, LT_TCP, 20, 11, 9000);
-	struct agg_proc *recv = agg_proc(a, 20, LT_UNIX_STREAM, LT_RECV);
+	struct agg_proc *recv = agg_proc(a, 20, 0, LT_UNIX_STREAM, LT_RECV);
 	cr_assert_not_null(recv->latency);
 	cr_expect_eq(recv->latency->count, 100);
-	cr_expect_eq(agg_proc(a, 10, LT_UNIX_STREAM, LT_SEND)->send_dur->count, 100);
-	cr_expect_eq(agg_pair(a, 10, 20, LT_UNIX_STREAM)->latency->count, 100);
-	cr_expect_eq(agg_pair(a, 11, 20, LT_TCP)->latency->count, 1);
+	cr_expect_eq(agg_proc(a, 10, 0, LT_UNIX_STREAM, LT_SEND)->send_dur->count, 100);
+	cr_expect_eq(agg_pair(a, 10, 0, 20, 0, LT_UNIX_STREAM)->latency->count, 100);
+	cr_expect_eq(agg_pair(a, 11, 0, 20, 0, LT_TCP)->latency->count, 1);
 	cr_expect_eq(a->transport_latency[LT_UNIX_STREAM].count, 100);
 	cr_expect_eq(a->transport_send[LT_UNIX_STREAM].count, 100);
 	cr_expect_eq(a->events_processed, 201);
@@ -126,13 +126,13 @@ Test(agg, counter_snapshots_replace_values_and_keep_comm)
 {
 	struct agg *a = agg_new();
 	struct lt_proc_key k = { .tgid = 7, .transport = LT_TCP, .direction = LT_SEND };
-	agg_set_proc(a, &k, 5, 500, "redis-server");
-	agg_set_proc(a, &k, 6, 600, NULL);
-	struct agg_proc *p = agg_proc(a, 7, LT_TCP, LT_SEND);
+	agg_set_proc(a, &k, 5, 500, 0, "redis-server");
+	agg_set_proc(a, &k, 6, 600, 0, NULL);
+	struct agg_proc *p = agg_proc(a, 7, 0, LT_TCP, LT_SEND);
 	cr_expect_eq(p->messages, 6);
 	cr_expect_eq(p->bytes, 600);
-	cr_expect_str_eq(agg_comm(a, 7), "redis-server");
-	cr_expect_str_eq(agg_comm(a, 8), "?");
+	cr_expect_str_eq(agg_comm(a, 7, 0), "redis-server");
+	cr_expect_str_eq(agg_comm(a, 8, 0), "?");
 	struct lt_lo_key lk = { .tgid = 7, .l4 = LT_L4_TCP };
 	agg_set_lo(a, &lk, 3, 300);
 	agg_set_lo(a, &lk, 4, 400);
@@ -145,9 +145,9 @@ Test(agg, many_rows_stay_findable)
 {
 	struct agg *a = agg_new();
 	for (uint32_t pid = 1; pid <= 20000; pid++)
-		agg_proc(a, pid, (int)(pid % LT_TRANSPORT_COUNT), (int)(pid % 2))->messages = pid;
+		agg_proc(a, pid, 0, (int)(pid % LT_TRANSPORT_COUNT), (int)(pid % 2))->messages = pid;
 	for (uint32_t pid = 1; pid <= 20000; pid++)
-		cr_assert_eq(agg_proc(a, pid, (int)(pid % LT_TRANSPORT_COUNT), (int)(pid % 2))->messages,
+		cr_assert_eq(agg_proc(a, pid, 0, (int)(pid % LT_TRANSPORT_COUNT), (int)(pid % 2))->messages,
 			     pid);
 	cr_expect_eq(a->nprocs, 20000);
 	agg_free(a);
@@ -164,9 +164,9 @@ static struct agg *sample_agg(void)
 	struct lt_proc_key s = { .tgid = 100, .transport = LT_UNIX_STREAM, .direction = LT_SEND };
 	struct lt_proc_key r = { .tgid = 200, .transport = LT_UNIX_STREAM, .direction = LT_RECV };
 	struct lt_proc_key t = { .tgid = 200, .transport = LT_TCP, .direction = LT_RECV };
-	agg_set_proc(a, &s, 10, 640, "cli\"ent\\x");
-	agg_set_proc(a, &r, 10, 640, "server");
-	agg_set_proc(a, &t, 4, 256, "server");
+	agg_set_proc(a, &s, 10, 640, 0, "cli\"ent\\x");
+	agg_set_proc(a, &r, 10, 640, 0, "server");
+	agg_set_proc(a, &t, 4, 256, 0, "server");
 	struct lt_pair_key pk = { .sender_tgid = 100, .receiver_tgid = 200,
 				  .transport = LT_UNIX_STREAM };
 	agg_set_pair(a, &pk, 10, 640);
@@ -368,4 +368,78 @@ Test(opts, bad_flags_name_the_flag)
 		cr_expect(strstr(err, cases[i].mention) != NULL, "case %zu: %s", i, err);
 		free(err);
 	}
+}
+
+static char *table_of(struct agg *a)
+{
+	struct report_filter f = { 0, NULL };
+	char *buf = NULL;
+	size_t len = 0;
+	FILE *m = open_memstream(&buf, &len);
+	report_table(m, a, &f);
+	fclose(m);
+	return buf;
+}
+
+/*
+ * Issue 11: the kernel's totals hold more than the rows (rows evicted from
+ * the LRU maps): JSON and table say what was folded, per transport and
+ * direction, and rows + folded == totals.
+ */
+Test(json, folded_is_totals_minus_rows)
+{
+	struct agg *a = sample_agg(); /* unix_stream: 100 sent 10/640, 200 received 10/640 */
+	a->totals[LT_TOT_PROC_BASE + LT_UNIX_STREAM * LT_DIRECTION_COUNT + LT_SEND] =
+		(struct lt_count){ 13, 700 };
+	a->totals[LT_TOT_PROC_BASE + LT_UNIX_STREAM * LT_DIRECTION_COUNT + LT_RECV] =
+		(struct lt_count){ 10, 640 };
+	a->totals[LT_TOT_PAIR_BASE + LT_UNIX_STREAM] = (struct lt_count){ 11, 650 };
+	a->totals[LT_TOT_LO_BASE + LT_L4_TCP] = (struct lt_count){ 9, 900 };
+	struct report_filter f = { 0, NULL };
+	json_object *doc = json_of(a, &f);
+	json_object *pr = get(get(get(doc, "folded"), "processes"), "unix_stream");
+	cr_expect_eq(json_object_get_int64(get(get(pr, "send"), "messages")), 3);
+	cr_expect_eq(json_object_get_int64(get(get(pr, "send"), "bytes")), 60);
+	cr_expect_eq(json_object_get_int64(get(get(pr, "recv"), "messages")), 0);
+	json_object *tcp = get(get(get(doc, "folded"), "processes"), "tcp");
+	cr_expect_eq(json_object_get_int64(get(get(tcp, "recv"), "messages")), 0,
+		     "no totals read: nothing folded, never negative");
+	json_object *pair = get(get(get(doc, "folded"), "pairs"), "unix_stream");
+	cr_expect_eq(json_object_get_int64(get(pair, "messages")), 1);
+	cr_expect_eq(json_object_get_int64(get(pair, "bytes")), 10);
+	json_object *lo = get(get(get(doc, "folded"), "lo"), "tcp");
+	cr_expect_eq(json_object_get_int64(get(lo, "packets")), 1);
+	/* lo per protocol is the exact total: rows (8) + folded (1). */
+	cr_expect_eq(json_object_get_int64(get(get(get(get(doc, "lo"), "by_protocol"), "tcp"),
+					       "packets")),
+		     9);
+	json_object_put(doc);
+	char *table = table_of(a);
+	cr_expect(strstr(table, "folded (rows evicted from the kernel maps; in no row above): "
+				"unix_stream send 3 msgs 60 bytes, pairs unix_stream 1 msgs 10 bytes, "
+				"lo tcp 1 packets 100 bytes\n") != NULL,
+		  "%s", table);
+	free(table);
+	agg_free(a);
+}
+
+/* Issue 11: one pid, two processes (a reused pid): two rows, each under its own name. */
+Test(table, a_reused_pid_shows_both_processes)
+{
+	struct agg *a = agg_new();
+	a->backend = "tracepoint";
+	a->lo_attach = "tcx";
+	struct lt_proc_key old = { .tgid = 42, .tag = 7, .transport = LT_UDP, .direction = LT_SEND };
+	struct lt_proc_key new = { .tgid = 42, .tag = 9, .transport = LT_UDP, .direction = LT_SEND };
+	agg_set_proc(a, &new, 2, 20, 2000, "newer");
+	agg_set_proc(a, &old, 1, 10, 1000, "older");
+	add_event(a, LT_EV_SEND_DURATION, LT_UDP, 42, 0, 500);
+	cr_expect_str_eq(agg_comm(a, 42, 7), "older");
+	cr_expect_str_eq(agg_comm(a, 42, 9), "newer");
+	cr_expect_str_eq(agg_comm_latest(a, 42), "newer");
+	char *table = table_of(a);
+	char *o = strstr(table, "42       older"), *n = strstr(table, "42       newer");
+	cr_expect(o && n && o < n, "both, in start order:\n%s", table);
+	free(table);
+	agg_free(a);
 }

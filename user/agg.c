@@ -11,14 +11,17 @@ static uint64_t mix(uint64_t x)
 	return x;
 }
 
-static uint64_t proc_key(uint32_t tgid, int transport, int direction)
+static uint64_t proc_key(uint32_t tgid, uint32_t tag, int transport, int direction)
 {
-	return (uint64_t)tgid << 16 | (uint64_t)transport << 8 | (uint64_t)direction;
+	return ((uint64_t)tgid << 16 | (uint64_t)transport << 8 | (uint64_t)direction) ^
+	       mix((uint64_t)tag + 1);
 }
 
-static uint64_t pair_key(uint32_t sender, uint32_t receiver, int transport)
+static uint64_t pair_key(uint32_t sender, uint32_t sender_tag, uint32_t receiver,
+			 uint32_t receiver_tag, int transport)
 {
-	return ((uint64_t)sender << 32 | receiver) * 31 + (uint64_t)transport;
+	return ((uint64_t)sender << 32 | receiver) * 31 + (uint64_t)transport +
+	       mix((uint64_t)sender_tag << 32 | receiver_tag);
 }
 
 static void *grow(void *arr, size_t *cap, size_t need, size_t elem)
@@ -65,13 +68,13 @@ typedef uint64_t (*keyof_fn)(const struct agg *a, size_t row);
 static uint64_t proc_keyof(const struct agg *a, size_t row)
 {
 	const struct agg_proc *p = &a->procs[row];
-	return proc_key(p->tgid, p->transport, p->direction);
+	return proc_key(p->tgid, p->tag, p->transport, p->direction);
 }
 
 static uint64_t pair_keyof(const struct agg *a, size_t row)
 {
 	const struct agg_pair *p = &a->pairs[row];
-	return pair_key(p->sender, p->receiver, p->transport);
+	return pair_key(p->sender, p->sender_tag, p->receiver, p->receiver_tag, p->transport);
 }
 
 static int index_insert(struct agg_index *ix, uint64_t key, size_t row)
@@ -131,7 +134,7 @@ static long index_find(const struct agg *a, const struct agg_index *ix, uint64_t
 }
 
 struct proc_want {
-	uint32_t tgid;
+	uint32_t tgid, tag;
 	int transport, direction;
 };
 
@@ -139,12 +142,12 @@ static int proc_same(const struct agg *a, size_t row, const void *w)
 {
 	const struct proc_want *want = w;
 	const struct agg_proc *p = &a->procs[row];
-	return p->tgid == want->tgid && p->transport == want->transport &&
+	return p->tgid == want->tgid && p->tag == want->tag && p->transport == want->transport &&
 	       p->direction == want->direction;
 }
 
 struct pair_want {
-	uint32_t sender, receiver;
+	uint32_t sender, sender_tag, receiver, receiver_tag;
 	int transport;
 };
 
@@ -152,14 +155,15 @@ static int pair_same(const struct agg *a, size_t row, const void *w)
 {
 	const struct pair_want *want = w;
 	const struct agg_pair *p = &a->pairs[row];
-	return p->sender == want->sender && p->receiver == want->receiver &&
+	return p->sender == want->sender && p->sender_tag == want->sender_tag &&
+	       p->receiver == want->receiver && p->receiver_tag == want->receiver_tag &&
 	       p->transport == want->transport;
 }
 
-struct agg_proc *agg_proc(struct agg *a, uint32_t tgid, int transport, int direction)
+struct agg_proc *agg_proc(struct agg *a, uint32_t tgid, uint32_t tag, int transport, int direction)
 {
-	struct proc_want want = { tgid, transport, direction };
-	uint64_t key = proc_key(tgid, transport, direction);
+	struct proc_want want = { tgid, tag, transport, direction };
+	uint64_t key = proc_key(tgid, tag, transport, direction);
 	long row = index_find(a, &a->proc_index, key, proc_keyof, proc_same, &want);
 
 	if (row >= 0)
@@ -170,6 +174,7 @@ struct agg_proc *agg_proc(struct agg *a, uint32_t tgid, int transport, int direc
 	a->procs = procs;
 	struct agg_proc *p = &a->procs[a->nprocs++];
 	p->tgid = tgid;
+	p->tag = tag;
 	p->transport = (uint8_t)transport;
 	p->direction = (uint8_t)direction;
 	if (index_add(a, &a->proc_index, a->nprocs, key, proc_keyof)) {
@@ -179,10 +184,11 @@ struct agg_proc *agg_proc(struct agg *a, uint32_t tgid, int transport, int direc
 	return p;
 }
 
-struct agg_pair *agg_pair(struct agg *a, uint32_t sender, uint32_t receiver, int transport)
+struct agg_pair *agg_pair(struct agg *a, uint32_t sender, uint32_t sender_tag, uint32_t receiver,
+			  uint32_t receiver_tag, int transport)
 {
-	struct pair_want want = { sender, receiver, transport };
-	uint64_t key = pair_key(sender, receiver, transport);
+	struct pair_want want = { sender, sender_tag, receiver, receiver_tag, transport };
+	uint64_t key = pair_key(sender, sender_tag, receiver, receiver_tag, transport);
 	long row = index_find(a, &a->pair_index, key, pair_keyof, pair_same, &want);
 
 	if (row >= 0)
@@ -193,7 +199,9 @@ struct agg_pair *agg_pair(struct agg *a, uint32_t sender, uint32_t receiver, int
 	a->pairs = pairs;
 	struct agg_pair *p = &a->pairs[a->npairs++];
 	p->sender = sender;
+	p->sender_tag = sender_tag;
 	p->receiver = receiver;
+	p->receiver_tag = receiver_tag;
 	p->transport = (uint8_t)transport;
 	if (index_add(a, &a->pair_index, a->npairs, key, pair_keyof)) {
 		a->npairs--;
@@ -202,12 +210,23 @@ struct agg_pair *agg_pair(struct agg *a, uint32_t sender, uint32_t receiver, int
 	return p;
 }
 
-const char *agg_comm(const struct agg *a, uint32_t tgid)
+const char *agg_comm(const struct agg *a, uint32_t tgid, uint32_t tag)
 {
 	for (size_t i = 0; i < a->nprocs; i++)
-		if (a->procs[i].tgid == tgid && a->procs[i].comm[0])
+		if (a->procs[i].tgid == tgid && a->procs[i].tag == tag && a->procs[i].comm[0])
 			return a->procs[i].comm;
 	return "?";
+}
+
+const char *agg_comm_latest(const struct agg *a, uint32_t tgid)
+{
+	const struct agg_proc *best = NULL;
+	for (size_t i = 0; i < a->nprocs; i++) {
+		const struct agg_proc *p = &a->procs[i];
+		if (p->tgid == tgid && p->comm[0] && (!best || p->start_ns > best->start_ns))
+			best = p;
+	}
+	return best ? best->comm : "?";
 }
 
 static struct hist *hist_of(struct hist **h)
@@ -232,8 +251,8 @@ int agg_event(struct agg *a, const void *data, size_t size)
 		return 0;
 	}
 	if (e.kind == LT_EV_MESSAGE) {
-		struct agg_proc *p = agg_proc(a, e.tgid, e.transport, LT_RECV);
-		struct agg_pair *pr = agg_pair(a, e.peer_tgid, e.tgid, e.transport);
+		struct agg_proc *p = agg_proc(a, e.tgid, e.tag, e.transport, LT_RECV);
+		struct agg_pair *pr = agg_pair(a, e.peer_tgid, e.peer_tag, e.tgid, e.tag, e.transport);
 		struct hist *h;
 		if (p && (h = hist_of(&p->latency)))
 			hist_add_weighted(h, e.value_ns, e.weight);
@@ -241,7 +260,7 @@ int agg_event(struct agg *a, const void *data, size_t size)
 			hist_add_weighted(h, e.value_ns, e.weight);
 		hist_add_weighted(&a->transport_latency[e.transport], e.value_ns, e.weight);
 		if (e.send_ns) {
-			struct agg_proc *s = agg_proc(a, e.peer_tgid, e.transport, LT_SEND);
+			struct agg_proc *s = agg_proc(a, e.peer_tgid, e.peer_tag, e.transport, LT_SEND);
 			if (s && (h = hist_of(&s->send_dur)))
 				hist_add(h, e.send_ns);
 			hist_add(&a->transport_send[e.transport], e.send_ns);
@@ -249,7 +268,7 @@ int agg_event(struct agg *a, const void *data, size_t size)
 		return 0;
 	}
 	if (e.kind == LT_EV_SEND_DURATION) {
-		struct agg_proc *p = agg_proc(a, e.tgid, e.transport, LT_SEND);
+		struct agg_proc *p = agg_proc(a, e.tgid, e.tag, e.transport, LT_SEND);
 		struct hist *h;
 		if (p && (h = hist_of(&p->send_dur)))
 			hist_add(h, e.value_ns);
@@ -261,15 +280,17 @@ int agg_event(struct agg *a, const void *data, size_t size)
 }
 
 void agg_set_proc(struct agg *a, const struct lt_proc_key *k, uint64_t messages,
-		  uint64_t bytes, const char *comm)
+		  uint64_t bytes, uint64_t start_ns, const char *comm)
 {
 	if (k->transport >= LT_TRANSPORT_COUNT || k->direction >= LT_DIRECTION_COUNT)
 		return;
-	struct agg_proc *p = agg_proc(a, k->tgid, k->transport, k->direction);
+	struct agg_proc *p = agg_proc(a, k->tgid, k->tag, k->transport, k->direction);
 	if (!p)
 		return;
 	p->messages = messages;
 	p->bytes = bytes;
+	if (start_ns)
+		p->start_ns = start_ns;
 	if (comm && comm[0]) {
 		size_t n = strnlen(comm, LOTRACE_COMM_LEN - 1);
 		memcpy(p->comm, comm, n);
@@ -281,7 +302,8 @@ void agg_set_pair(struct agg *a, const struct lt_pair_key *k, uint64_t messages,
 {
 	if (k->transport >= LT_TRANSPORT_COUNT)
 		return;
-	struct agg_pair *p = agg_pair(a, k->sender_tgid, k->receiver_tgid, k->transport);
+	struct agg_pair *p = agg_pair(a, k->sender_tgid, k->sender_tag, k->receiver_tgid,
+				      k->receiver_tag, k->transport);
 	if (!p)
 		return;
 	p->messages = messages;
@@ -317,11 +339,9 @@ const char *lt_untimed_cause_name(int cause)
 
 void agg_account_untimed(struct agg *a, const uint64_t *stats)
 {
-	uint64_t sent[LT_TRANSPORT_COUNT] = { 0 };
-	for (size_t i = 0; i < a->nprocs; i++)
-		if (a->procs[i].direction == LT_SEND)
-			sent[a->procs[i].transport] += a->procs[i].messages;
 	for (int t = 0; t < LT_TRANSPORT_COUNT; t++) {
+		/* The exact total: rows may have been evicted. */
+		uint64_t sent = a->totals[LT_TOT_PROC_BASE + t * LT_DIRECTION_COUNT + LT_SEND].n;
 		uint64_t explained = a->transport_latency[t].samples;
 		a->untimed[t] = 0;
 		for (int c = 0; c < LT_UNTIMED_CAUSE_COUNT; c++) {
@@ -330,7 +350,7 @@ void agg_account_untimed(struct agg *a, const uint64_t *stats)
 			a->untimed[t] += n;
 			explained += n;
 		}
-		uint64_t rest = sent[t] > explained ? sent[t] - explained : 0;
+		uint64_t rest = sent > explained ? sent - explained : 0;
 		a->untimed_by_cause[LT_UNTIMED_UNMATCHED][t] = rest;
 		a->untimed[t] += rest;
 	}
@@ -350,4 +370,49 @@ uint64_t agg_untimed_total(const struct agg *a)
 	for (int t = 0; t < LT_TRANSPORT_COUNT; t++)
 		n += a->untimed[t];
 	return n;
+}
+
+/* total - rows, never below 0 (the rows were read first). */
+static struct lt_count folded(struct lt_count total, uint64_t n, uint64_t bytes)
+{
+	return (struct lt_count){ total.n > n ? total.n - n : 0,
+				  total.bytes > bytes ? total.bytes - bytes : 0 };
+}
+
+struct lt_count agg_folded_proc(const struct agg *a, int transport, int direction)
+{
+	uint64_t n = 0, bytes = 0;
+	for (size_t i = 0; i < a->nprocs; i++) {
+		const struct agg_proc *p = &a->procs[i];
+		if (p->transport == transport && p->direction == direction) {
+			n += p->messages;
+			bytes += p->bytes;
+		}
+	}
+	return folded(a->totals[LT_TOT_PROC_BASE + transport * LT_DIRECTION_COUNT + direction], n,
+		      bytes);
+}
+
+struct lt_count agg_folded_pair(const struct agg *a, int transport)
+{
+	uint64_t n = 0, bytes = 0;
+	for (size_t i = 0; i < a->npairs; i++) {
+		if (a->pairs[i].transport == transport) {
+			n += a->pairs[i].messages;
+			bytes += a->pairs[i].bytes;
+		}
+	}
+	return folded(a->totals[LT_TOT_PAIR_BASE + transport], n, bytes);
+}
+
+struct lt_count agg_folded_lo(const struct agg *a, int l4)
+{
+	uint64_t n = 0, bytes = 0;
+	for (size_t i = 0; i < a->nlo; i++) {
+		if (a->lo[i].l4 == (uint32_t)l4) {
+			n += a->lo[i].packets;
+			bytes += a->lo[i].bytes;
+		}
+	}
+	return folded(a->totals[LT_TOT_LO_BASE + l4], n, bytes);
 }

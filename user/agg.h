@@ -13,8 +13,11 @@
 #include "lotrace.h"
 #include "opts.h"
 
+/* A process is (tgid, tag): see lt_proc_key in lotrace.h. */
 struct agg_proc {
 	uint32_t tgid;
+	uint32_t tag;
+	uint64_t start_ns; /* 0 until its kernel row is read */
 	uint8_t transport;
 	uint8_t direction;
 	char comm[LOTRACE_COMM_LEN];
@@ -25,8 +28,8 @@ struct agg_proc {
 };
 
 struct agg_pair {
-	uint32_t sender;
-	uint32_t receiver;
+	uint32_t sender, sender_tag;
+	uint32_t receiver, receiver_tag;
 	uint8_t transport;
 	uint64_t messages;
 	uint64_t bytes;
@@ -68,6 +71,12 @@ struct agg {
 #define LT_UNTIMED_UNMATCHED LT_UNTIMED_CAUSE_COUNT
 	uint64_t untimed_by_cause[LT_UNTIMED_CAUSE_COUNT + 1][LT_TRANSPORT_COUNT];
 	uint64_t untimed[LT_TRANSPORT_COUNT]; /* all causes */
+	/*
+	 * The kernel's exact totals (enum lotrace_total), read after the rows:
+	 * what they hold beyond the rows' sum was folded (rows evicted from the
+	 * LRU maps, or counted while the snapshot was read).
+	 */
+	struct lt_count totals[LT_TOT_COUNT];
 
 	double duration_s;
 	/*
@@ -86,26 +95,39 @@ struct agg {
 struct agg *agg_new(void);
 void agg_free(struct agg *a);
 
-/* Row for (tgid, transport, direction); created empty if missing. NULL: out of memory. */
-struct agg_proc *agg_proc(struct agg *a, uint32_t tgid, int transport, int direction);
-struct agg_pair *agg_pair(struct agg *a, uint32_t sender, uint32_t receiver, int transport);
-/* Comm of tgid from any of its rows, or "?" */
-const char *agg_comm(const struct agg *a, uint32_t tgid);
+/* Row for (tgid, tag, transport, direction); created empty if missing. NULL: out of memory. */
+struct agg_proc *agg_proc(struct agg *a, uint32_t tgid, uint32_t tag, int transport, int direction);
+struct agg_pair *agg_pair(struct agg *a, uint32_t sender, uint32_t sender_tag, uint32_t receiver,
+			  uint32_t receiver_tag, int transport);
+/* Comm of process (tgid, tag) from any of its rows, or "?" */
+const char *agg_comm(const struct agg *a, uint32_t tgid, uint32_t tag);
+/* Comm of the latest process (by start time) that had pid tgid, or "?" (lo rows carry no tag). */
+const char *agg_comm_latest(const struct agg *a, uint32_t tgid);
+
+/*
+ * Counts in the kernel's totals but in no row: for processes by (transport,
+ * direction), for pairs by transport, for lo by protocol.  totals == sum(rows)
+ * + folded holds exactly (never negative: totals are read after the rows).
+ */
+struct lt_count agg_folded_proc(const struct agg *a, int transport, int direction);
+struct lt_count agg_folded_pair(const struct agg *a, int transport);
+struct lt_count agg_folded_lo(const struct agg *a, int l4);
 
 /* One ring-buffer event. Returns -1 for a malformed event. */
 int agg_event(struct agg *a, const void *data, size_t size);
 
 /* Snapshots of the kernel counters (absolute values). */
 void agg_set_proc(struct agg *a, const struct lt_proc_key *k, uint64_t messages,
-		  uint64_t bytes, const char *comm);
+		  uint64_t bytes, uint64_t start_ns, const char *comm);
 void agg_set_pair(struct agg *a, const struct lt_pair_key *k, uint64_t messages, uint64_t bytes);
 void agg_set_lo(struct agg *a, const struct lt_lo_key *k, uint64_t packets, uint64_t bytes);
 
 uint64_t agg_untimed_total(const struct agg *a);
 /*
  * Complete the untimed counts from the kernel's per-cause counts (stats,
- * indexed as the stats map): each transport's sent messages that are neither
- * timed (histogram samples) nor explained by a kernel cause are "unmatched".
+ * indexed as the stats map): each transport's sent messages (totals, read
+ * first) that are neither timed (histogram samples) nor explained by a kernel
+ * cause are "unmatched".
  */
 void agg_account_untimed(struct agg *a, const uint64_t *stats);
 /* Name of an untimed cause, "unmatched" included. */

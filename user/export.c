@@ -45,11 +45,11 @@ struct exp_run {
 	bool oom_logged;
 };
 
-static int kernel_comm(void *ctx, uint32_t tgid, int transport, int direction, char *out,
-		       size_t len)
+static int kernel_comm(void *ctx, uint32_t tgid, uint32_t tag, int transport, int direction,
+		       char *out, size_t len)
 {
 	struct exp_run *r = ctx;
-	struct lt_proc_key k = { .tgid = tgid, .transport = (__u8)transport,
+	struct lt_proc_key k = { .tgid = tgid, .tag = tag, .transport = (__u8)transport,
 				 .direction = (__u8)direction };
 	if (bpf_map_lookup_elem(bpf_map__fd(r->t.skel->maps.proc_counts), &k, r->lookup.percpu))
 		return -1;
@@ -73,7 +73,7 @@ static void scan_proc(void *ctx, const struct kmap_entry *e)
 	const char *c = kmap_proc_comm(e);
 	if (c)
 		snprintf(comm, sizeof(comm), "%.*s", (int)strnlen(c, LOTRACE_COMM_LEN), c);
-	if (exporter_proc(r->x, e->key, e->sum[0], e->sum[1], comm))
+	if (exporter_proc(r->x, e->key, e->sum[0], e->sum[1], kmap_proc_start(e), comm))
 		keyvec_push(&r->reap, e->key);
 }
 
@@ -125,9 +125,12 @@ static void write_file(struct exp_run *r, struct textfile *tf)
 {
 	struct lotrace_bpf *s = r->t.skel;
 	uint64_t stats[LT_STAT_COUNT];
+	struct lt_count totals[LT_TOT_COUNT];
 
 	/* Drain first: the events belong to processes whose counters are folded now. */
 	tracer_poll(&r->t, 0);
+	/* Totals before the rows: totals - rows then never exceeds what was evicted. */
+	int have_totals = !kmap_read_totals(&r->scan, bpf_map__fd(s->maps.totals), totals);
 	exporter_scan_begin(r->x);
 	uint64_t n = scan_map(r, s->maps.proc_counts, sizeof(struct lt_proc_key),
 			      sizeof(struct lt_proc_val), scan_proc, EXP_MAP_PROC);
@@ -138,6 +141,8 @@ static void write_file(struct exp_run *r, struct textfile *tf)
 	n = scan_map(r, s->maps.pair_counts, sizeof(struct lt_pair_key), sizeof(struct lt_pair_val),
 		     scan_pair, EXP_MAP_PAIR);
 	exporter_map_size(r->x, EXP_MAP_PAIR, n, bpf_map__max_entries(s->maps.pair_counts));
+	if (have_totals)
+		exporter_totals(r->x, totals);
 	if (!tracer_read_stats(&r->t, &r->scan, stats))
 		exporter_stats(r->x, stats);
 	exporter_scan_end(r->x, lt_clock_s(CLOCK_MONOTONIC));

@@ -2,6 +2,7 @@
 
 #include <inttypes.h>
 #include <stdlib.h>
+#include <unistd.h>
 #include <string.h>
 #include "names.h"
 #include "opts.h"
@@ -108,13 +109,13 @@ struct exp_entry {
 	struct exp_vals *v;  /* its own series; NULL: folded into "other" */
 };
 
-/* One process (tgid) with entries in the kernel maps or events. */
+/* One process (tgid, tag) with entries in the kernel maps or events; lo entries use tag 0. */
 struct exp_task {
 	struct hnode node;
 	uint32_t tgid;
-	bool alive;
-	bool reused;    /* the pid now names another process */
-	uint64_t start; /* 0: unknown (gone when first seen) */
+	uint32_t tag;
+	bool alive;        /* tgid exists and, if start_ns is known, still names this process */
+	uint64_t start_ns; /* the kernel's start time; 0: not seen yet */
 	char *label;    /* resolved on first use */
 	uint32_t kept;  /* kernel entries left after this scan */
 	uint8_t idle_scans; /* scans it has been gone with nothing left in the kernel */
@@ -131,6 +132,9 @@ struct exporter {
 	unsigned own[LT_TRANSPORT_COUNT];
 	struct exp_vals other[LT_TRANSPORT_COUNT];
 	uint64_t lo_packets[LT_L4_COUNT], lo_bytes[LT_L4_COUNT];
+	/* Counts of kernel rows evicted before a scan read them (in "other" and lo_*). */
+	struct lt_count evicted[LT_TRANSPORT_COUNT][LT_DIRECTION_COUNT];
+	struct lt_count lo_evicted[LT_L4_COUNT];
 	uint64_t stats[LT_STAT_COUNT];
 	uint64_t map_entries[EXP_MAP_COUNT], map_capacity[EXP_MAP_COUNT];
 	bool out_of_memory;
@@ -144,9 +148,9 @@ static uint64_t hash_label(const char *s, int transport)
 	return h;
 }
 
-static uint64_t hash_tgid(uint32_t v)
+static uint64_t hash_task(uint32_t tgid, uint32_t tag)
 {
-	uint64_t x = v * 0x9e3779b97f4a7c15ULL;
+	uint64_t x = ((uint64_t)tag << 32 | tgid) * 0x9e3779b97f4a7c15ULL;
 	return x ^ x >> 29;
 }
 
@@ -192,15 +196,24 @@ bool exporter_out_of_memory(const struct exporter *x)
 	return x->out_of_memory;
 }
 
-static struct exp_task *task_find(struct exporter *x, uint32_t tgid)
+static struct exp_task *task_find(struct exporter *x, uint32_t tgid, uint32_t tag)
 {
-	for (struct hnode *n = htab_chain(&x->tasks, hash_tgid(tgid)); n; n = n->next)
-		if (((struct exp_task *)n)->tgid == tgid)
-			return (struct exp_task *)n;
+	for (struct hnode *n = htab_chain(&x->tasks, hash_task(tgid, tag)); n; n = n->next) {
+		struct exp_task *t = (struct exp_task *)n;
+		if (t->tgid == tgid && t->tag == tag)
+			return t;
+	}
 	return NULL;
 }
 
-/* Does tgid exist, and is it still the process first seen under that number? */
+/* Is start_ns (the kernel's) the start /proc reports, at /proc's resolution? */
+static bool same_start(const struct exporter *x, uint64_t start_ns, uint64_t proc_ns)
+{
+	uint64_t tick = x->cfg.sys.start_tick_ns ? x->cfg.sys.start_tick_ns : 1;
+	return start_ns / tick == proc_ns / tick;
+}
+
+/* Does tgid exist, and (once its start is known) is it still this process, not a reused pid? */
 static void task_check(struct exporter *x, struct exp_task *t)
 {
 	uint64_t start;
@@ -208,19 +221,13 @@ static void task_check(struct exporter *x, struct exp_task *t)
 		t->alive = true;
 		return;
 	}
-	t->alive = x->cfg.sys.start(x->cfg.sys.ctx, t->tgid, &start) == 0;
-	if (t->alive && start != t->start) {
-		if (t->start || t->label)
-			t->reused = true; /* name the new process from /proc, not the old counters */
-		t->start = start;
-		free(t->label);
-		t->label = NULL;
-	}
+	t->alive = x->cfg.sys.start(x->cfg.sys.ctx, t->tgid, &start) == 0 &&
+		   (!t->start_ns || same_start(x, t->start_ns, start));
 }
 
-static struct exp_task *task_get(struct exporter *x, uint32_t tgid)
+static struct exp_task *task_get(struct exporter *x, uint32_t tgid, uint32_t tag)
 {
-	struct exp_task *t = task_find(x, tgid);
+	struct exp_task *t = task_find(x, tgid, tag);
 	if (t)
 		return t;
 	t = calloc(1, sizeof(*t));
@@ -228,8 +235,9 @@ static struct exp_task *task_get(struct exporter *x, uint32_t tgid)
 		x->out_of_memory = true;
 		return NULL;
 	}
-	t->node.hash = hash_tgid(tgid);
+	t->node.hash = hash_task(tgid, tag);
 	t->tgid = tgid;
+	t->tag = tag;
 	task_check(x, t);
 	if (!htab_insert(&x->tasks, &t->node)) {
 		free(t);
@@ -254,19 +262,21 @@ static const char *task_label(struct exporter *x, struct exp_task *t, int transp
 		ok = 0;
 		break;
 	case LT_BY_COMM:
-		/* The kernel's comm, as `lotrace stat` shows it; /proc when the pid was reused. */
-		if (!t->reused && comm_hint && comm_hint[0]) {
+		/* The kernel's comm, as `lotrace stat` shows it; else /proc while it is this process. */
+		if (comm_hint && comm_hint[0]) {
 			snprintf(raw, sizeof(raw), "%s", comm_hint);
 			ok = 0;
 		}
-		if (ok && !t->reused && s->kernel_comm)
-			ok = s->kernel_comm(s->ctx, t->tgid, transport, direction, raw, sizeof(raw));
-		if (ok)
+		if (ok && s->kernel_comm)
+			ok = s->kernel_comm(s->ctx, t->tgid, t->tag, transport, direction, raw,
+					    sizeof(raw));
+		if (ok && t->alive)
 			ok = s->identity(s->ctx, LT_BY_COMM, t->tgid, raw, sizeof(raw));
 		break;
 	case LT_BY_CGROUP:
 	case LT_BY_UNIT:
-		ok = s->identity(s->ctx, x->cfg.by, t->tgid, raw, sizeof(raw));
+		if (t->alive) /* a reused pid's /proc entry is another process's */
+			ok = s->identity(s->ctx, x->cfg.by, t->tgid, raw, sizeof(raw));
 		break;
 	}
 	prom_sanitize(label, sizeof(label), ok || !raw[0] ? EXP_UNKNOWN : raw);
@@ -347,10 +357,10 @@ static struct exp_vals *route(struct exporter *x, const char *label, int transpo
 }
 
 /* One histogram sample for tgid's series, standing for weight messages. */
-static void sample(struct exporter *x, uint32_t tgid, int transport, int dir, uint64_t ns,
-		   uint64_t weight)
+static void sample(struct exporter *x, uint32_t tgid, uint32_t tag, int transport, int dir,
+		   uint64_t ns, uint64_t weight)
 {
-	struct exp_task *t = task_get(x, tgid);
+	struct exp_task *t = task_get(x, tgid, tag);
 	if (!t)
 		return;
 	struct exp_vals *v = route(x, task_label(x, t, transport, dir, NULL), transport, 0);
@@ -362,12 +372,12 @@ void exporter_event(struct exporter *x, const struct lt_event *e)
 	if (e->transport >= LT_TRANSPORT_COUNT)
 		return;
 	if (e->kind == LT_EV_SEND_DURATION) {
-		sample(x, e->tgid, e->transport, LT_SEND, e->value_ns, 1);
+		sample(x, e->tgid, e->tag, e->transport, LT_SEND, e->value_ns, 1);
 		return;
 	}
-	sample(x, e->tgid, e->transport, LT_RECV, e->value_ns, e->weight);
+	sample(x, e->tgid, e->tag, e->transport, LT_RECV, e->value_ns, e->weight);
 	if (e->send_ns) /* the sender's send duration rode along with its message */
-		sample(x, e->peer_tgid, e->transport, LT_SEND, e->send_ns, 1);
+		sample(x, e->peer_tgid, e->peer_tag, e->transport, LT_SEND, e->send_ns, 1);
 }
 
 void exporter_scan_begin(struct exporter *x)
@@ -401,13 +411,17 @@ static void proc_add(struct exporter *x, struct exp_task *t, const struct lt_pro
 }
 
 bool exporter_proc(struct exporter *x, const struct lt_proc_key *k, uint64_t messages,
-		   uint64_t bytes, const char *comm)
+		   uint64_t bytes, uint64_t start_ns, const char *comm)
 {
 	if (k->transport >= LT_TRANSPORT_COUNT || k->direction >= LT_DIRECTION_COUNT)
 		return false;
-	struct exp_task *t = task_get(x, k->tgid);
+	struct exp_task *t = task_get(x, k->tgid, k->tag);
 	if (!t)
 		return false;
+	if (!t->start_ns && start_ns) { /* first seen through an event: check it as this process */
+		t->start_ns = start_ns;
+		task_check(x, t);
+	}
 	proc_add(x, t, k, messages, bytes, comm);
 	t->kept++;
 	return !t->alive;
@@ -416,11 +430,11 @@ bool exporter_proc(struct exporter *x, const struct lt_proc_key *k, uint64_t mes
 void exporter_proc_taken(struct exporter *x, const struct lt_proc_key *k, uint64_t messages,
 			 uint64_t bytes)
 {
-	struct exp_task *t = task_find(x, k->tgid);
+	struct exp_task *t = task_find(x, k->tgid, k->tag);
 	if (!t || k->transport >= LT_TRANSPORT_COUNT || k->direction >= LT_DIRECTION_COUNT)
 		return;
 	proc_add(x, t, k, messages, bytes, NULL);
-	/* The kernel entry is gone: a new one (a reused pid) starts from zero. */
+	/* The kernel entry is gone: should it come back, it starts from zero. */
 	t->prev_msgs[k->transport][k->direction] = 0;
 	t->prev_bytes[k->transport][k->direction] = 0;
 	t->kept--;
@@ -437,7 +451,7 @@ bool exporter_lo(struct exporter *x, const struct lt_lo_key *k, uint64_t packets
 {
 	if (k->l4 >= LT_L4_COUNT)
 		return false;
-	struct exp_task *t = task_get(x, k->tgid);
+	struct exp_task *t = task_get(x, k->tgid, 0);
 	if (!t)
 		return false;
 	bool idle = packets == t->prev_lo_pkts[k->l4];
@@ -454,7 +468,7 @@ bool exporter_lo(struct exporter *x, const struct lt_lo_key *k, uint64_t packets
 void exporter_lo_taken(struct exporter *x, const struct lt_lo_key *k, uint64_t packets,
 		       uint64_t bytes)
 {
-	struct exp_task *t = task_find(x, k->tgid);
+	struct exp_task *t = task_find(x, k->tgid, 0);
 	if (!t || k->l4 >= LT_L4_COUNT)
 		return;
 	lo_add(x, t, k->l4, packets, bytes);
@@ -463,9 +477,9 @@ void exporter_lo_taken(struct exporter *x, const struct lt_lo_key *k, uint64_t p
 	t->kept--;
 }
 
-static bool tgid_gone(struct exporter *x, uint32_t tgid)
+static bool task_gone(struct exporter *x, uint32_t tgid, uint32_t tag)
 {
-	struct exp_task *t = task_find(x, tgid);
+	struct exp_task *t = task_find(x, tgid, tag);
 	uint64_t start;
 	if (t)
 		return !t->alive;
@@ -474,12 +488,61 @@ static bool tgid_gone(struct exporter *x, uint32_t tgid)
 
 bool exporter_pair_gone(struct exporter *x, const struct lt_pair_key *k)
 {
-	return tgid_gone(x, k->sender_tgid) || tgid_gone(x, k->receiver_tgid);
+	return task_gone(x, k->sender_tgid, k->sender_tag) ||
+	       task_gone(x, k->receiver_tgid, k->receiver_tag);
 }
 
 void exporter_stats(struct exporter *x, const uint64_t stats[LT_STAT_COUNT])
 {
 	memcpy(x->stats, stats, sizeof(x->stats));
+}
+
+/* Raises *evicted to total - counted (when above it) and returns by how much. */
+static struct lt_count fold_up(struct lt_count *evicted, struct lt_count total, uint64_t n,
+			       uint64_t bytes)
+{
+	struct lt_count d = { 0, 0 };
+	/* counted includes what was folded before: compare against the rest. */
+	n -= evicted->n;
+	bytes -= evicted->bytes;
+	if (total.n > n && total.n - n > evicted->n)
+		d.n = total.n - n - evicted->n;
+	if (total.bytes > bytes && total.bytes - bytes > evicted->bytes)
+		d.bytes = total.bytes - bytes - evicted->bytes;
+	evicted->n += d.n;
+	evicted->bytes += d.bytes;
+	return d;
+}
+
+void exporter_totals(struct exporter *x, const struct lt_count totals[LT_TOT_COUNT])
+{
+	for (int tr = 0; tr < LT_TRANSPORT_COUNT; tr++) {
+		uint64_t n[LT_DIRECTION_COUNT] = { 0 }, bytes[LT_DIRECTION_COUNT] = { 0 };
+		struct exp_vals *o = &x->other[tr];
+		HTAB_FOREACH(&x->entries, node) {
+			const struct exp_entry *e = (const struct exp_entry *)node;
+			if (e->transport != tr || !e->v)
+				continue;
+			for (int d = 0; d < LT_DIRECTION_COUNT; d++) {
+				n[d] += e->v->messages[d];
+				bytes[d] += e->v->bytes[d];
+			}
+		}
+		for (int d = 0; d < LT_DIRECTION_COUNT; d++) {
+			struct lt_count add = fold_up(
+				&x->evicted[tr][d],
+				totals[LT_TOT_PROC_BASE + tr * LT_DIRECTION_COUNT + d],
+				n[d] + o->messages[d], bytes[d] + o->bytes[d]);
+			o->messages[d] += add.n;
+			o->bytes[d] += add.bytes;
+		}
+	}
+	for (int l4 = 0; l4 < LT_L4_COUNT; l4++) {
+		struct lt_count add = fold_up(&x->lo_evicted[l4], totals[LT_TOT_LO_BASE + l4],
+					      x->lo_packets[l4], x->lo_bytes[l4]);
+		x->lo_packets[l4] += add.n;
+		x->lo_bytes[l4] += add.bytes;
+	}
 }
 
 void exporter_map_size(struct exporter *x, enum exp_map m, uint64_t entries, uint64_t capacity)
@@ -726,6 +789,18 @@ int exporter_render(struct exporter *x, FILE *f, const struct exp_self *self)
 			}
 			break;
 		}
+		case PROM_EVICTED_MESSAGES:
+		case PROM_EVICTED_BYTES:
+			prom_family(f, m);
+			for (int t = 0; t < LT_TRANSPORT_COUNT; t++)
+				for (int d = 0; d < LT_DIRECTION_COUNT; d++) {
+					struct prom_label l[2] = { { "transport", lt_transport_name(t) },
+								   { "direction", lt_direction_name(d) } };
+					const struct lt_count *c = &x->evicted[t][d];
+					prom_sample(f, m, "", l, 2,
+						    m == PROM_EVICTED_MESSAGES ? c->n : c->bytes);
+				}
+			break;
 		case PROM_IDENTITIES:
 			render_per_transport(f, m, identities);
 			break;
@@ -763,10 +838,21 @@ int exporter_render(struct exporter *x, FILE *f, const struct exp_self *self)
 
 /* ---- /proc ---- */
 
-static int procfs_start(void *ctx, uint32_t tgid, uint64_t *start)
+/* /proc/PID/stat gives start times in clock ticks: the kernel's ns divided by this. */
+static uint64_t procfs_tick_ns(void)
+{
+	long hz = sysconf(_SC_CLK_TCK);
+	return hz > 0 ? 1000000000ull / (uint64_t)hz : 10000000ull;
+}
+
+static int procfs_start(void *ctx, uint32_t tgid, uint64_t *start_ns)
 {
 	(void)ctx;
-	return procid_start(tgid, start);
+	uint64_t ticks;
+	if (procid_start(tgid, &ticks))
+		return -1;
+	*start_ns = ticks * procfs_tick_ns();
+	return 0;
 }
 
 static int procfs_identity(void *ctx, enum lt_export_by by, uint32_t tgid, char *out, size_t len)
@@ -786,5 +872,6 @@ static int procfs_identity(void *ctx, enum lt_export_by by, uint32_t tgid, char 
 
 struct exp_sys exp_procfs(void)
 {
-	return (struct exp_sys){ .start = procfs_start, .identity = procfs_identity };
+	return (struct exp_sys){ .start = procfs_start, .identity = procfs_identity,
+				 .start_tick_ns = procfs_tick_ns() };
 }

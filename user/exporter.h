@@ -19,16 +19,21 @@
 #include "export_opts.h"
 #include "lotrace.h"
 
-/* How the exporter learns about processes; exp_procfs() is the real one, tests fake it. */
+/*
+ * How the exporter learns about processes; exp_procfs() is the real one, tests
+ * fake it.  A process is (tgid, tag) as in the kernel maps (lotrace.h); the
+ * kernel's start time tells whether the pid still names that process.
+ */
 struct exp_sys {
-	/* 0 and the process start time if tgid exists; -1 if it is gone. */
-	int (*start)(void *ctx, uint32_t tgid, uint64_t *start);
+	/* 0 and the process start time (ns after boot) if tgid exists; -1 if it is gone. */
+	int (*start)(void *ctx, uint32_t tgid, uint64_t *start_ns);
 	/* The label (comm, cgroup path or unit) of a live process; -1 if it is gone. */
 	int (*identity)(void *ctx, enum lt_export_by by, uint32_t tgid, char *out, size_t len);
-	/* The comm the kernel recorded with the counters of (tgid, transport, direction); -1 if none. */
-	int (*kernel_comm)(void *ctx, uint32_t tgid, int transport, int direction, char *out,
-			   size_t len);
+	/* The comm the kernel recorded with the counters of (tgid, tag, transport, direction); -1 if none. */
+	int (*kernel_comm)(void *ctx, uint32_t tgid, uint32_t tag, int transport, int direction,
+			   char *out, size_t len);
 	void *ctx;
+	uint64_t start_tick_ns; /* resolution of start() (/proc: one clock tick); 0: 1 ns */
 };
 
 /* /proc-backed start and identity; kernel_comm left NULL (the caller has the maps). */
@@ -69,7 +74,7 @@ void exporter_event(struct exporter *x, const struct lt_event *e);
  */
 void exporter_scan_begin(struct exporter *x);
 bool exporter_proc(struct exporter *x, const struct lt_proc_key *k, uint64_t messages,
-		   uint64_t bytes, const char *comm);
+		   uint64_t bytes, uint64_t start_ns, const char *comm);
 void exporter_proc_taken(struct exporter *x, const struct lt_proc_key *k, uint64_t messages,
 			 uint64_t bytes);
 bool exporter_lo(struct exporter *x, const struct lt_lo_key *k, uint64_t packets, uint64_t bytes);
@@ -78,6 +83,13 @@ void exporter_lo_taken(struct exporter *x, const struct lt_lo_key *k, uint64_t p
 /* Pairs are not exported: true when an end is gone and the entry can be deleted. */
 bool exporter_pair_gone(struct exporter *x, const struct lt_pair_key *k);
 void exporter_stats(struct exporter *x, const uint64_t stats[LT_STAT_COUNT]);
+/*
+ * The kernel's exact totals (enum lotrace_total), read before the map scan:
+ * what they hold beyond the series' sums was in rows the kernel evicted
+ * before lotrace read them, and is added to "other" (and counted as evicted),
+ * so the sum over a metric's series stays the exact total.
+ */
+void exporter_totals(struct exporter *x, const struct lt_count totals[LT_TOT_COUNT]);
 void exporter_map_size(struct exporter *x, enum exp_map m, uint64_t entries, uint64_t capacity);
 /* Folds and expires labels; now: monotonic seconds. */
 void exporter_scan_end(struct exporter *x, double now);

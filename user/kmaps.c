@@ -101,3 +101,29 @@ const char *kmap_proc_comm(const struct kmap_entry *e)
 	}
 	return NULL;
 }
+
+uint64_t kmap_proc_start(const struct kmap_entry *e)
+{
+	for (int c = 0; c < e->ncpu; c++) {
+		const struct lt_proc_val *v =
+			(const void *)((const char *)e->percpu + (size_t)c * e->stride);
+		if (v->start_ns)
+			return v->start_ns;
+	}
+	return 0;
+}
+
+static void total_of(void *ctx, const struct kmap_entry *e)
+{
+	struct lt_count *out = ctx;
+	__u32 i = *(const __u32 *)e->key;
+	if (i < LT_TOT_COUNT)
+		out[i] = (struct lt_count){ e->sum[0], e->sum[1] };
+}
+
+int kmap_read_totals(struct kmap_reader *r, int fd, struct lt_count *out)
+{
+	memset(out, 0, LT_TOT_COUNT * sizeof(*out));
+	return kmap_foreach(r, fd, sizeof(__u32), sizeof(struct lt_count), 2, total_of, out) < 0 ?
+		       -1 : 0;
+}

@@ -41,5 +41,10 @@ int kmap_take(struct kmap_reader *r, int fd, const void *key, size_t value_size,
 	      uint64_t *sum);
 /* The comm of a proc_counts entry: the first CPU's copy that has one, or NULL. */
 const char *kmap_proc_comm(const struct kmap_entry *e);
+/* The process start time (ns after boot) of a proc_counts entry, or 0. */
+uint64_t kmap_proc_start(const struct kmap_entry *e);
+/* The `totals` map (enum lotrace_total), summed over CPUs.  0, or -1. */
+struct lt_count;
+int kmap_read_totals(struct kmap_reader *r, int fd, struct lt_count *out);
 
 #endif

@@ -334,7 +334,7 @@ int tracer_poll(struct tracer *t, int timeout_ms)
 
 static void snap_proc(void *agg, const struct kmap_entry *e)
 {
-	agg_set_proc(agg, e->key, e->sum[0], e->sum[1], kmap_proc_comm(e));
+	agg_set_proc(agg, e->key, e->sum[0], e->sum[1], kmap_proc_start(e), kmap_proc_comm(e));
 }
 
 static void snap_pair(void *agg, const struct kmap_entry *e)
@@ -374,6 +374,8 @@ int tracer_snapshot(struct tracer *t)
 		     sizeof(struct lt_pair_val), 2, snap_pair, t->agg);
 	kmap_foreach(&r, bpf_map__fd(t->skel->maps.lo_counts), sizeof(struct lt_lo_key),
 		     sizeof(struct lt_lo_val), 2, snap_lo, t->agg);
+	/* After the rows: totals - rows is then what was folded, never negative. */
+	kmap_read_totals(&r, bpf_map__fd(t->skel->maps.totals), t->agg->totals);
 	if (!tracer_read_stats(t, &r, stats)) {
 		t->agg->lost_events = stats[LT_STAT_LOST_EVENTS];
 		t->agg->map_full = stats[LT_STAT_MAP_FULL];

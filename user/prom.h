@@ -76,6 +76,10 @@ void prom_hist_merge(struct prom_hist *into, const struct prom_hist *from);
 	  "Entries in a kernel counter map at the last scan (entries of exited processes are folded and deleted).") \
 	X(MAP_CAPACITY, "lotrace_kernel_map_capacity", "gauge",                            \
 	  "Maximum entries of a kernel counter map.")                                       \
+	X(EVICTED_MESSAGES, "lotrace_evicted_messages_total", "counter",                    \
+	  "Messages counted in the \"other\" series because the kernel evicted their process's counter row (LRU, full map) before lotrace read it.") \
+	X(EVICTED_BYTES, "lotrace_evicted_bytes_total", "counter",                          \
+	  "Payload bytes counted in the \"other\" series because the kernel evicted their process's counter row before lotrace read it.") \
 	X(IDENTITIES, "lotrace_identities", "gauge",                                        \
 	  "Process identities (label values) lotrace tracks per transport, with or without their own series.") \
 	X(FOLDED_IDENTITIES, "lotrace_folded_identities", "gauge",                          \

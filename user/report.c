@@ -5,18 +5,73 @@
 #include <string.h>
 #include "names.h"
 
-static bool proc_wanted(const struct agg *a, uint32_t tgid, const struct report_filter *f)
+/* comm: the process's name, or NULL to look it up as (tgid, tag). */
+static bool proc_wanted(const struct agg *a, uint32_t tgid, uint32_t tag, const char *comm,
+			const struct report_filter *f)
 {
 	if (f->pid && (uint32_t)f->pid != tgid)
 		return false;
-	if (f->comm && f->comm[0] && strcmp(agg_comm(a, tgid), f->comm))
+	if (f->comm && f->comm[0] && strcmp(comm ? comm : agg_comm(a, tgid, tag), f->comm))
 		return false;
 	return true;
 }
 
 static bool pair_wanted(const struct agg *a, const struct agg_pair *p, const struct report_filter *f)
 {
-	return proc_wanted(a, p->sender, f) || proc_wanted(a, p->receiver, f);
+	return proc_wanted(a, p->sender, p->sender_tag, NULL, f) ||
+	       proc_wanted(a, p->receiver, p->receiver_tag, NULL, f);
+}
+
+/* lo per protocol: the rows plus what was folded, i.e. the kernel's exact totals. */
+static void lo_sums(const struct agg *a, uint64_t pk[LT_L4_COUNT], uint64_t by[LT_L4_COUNT])
+{
+	for (int l = 0; l < LT_L4_COUNT; l++) {
+		struct lt_count f = agg_folded_lo(a, l);
+		pk[l] = f.n;
+		by[l] = f.bytes;
+	}
+	for (size_t i = 0; i < a->nlo; i++) {
+		pk[a->lo[i].l4 % LT_L4_COUNT] += a->lo[i].packets;
+		by[a->lo[i].l4 % LT_L4_COUNT] += a->lo[i].bytes;
+	}
+}
+
+/*
+ * Counts that are in the totals above but in no row: the kernel's LRU maps
+ * evicted those rows (idle processes, to make room for active ones).
+ */
+static void folded_footer(FILE *out, const struct agg *a)
+{
+	const char *sep = "folded (rows evicted from the kernel maps; in no row above):";
+	for (int t = 0; t < LT_TRANSPORT_COUNT; t++) {
+		for (int d = 0; d < LT_DIRECTION_COUNT; d++) {
+			struct lt_count f = agg_folded_proc(a, t, d);
+			if (!f.n && !f.bytes)
+				continue;
+			fprintf(out, "%s %s %s %llu msgs %llu bytes", sep, lt_transport_name(t),
+				lt_direction_name(d), (unsigned long long)f.n,
+				(unsigned long long)f.bytes);
+			sep = ",";
+		}
+	}
+	for (int t = 0; t < LT_TRANSPORT_COUNT; t++) {
+		struct lt_count f = agg_folded_pair(a, t);
+		if (!f.n && !f.bytes)
+			continue;
+		fprintf(out, "%s pairs %s %llu msgs %llu bytes", sep, lt_transport_name(t),
+			(unsigned long long)f.n, (unsigned long long)f.bytes);
+		sep = ",";
+	}
+	for (int l = 0; l < LT_L4_COUNT; l++) {
+		struct lt_count f = agg_folded_lo(a, l);
+		if (!f.n && !f.bytes)
+			continue;
+		fprintf(out, "%s lo %s %llu packets %llu bytes", sep, lt_l4_name(l),
+			(unsigned long long)f.n, (unsigned long long)f.bytes);
+		sep = ",";
+	}
+	if (*sep == ',')
+		fputc('\n', out);
 }
 
 void format_ns(char *buf, size_t len, uint64_t ns)
@@ -39,12 +94,20 @@ static const char *quantile_or_dash(char *buf, size_t len, const struct hist *h,
 	return buf;
 }
 
-/* Rows are sorted by process, then transport; send and recv side by side. */
+/*
+ * Rows are sorted by process (a reused pid's processes in start order), then
+ * transport; send and recv side by side.
+ */
 static int cmp_proc(const void *x, const void *y)
 {
 	const struct agg_proc *a = *(struct agg_proc *const *)x, *b = *(struct agg_proc *const *)y;
 	if (a->tgid != b->tgid)
 		return a->tgid < b->tgid ? -1 : 1;
+	if (a->tag != b->tag) {
+		if (a->start_ns != b->start_ns)
+			return a->start_ns < b->start_ns ? -1 : 1;
+		return a->tag < b->tag ? -1 : 1;
+	}
 	if (a->transport != b->transport)
 		return a->transport - b->transport;
 	return a->direction - b->direction;
@@ -82,7 +145,8 @@ void report_table(FILE *out, const struct agg *a, const struct report_filter *f)
 		/* Gather the send and recv rows of one (pid, transport). */
 		const struct agg_proc *snd = NULL, *rcv = NULL;
 		size_t j = i;
-		for (; j < n && v[j]->tgid == v[i]->tgid && v[j]->transport == v[i]->transport; j++) {
+		for (; j < n && v[j]->tgid == v[i]->tgid && v[j]->tag == v[i]->tag &&
+		       v[j]->transport == v[i]->transport; j++) {
 			if (v[j]->direction == LT_SEND)
 				snd = v[j];
 			else
@@ -90,12 +154,12 @@ void report_table(FILE *out, const struct agg *a, const struct report_filter *f)
 		}
 		const struct agg_proc *any = v[i];
 		i = j;
-		if (!proc_wanted(a, any->tgid, f))
+		if (!proc_wanted(a, any->tgid, any->tag, NULL, f))
 			continue;
 		if (!(snd && snd->messages) && !(rcv && rcv->messages))
 			continue;
 		fprintf(out, "%-8u %-16s %-15s %10llu %12llu %10llu %12llu %9s %9s %9s\n", any->tgid,
-			agg_comm(a, any->tgid), lt_transport_name(any->transport),
+			agg_comm(a, any->tgid, any->tag), lt_transport_name(any->transport),
 			(unsigned long long)(snd ? snd->messages : 0),
 			(unsigned long long)(snd ? snd->bytes : 0),
 			(unsigned long long)(rcv ? rcv->messages : 0),
@@ -116,26 +180,26 @@ void report_table(FILE *out, const struct agg *a, const struct report_filter *f)
 				"TRANSPORT", "MSGS", "BYTES", "LAT p50", "LAT p99");
 			header = true;
 		}
-		snprintf(b4, sizeof(b4), "%u/%s", p->sender, agg_comm(a, p->sender));
+		snprintf(b4, sizeof(b4), "%u/%s", p->sender, agg_comm(a, p->sender, p->sender_tag));
 		char rb[32];
-		snprintf(rb, sizeof(rb), "%u/%s", p->receiver, agg_comm(a, p->receiver));
+		snprintf(rb, sizeof(rb), "%u/%s", p->receiver,
+			 agg_comm(a, p->receiver, p->receiver_tag));
 		fprintf(out, "%-24s -> %-24s %-15s %10llu %12llu %9s %9s\n", b4, rb,
 			lt_transport_name(p->transport), (unsigned long long)p->messages,
 			(unsigned long long)p->bytes, quantile_or_dash(b1, sizeof(b1), p->latency, 0.5),
 			quantile_or_dash(b2, sizeof(b2), p->latency, 0.99));
 	}
 
-	uint64_t lo_pk[LT_L4_COUNT] = { 0 }, lo_by[LT_L4_COUNT] = { 0 };
-	for (size_t i = 0; i < a->nlo; i++) {
-		lo_pk[a->lo[i].l4 % LT_L4_COUNT] += a->lo[i].packets;
-		lo_by[a->lo[i].l4 % LT_L4_COUNT] += a->lo[i].bytes;
-	}
+	uint64_t lo_pk[LT_L4_COUNT], lo_by[LT_L4_COUNT], lo_all = 0;
+	lo_sums(a, lo_pk, lo_by);
 	fprintf(out, "\nlo:");
-	for (int l = 0; l < LT_L4_COUNT; l++)
+	for (int l = 0; l < LT_L4_COUNT; l++) {
+		lo_all += lo_pk[l];
 		if (lo_pk[l])
 			fprintf(out, "  %s %llu packets %llu bytes", lt_l4_name(l),
 				(unsigned long long)lo_pk[l], (unsigned long long)lo_by[l]);
-	fprintf(out, "%s\n", a->nlo ? "" : "  no packets");
+	}
+	fprintf(out, "%s\n", lo_all ? "" : "  no packets");
 
 	/* The closing comparison: transports by median message latency. */
 	int order[LT_TRANSPORT_COUNT], m = 0;
@@ -201,6 +265,7 @@ void report_table(FILE *out, const struct agg *a, const struct report_filter *f)
 		fprintf(out, "; counter map full %llu times (counts incomplete)",
 			(unsigned long long)a->map_full);
 	fputc('\n', out);
+	folded_footer(out, a);
 }
 
 static void json_string(FILE *out, const char *s)
@@ -228,6 +293,37 @@ static void json_summary(FILE *out, const char *name, const struct hist *h)
 		(unsigned long long)s.p50,
 		(unsigned long long)s.p90, (unsigned long long)s.p99, (unsigned long long)s.max,
 		(unsigned long long)s.min, s.mean);
+}
+
+static void json_count(FILE *out, const char *n_name, struct lt_count c)
+{
+	fprintf(out, "{\"%s\": %llu, \"bytes\": %llu}", n_name, (unsigned long long)c.n,
+		(unsigned long long)c.bytes);
+}
+
+/* "folded": what the kernel's totals hold beyond the rows (see folded_footer). */
+static void json_folded(FILE *out, const struct agg *a)
+{
+	fprintf(out, " \"folded\": {\"processes\": {");
+	for (int t = 0; t < LT_TRANSPORT_COUNT; t++) {
+		fprintf(out, "%s\"%s\": {", t ? ", " : "", lt_transport_name(t));
+		for (int d = 0; d < LT_DIRECTION_COUNT; d++) {
+			fprintf(out, "%s\"%s\": ", d ? ", " : "", lt_direction_name(d));
+			json_count(out, "messages", agg_folded_proc(a, t, d));
+		}
+		fputc('}', out);
+	}
+	fprintf(out, "},\n  \"pairs\": {");
+	for (int t = 0; t < LT_TRANSPORT_COUNT; t++) {
+		fprintf(out, "%s\"%s\": ", t ? ", " : "", lt_transport_name(t));
+		json_count(out, "messages", agg_folded_pair(a, t));
+	}
+	fprintf(out, "},\n  \"lo\": {");
+	for (int l = 0; l < LT_L4_COUNT; l++) {
+		fprintf(out, "%s\"%s\": ", l ? ", " : "", lt_l4_name(l));
+		json_count(out, "packets", agg_folded_lo(a, l));
+	}
+	fprintf(out, "}}");
 }
 
 void report_json(FILE *out, const struct agg *a, const struct report_filter *f)
@@ -270,10 +366,10 @@ void report_json(FILE *out, const struct agg *a, const struct report_filter *f)
 	bool first = true;
 	for (size_t i = 0; v && i < n; i++) {
 		const struct agg_proc *p = v[i];
-		if (!proc_wanted(a, p->tgid, f) || !p->messages)
+		if (!proc_wanted(a, p->tgid, p->tag, NULL, f) || !p->messages)
 			continue;
 		fprintf(out, "%s\n  {\"pid\": %u, \"comm\": ", first ? "" : ",", p->tgid);
-		json_string(out, agg_comm(a, p->tgid));
+		json_string(out, agg_comm(a, p->tgid, p->tag));
 		fprintf(out, ", \"transport\": \"%s\", \"direction\": \"%s\", \"messages\": %llu, "
 			     "\"bytes\": %llu, ",
 			lt_transport_name(p->transport), lt_direction_name(p->direction),
@@ -296,9 +392,9 @@ void report_json(FILE *out, const struct agg *a, const struct report_filter *f)
 			continue;
 		fprintf(out, "%s\n  {\"sender_pid\": %u, \"sender_comm\": ", first ? "" : ",",
 			p->sender);
-		json_string(out, agg_comm(a, p->sender));
+		json_string(out, agg_comm(a, p->sender, p->sender_tag));
 		fprintf(out, ", \"receiver_pid\": %u, \"receiver_comm\": ", p->receiver);
-		json_string(out, agg_comm(a, p->receiver));
+		json_string(out, agg_comm(a, p->receiver, p->receiver_tag));
 		fprintf(out, ", \"transport\": \"%s\", \"messages\": %llu, \"bytes\": %llu, ",
 			lt_transport_name(p->transport), (unsigned long long)p->messages,
 			(unsigned long long)p->bytes);
@@ -315,12 +411,11 @@ void report_json(FILE *out, const struct agg *a, const struct report_filter *f)
 		json_summary(out, "send_duration_ns", &a->transport_send[t]);
 		fputc('}', out);
 	}
-	uint64_t pk[LT_L4_COUNT] = { 0 }, by[LT_L4_COUNT] = { 0 }, tp = 0, tb = 0;
-	for (size_t i = 0; i < a->nlo; i++) {
-		pk[a->lo[i].l4 % LT_L4_COUNT] += a->lo[i].packets;
-		by[a->lo[i].l4 % LT_L4_COUNT] += a->lo[i].bytes;
-		tp += a->lo[i].packets;
-		tb += a->lo[i].bytes;
+	uint64_t pk[LT_L4_COUNT], by[LT_L4_COUNT], tp = 0, tb = 0;
+	lo_sums(a, pk, by);
+	for (int l = 0; l < LT_L4_COUNT; l++) {
+		tp += pk[l];
+		tb += by[l];
 	}
 	fprintf(out, "\n },\n \"lo\": {\"packets\": %llu, \"bytes\": %llu, \"by_protocol\": {",
 		(unsigned long long)tp, (unsigned long long)tb);
@@ -331,14 +426,17 @@ void report_json(FILE *out, const struct agg *a, const struct report_filter *f)
 	first = true;
 	for (size_t i = 0; i < a->nlo; i++) {
 		const struct agg_lo_proc *l = &a->lo[i];
-		if ((f->pid || (f->comm && f->comm[0])) && !proc_wanted(a, l->tgid, f))
+		const char *comm = l->tgid ? agg_comm_latest(a, l->tgid) : "[kernel]";
+		if ((f->pid || (f->comm && f->comm[0])) && !proc_wanted(a, l->tgid, 0, comm, f))
 			continue;
 		fprintf(out, "%s\n   {\"pid\": %u, \"comm\": ", first ? "" : ",", l->tgid);
-		json_string(out, l->tgid ? agg_comm(a, l->tgid) : "[kernel]");
+		json_string(out, comm);
 		fprintf(out, ", \"protocol\": \"%s\", \"packets\": %llu, \"bytes\": %llu}",
 			lt_l4_name((int)l->l4), (unsigned long long)l->packets,
 			(unsigned long long)l->bytes);
 		first = false;
 	}
-	fprintf(out, "]}\n}\n");
+	fprintf(out, "]},\n");
+	json_folded(out, a);
+	fprintf(out, "\n}\n");
 }
