@@ -21,7 +21,7 @@ int main(int argc, char **argv)
 	if (opts.command == LT_CMD_EXPORT)
 		return export_main(&opts);
 
-	lt_catch_stop_signals();
+	lt_catch_signals(true);
 
 	struct agg *agg = agg_new();
 	struct tracer t;
@@ -66,5 +66,6 @@ int main(int argc, char **argv)
 	else
 		report_table(stdout, agg, &f);
 	agg_free(agg);
+	lt_reraise_fatal_signal();
 	return ret;
 }

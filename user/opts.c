@@ -31,9 +31,12 @@ static const char usage_text[] =
 "                          kprobe (kprobe/kretprobe on the same functions)\n"
 "      --ring-buffer-size SIZE\n"
 "                          latency events buffer: a power of two from 4K to\n"
-"                          1G (suffix K or M), default 16M; when it is full,\n"
-"                          events are dropped and counted (lost_events), but\n"
-"                          message and byte counts stay exact\n"
+"                          1G (suffix K, M or G), default 16M; when it is\n"
+"                          full, events are dropped and counted (lost_events),\n"
+"                          but message and byte counts stay exact.  The kernel\n"
+"                          maps the buffer twice in a row (so a record can wrap\n"
+"                          around its end): lotrace's RSS grows by about twice\n"
+"                          SIZE (32 MiB with the default)\n"
 "      --lo-attach MODE    how to attach the lo packet counter: auto (tcx on\n"
 "                          6.6+, else clsact), tcx, clsact, or none\n"
 "  -q, --quiet             no progress messages on stderr\n"
@@ -95,6 +98,32 @@ enum lt_parse_result lt_usage_error(FILE *err, const char *flag, const char *val
 		fprintf(err, "lotrace: %s: %s\n", flag, expected);
 	fprintf(err, "Try 'lotrace %s --help'.\n", command_name);
 	return LT_PARSE_ERROR;
+}
+
+/*
+ * "64K", "16M", "1G" or a byte count: digits only first (strtoull would take
+ * leading spaces and a sign, and wrap negatives), and a suffix that would
+ * overflow 64 bits is an error rather than a small wrapped size.
+ */
+static int parse_size(const char *val, unsigned long long *out)
+{
+	char *end;
+	if (val[0] < '0' || val[0] > '9')
+		return -1;
+	errno = 0;
+	unsigned long long n = strtoull(val, &end, 10);
+	if (errno)
+		return -1;
+	unsigned shift = 0;
+	switch (*end) {
+	case 'k': case 'K': shift = 10; end++; break;
+	case 'm': case 'M': shift = 20; end++; break;
+	case 'g': case 'G': shift = 30; end++; break;
+	}
+	if (*end || n > (~0ull >> shift))
+		return -1;
+	*out = n << shift;
+	return 0;
 }
 
 static bool matches(const char *arg, const char *s, const char *l)
@@ -201,17 +230,8 @@ enum lt_parse_result lt_parse_args(int argc, char **argv, struct lt_opts *opts,
 				return lt_usage_error(err, flag, val, "auto, fentry, tracepoint or kprobe");
 			opts->backend = (enum lt_backend)b;
 		} else if (!strcmp(flag, "--ring-buffer-size")) {
-			char *end;
-			errno = 0;
-			unsigned long long n = strtoull(val, &end, 10);
-			if (*end == 'k' || *end == 'K')
-				n <<= 10, end++;
-			else if (*end == 'm' || *end == 'M')
-				n <<= 20, end++;
-			else if (*end == 'g' || *end == 'G')
-				n <<= 30, end++;
-			if (errno || end == val || *end || val[0] == '-' || n < 4096 || n > (1ull << 30) ||
-			    (n & (n - 1)))
+			unsigned long long n;
+			if (parse_size(val, &n) || n < 4096 || n > (1ull << 30) || (n & (n - 1)))
 				return lt_usage_error(err, flag, val, "a power of two from 4K to 1G (e.g. 64K, 16M)");
 			opts->ring_bytes = (unsigned long)n;
 		} else if (!strcmp(flag, "--lo-attach")) {
