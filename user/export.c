@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <linux/capability.h>
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 #include "exporter.h"
@@ -237,6 +238,13 @@ int export_main(const struct lt_opts *opts)
 	agg->event_sink_ctx = r->x;
 	if (tracer_start(&r->t, opts, agg, stderr))
 		goto out;
+	/* Attached: keep only what detaching and writing the file need. */
+	if (lt_drop_capabilities(tracer_detach_caps(&r->t) |
+				 (textfile_needs_dac_override(&tf) ? 1ull << CAP_DAC_OVERRIDE : 0),
+				 stderr)) {
+		tracer_stop(&r->t, stderr);
+		goto out;
+	}
 	if (!opts->quiet)
 		fprintf(stderr, "lotrace: tracing with the %s backend, lo counted via %s; writing %s/%s every %g s\n",
 			agg->backend, agg->lo_attach, xo->textfile_dir, LT_EXPORT_FILE,

@@ -33,6 +33,12 @@ int main(int argc, char **argv)
 		agg_free(agg);
 		return 1;
 	}
+	/* Attached: keep only what detaching needs. */
+	if (lt_drop_capabilities(tracer_detach_caps(&t), stderr)) {
+		tracer_stop(&t, stderr);
+		agg_free(agg);
+		return 1;
+	}
 	if (!opts.quiet) {
 		fprintf(stderr, "lotrace: tracing with the %s backend, lo counted via %s; ",
 			agg->backend, agg->lo_attach);

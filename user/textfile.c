@@ -255,6 +255,16 @@ int textfile_remove(struct textfile *tf)
 	return unlinkat(tf->dirfd, tf->name, 0) ? -errno : 0;
 }
 
+bool textfile_needs_dac_override(const struct textfile *tf)
+{
+	struct stat st;
+	if (fstat(tf->dirfd, &st))
+		return true;
+	mode_t wx = st.st_uid == geteuid() ? S_IWUSR | S_IXUSR :
+		    st.st_gid == getegid() ? S_IWGRP | S_IXGRP : S_IWOTH | S_IXOTH;
+	return (st.st_mode & wx) != wx;
+}
+
 void textfile_close(struct textfile *tf)
 {
 	unlock_dir(tf);

@@ -7,6 +7,7 @@
 #ifndef LOTRACE_TEXTFILE_H
 #define LOTRACE_TEXTFILE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -36,6 +37,12 @@ int textfile_follow(struct textfile *tf, char *why, size_t whylen);
 int textfile_write(struct textfile *tf, const void *data, size_t len);
 /* Removes the file (not what a symlink there points to).  0 or -errno. */
 int textfile_remove(struct textfile *tf);
+/*
+ * Whether writing into the directory relies on CAP_DAC_OVERRIDE (its mode
+ * does not let this process's uid/gid create files there): then lotrace keeps
+ * that capability after dropping the others.
+ */
+bool textfile_needs_dac_override(const struct textfile *tf);
 /* Closes the directory and releases the lock (removing the lock file). */
 void textfile_close(struct textfile *tf);
 
