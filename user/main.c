@@ -1,4 +1,5 @@
 /* lotrace: per-process TCP-loopback and Unix-socket traffic and latency. */
+#include <errno.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -72,6 +73,11 @@ int main(int argc, char **argv)
 	else
 		report_table(stdout, agg, &f);
 	agg_free(agg);
+	/* SIGPIPE is ignored: a reader that went away is an error here, not a silent death. */
+	if (fflush(stdout) || ferror(stdout)) {
+		fprintf(stderr, "lotrace: cannot write the report: %s\n", strerror(errno));
+		ret = 1;
+	}
 	lt_reraise_fatal_signal();
 	return ret;
 }
