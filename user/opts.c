@@ -13,7 +13,8 @@ static const char usage_text[] =
 "device, and Unix stream, datagram and seqpacket sockets - and print, per\n"
 "process, messages and bytes sent and received on each transport, with the\n"
 "kernel's cost per message, side by side.  Needs root (CAP_BPF, CAP_PERFMON\n"
-"and CAP_NET_ADMIN).\n"
+"and, unless --lo-attach none, CAP_NET_ADMIN); once attached, lotrace keeps\n"
+"only CAP_NET_ADMIN for a clsact filter, nothing otherwise.\n"
 "\n"
 "Options:\n"
 "  -d, --duration SECONDS  trace this long (decimal allowed), then report;\n"
@@ -61,7 +62,12 @@ static const char usage_text[] =
 "  lo                packets and wire bytes (headers included) leaving\n"
 "                    through lo, per L4 protocol: each loopback packet once.\n"
 "\n"
-"Exit status: 0 on success, 1 when tracing could not start, 2 on bad usage.\n";
+"Signals: SIGINT, SIGTERM and SIGHUP stop tracing and print the report;\n"
+"SIGPIPE is ignored (a failed write of the report is exit 1); SIGUSR1,\n"
+"SIGUSR2, SIGALRM detach, print, then lotrace dies of that signal.\n"
+"\n"
+"Exit status: 0 on success, 1 when tracing could not start or the report\n"
+"could not be written, 2 on bad usage.\n";
 
 static const char *const backend_names[LT_BACKEND_COUNT] = {
 	[LT_BACKEND_AUTO] = "auto", [LT_BACKEND_FENTRY] = "fentry",
