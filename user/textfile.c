@@ -138,8 +138,9 @@ static int lock_dir(struct textfile *tf, int dirfd, const char *dir, char *why, 
 	for (int attempt = 0; attempt < 8; attempt++) {
 		int fd = openat(dirfd, lname, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
 		if (fd < 0) {
-			snprintf(why, whylen, "%s: cannot create the lock file %s: %s", dir, lname,
-				 strerror(errno));
+			/* The first file lotrace creates there: the usual "not writable" line. */
+			snprintf(why, whylen, "%s is not writable: %s (creating %s)", dir,
+				 strerror(errno), lname);
 			return -1;
 		}
 		struct flock fl = { .l_type = F_WRLCK, .l_whence = SEEK_SET };
