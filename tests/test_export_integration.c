@@ -1167,13 +1167,19 @@ Test(export, a_replaced_directory_is_followed)
 	make_dir(dir);
 	struct exporter e = export_start(dir, "--interval 0.2");
 	char cmd[1200];
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s' && mkdir '%s'", dir, dir);
+	/* Gone for a few intervals first, then back as a new directory. */
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
 	cr_assert_eq(run_cmd(cmd), 0);
+	sleep_s(0.7);
+	cr_assert(running(e.pid), "the exporter stopped while the directory was missing");
+	make_dir(dir);
 	char *text = wait_file(&e, 10, file_complete, NULL);
 	char *log = slurp(e.log, NULL);
 	cr_assert(file_complete(text, NULL), "no file in the new directory within 10 s: %s", log);
 	cr_assert(running(e.pid), "the exporter stopped: %s", log);
 	cr_expect(strstr(log, "was replaced"), "not logged: %s", log);
+	cr_expect_geq(metric_v(text, "lotrace_write_failures_total", NULL), 1,
+		      "the intervals without a directory are not counted as failed writes");
 	free(text);
 	free(log);
 	int st = stop(e.pid, SIGTERM, 10);

@@ -189,17 +189,16 @@ static int follow_dir(struct exp_run *r, struct textfile *tf)
 		return -1;
 	}
 	if (f == -1) {
-		r->write_failures++;
 		if (!r->dir_lost)
-			fprintf(stderr, "lotrace: --textfile-dir: %s; retrying every interval, counts are kept\n",
+			fprintf(stderr, "lotrace: --textfile-dir: %s; looking for it every interval, counts are kept\n",
 				why);
 		r->dir_lost = true;
-		return 0;
-	}
-	if (f == 1 || r->dir_lost)
+	} else if (f == 1) {
 		fprintf(stderr, "lotrace: --textfile-dir %s was replaced; writing into the new directory\n",
 			r->dir);
-	r->dir_lost = false;
+		r->dir_lost = false;
+	}
+	/* Even without a directory: the scan folds exited processes out of the kernel maps. */
 	write_file(r, tf);
 	return 0;
 }
