@@ -238,12 +238,30 @@ static void note_filter(const struct tc_obj *o, void *ctx)
 		s->left++;
 }
 
-/* LT_RUN_DIR/clsact.NETNS: "lotrace created the clsact qdisc on lo in this netns". */
+#ifndef SO_NETNS_COOKIE
+#define SO_NETNS_COOKIE 71
+#endif
+
+/*
+ * LT_RUN_DIR/clsact-lo.NETNS: "lotrace created the clsact qdisc on lo in this
+ * netns".  NETNS is the netns cookie (5.14+), never reused, unlike the netns
+ * inode number, which is the fallback.
+ */
 static void marker_path(char *buf, size_t len)
 {
+	unsigned long long cookie = 0;
+	socklen_t clen = sizeof(cookie);
+	int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	if (fd >= 0 && !getsockopt(fd, SOL_SOCKET, SO_NETNS_COOKIE, &cookie, &clen)) {
+		close(fd);
+		snprintf(buf, len, "%s/clsact-lo.c%llu", LT_RUN_DIR, cookie);
+		return;
+	}
+	if (fd >= 0)
+		close(fd);
 	struct stat st;
 	unsigned long ns = stat("/proc/self/ns/net", &st) ? 0 : (unsigned long)st.st_ino;
-	snprintf(buf, len, "%s/clsact-lo.%lu", LT_RUN_DIR, ns);
+	snprintf(buf, len, "%s/clsact-lo.i%lu", LT_RUN_DIR, ns);
 }
 
 static bool marker_exists(void)

@@ -10,7 +10,7 @@
  *    program (/proc/PID/fdinfo prog_id); when that cannot be read it is left
  *    alone.  Every start that touches tc (clsact, tcx, auto) removes stale ones;
  *  - a clsact qdisc lotrace created is recorded in LT_RUN_DIR (per network
- *    namespace), so it is removed once no filter is left on it, by the lotrace
+ *    namespace, by its cookie), so it is removed once no filter is left on it, by the lotrace
  *    that created it or, after a SIGKILL, by the next one.  A qdisc someone
  *    else created is never removed.  The tc changes of concurrent lotraces are
  *    serialised by a flock on LT_RUN_DIR.
