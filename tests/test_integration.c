@@ -628,6 +628,46 @@ Test(cli, ring_buffer_size_rejects_overflow_and_signs, .timeout = 30)
 	cr_expect(strstr(out, "twice") && strstr(out, "RSS"), "--help does not say the ring is mapped twice");
 }
 
+/*
+ * Issue 11, defect 12, for `stat`: SIGHUP stops and reports (exit 0), SIGPIPE
+ * is ignored, SIGUSR1 detaches and reports, then lotrace dies of SIGUSR1.
+ */
+Test(cli, stat_signals, .timeout = 60)
+{
+	need_root();
+	static const int sigs[] = { SIGHUP, SIGUSR1 };
+	for (int i = 0; i < 2; i++) {
+		struct lotrace_proc lt;
+		const char *none[] = { "--lo-attach", "none", NULL };
+		cr_assert(lotrace_start(&lt, none));
+		unsigned ids[256];
+		int n = bpf_prog_ids_of(lt.pid, ids, 256);
+		cr_assert_gt(n, 0);
+		if (i == 0) {
+			kill(lt.pid, SIGPIPE);
+			usleep(300 * 1000);
+			cr_assert_eq(waitpid(lt.pid, NULL, WNOHANG), 0, "SIGPIPE stopped lotrace stat");
+		}
+		kill(lt.pid, sigs[i]);
+		char *out = read_fd_all(lt.out_fd, NULL);
+		int st;
+		waitpid(lt.pid, &st, 0);
+		close(lt.out_fd);
+		close(lt.err_fd);
+		json_object *doc = json_tokener_parse(out);
+		cr_expect_not_null(doc, "%s: no report", strsignal(sigs[i]));
+		json_object_put(doc);
+		free(out);
+		if (sigs[i] == SIGHUP)
+			cr_expect(WIFEXITED(st) && WEXITSTATUS(st) == 0, "SIGHUP: status %d", st);
+		else
+			cr_expect(WIFSIGNALED(st) && WTERMSIG(st) == sigs[i], "%s: status %d",
+				  strsignal(sigs[i]), st);
+		unsigned left = wait_prog_ids_gone(ids, n, 5);
+		cr_expect_eq(left, 0, "%s: program %u still loaded", strsignal(sigs[i]), left);
+	}
+}
+
 Test(cli, help_explains_latency)
 {
 	char cmd[256], out[8192];
