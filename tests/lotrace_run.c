@@ -3,6 +3,9 @@
 #include <dirent.h>
 #include <errno.h>
 #include <math.h>
+#include <sched.h>
+#include <sys/syscall.h>
+#include <linux/bpf.h>
 #include <fcntl.h>
 #include <grp.h>
 #include <netinet/in.h>
@@ -48,6 +51,11 @@ static void drain_err(struct lotrace_proc *p, int timeout_ms)
 
 bool lotrace_start(struct lotrace_proc *p, const char *const *args)
 {
+	return lotrace_start_in(p, NULL, args);
+}
+
+bool lotrace_start_in(struct lotrace_proc *p, const char *netns, const char *const *args)
+{
 	int out[2], err[2];
 	memset(p, 0, sizeof(*p));
 	if (pipe2(out, O_CLOEXEC) || pipe2(err, O_CLOEXEC))
@@ -58,6 +66,16 @@ bool lotrace_start(struct lotrace_proc *p, const char *const *args)
 	if (pid == 0) {
 		/* A test that dies must not leave its lotrace tracing. */
 		prctl(PR_SET_PDEATHSIG, SIGTERM);
+		if (netns) {
+			char path[256];
+			snprintf(path, sizeof(path), "/run/netns/%s", netns);
+			int fd = open(path, O_RDONLY | O_CLOEXEC);
+			if (fd < 0 || setns(fd, CLONE_NEWNET)) {
+				fprintf(stderr, "cannot enter netns %s: %s\n", netns, strerror(errno));
+				_exit(127);
+			}
+			close(fd);
+		}
 		const char *argv[32] = { lotrace_path(), "stat", "--json" };
 		int n = 3;
 		/* The VM matrix runs the same tests once per backend. */
@@ -419,4 +437,65 @@ pid_t fork_at_pid(pid_t want)
 	struct clone3_args args = { .exit_signal = SIGCHLD, .set_tid = (uint64_t)(uintptr_t)&want,
 				    .set_tid_size = 1 };
 	return (pid_t)syscall(SYS_clone3, &args, sizeof(args));
+}
+
+int bpf_prog_ids_of(pid_t pid, unsigned *ids, int max)
+{
+	char path[64];
+	snprintf(path, sizeof(path), "/proc/%d/fdinfo", (int)pid);
+	DIR *d = opendir(path);
+	if (!d)
+		return 0;
+	int n = 0;
+	struct dirent *e;
+	while ((e = readdir(d)) && n < max) {
+		char f[320], buf[2048];
+		snprintf(f, sizeof(f), "%s/%s", path, e->d_name);
+		int fd = e->d_name[0] == '.' ? -1 : open(f, O_RDONLY | O_CLOEXEC);
+		if (fd < 0)
+			continue;
+		ssize_t len = read(fd, buf, sizeof(buf) - 1);
+		close(fd);
+		if (len <= 0)
+			continue;
+		buf[len] = 0;
+		unsigned id;
+		const char *p = strstr(buf, "prog_id:");
+		if (!p || sscanf(p, "prog_id: %u", &id) != 1 || !id)
+			continue;
+		bool seen = false;
+		for (int i = 0; i < n; i++)
+			seen = seen || ids[i] == id;
+		if (!seen)
+			ids[n++] = id;
+	}
+	closedir(d);
+	return n;
+}
+
+bool bpf_prog_id_exists(unsigned id)
+{
+	union bpf_attr attr;
+	memset(&attr, 0, sizeof(attr));
+	attr.prog_id = id;
+	int fd = (int)syscall(__NR_bpf, BPF_PROG_GET_FD_BY_ID, &attr, sizeof(attr));
+	if (fd >= 0) {
+		close(fd);
+		return true;
+	}
+	return errno != ENOENT;
+}
+
+unsigned wait_prog_ids_gone(const unsigned *ids, int n, double timeout_s)
+{
+	/* Programs are freed asynchronously after their last reference goes. */
+	for (int tries = (int)(timeout_s * 10);; tries--) {
+		unsigned left = 0;
+		for (int i = 0; i < n && !left; i++)
+			if (bpf_prog_id_exists(ids[i]))
+				left = ids[i];
+		if (!left || tries <= 0)
+			return left;
+		usleep(100 * 1000);
+	}
 }

@@ -16,6 +16,19 @@ struct lotrace_proc {
 
 /* Start `$LOTRACE stat --json ARGS...` and wait until it traces. false on failure. */
 bool lotrace_start(struct lotrace_proc *p, const char *const *args);
+/* The same inside network namespace netns (/run/netns/NAME; NULL: this one). */
+bool lotrace_start_in(struct lotrace_proc *p, const char *netns, const char *const *args);
+
+/*
+ * What a test owns, instead of global BPF state other tools change: the ids of
+ * the BPF programs process pid holds (prog and link fds, from
+ * /proc/PID/fdinfo), read while it runs.  Returns how many (at most max).
+ */
+int bpf_prog_ids_of(pid_t pid, unsigned *ids, int max);
+/* Whether the kernel still has BPF program id (held by a fd, link or tc filter). */
+bool bpf_prog_id_exists(unsigned id);
+/* Waits up to timeout_s for every id to be freed; returns the first left, or 0. */
+unsigned wait_prog_ids_gone(const unsigned *ids, int n, double timeout_s);
 /* SIGINT it; returns its JSON (caller json_object_put) or NULL; *status gets the exit status. */
 json_object *lotrace_stop(struct lotrace_proc *p, int *status);
 /* SIGKILL it (no cleanup of its own) and reap it. */

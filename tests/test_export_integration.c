@@ -1070,6 +1070,24 @@ static const char *unit_value(const char *unit, const char *key)
 	return val;
 }
 
+/* setpriv's "--bounding-set=-all,+bpf,..." for the unit's CapabilityBoundingSet; returns the list. */
+static const char *unit_bounding_set(const char *unit, char *arg, size_t len)
+{
+	static char caps[256];
+	char set[512];
+	snprintf(caps, sizeof(caps), "-all");
+	snprintf(set, sizeof(set), "%s", unit_value(unit, "CapabilityBoundingSet"));
+	for (char *save = NULL, *c = strtok_r(set, " ", &save); c; c = strtok_r(NULL, " ", &save)) {
+		cr_assert(!strncmp(c, "CAP_", 4), "%s", c);
+		strcat(caps, ",+");
+		for (char *p = c + 4; *p; p++)
+			*p = (char)(*p >= 'A' && *p <= 'Z' ? *p - 'A' + 'a' : *p);
+		strcat(caps, c + 4);
+	}
+	snprintf(arg, len, "--bounding-set=%s", caps);
+	return caps;
+}
+
 Test(export, the_systemd_unit_is_valid_and_its_capabilities_suffice)
 {
 	char *unit = slurp(UNIT_FILE, NULL);
@@ -1100,20 +1118,10 @@ Test(export, the_systemd_unit_is_valid_and_its_capabilities_suffice)
 	cr_assert_str_eq(out, "", "systemd-analyze verify complained: %s", out);
 
 	/* Run lotrace with exactly the unit's capability bounding set. */
-	char caps[256] = "-all";
-	char set[512];
-	snprintf(set, sizeof(set), "%s", unit_value(unit, "CapabilityBoundingSet"));
-	for (char *save = NULL, *c = strtok_r(set, " ", &save); c; c = strtok_r(NULL, " ", &save)) {
-		cr_assert(!strncmp(c, "CAP_", 4), "%s", c);
-		strcat(caps, ",+");
-		for (char *p = c + 4; *p; p++)
-			*p = (char)(*p >= 'A' && *p <= 'Z' ? *p - 'A' + 'a' : *p);
-		strcat(caps, c + 4);
-	}
+	char bounding[300];
+	const char *caps = unit_bounding_set(unit, bounding, sizeof(bounding));
 	char *textdir = path_in("text");
 	make_dir(textdir);
-	char bounding[300];
-	snprintf(bounding, sizeof(bounding), "--bounding-set=%s", caps);
 	const char *argv[] = { "/usr/bin/setpriv", bounding, "--no-new-privs", lotrace_path(), "export",
 			       "--textfile-dir", textdir, "--interval", "0.2", NULL };
 	struct exporter e;
@@ -1275,4 +1283,168 @@ Test(export, a_reused_pid_is_another_process)
 	cr_expect_eq(METRIC(text, "lotrace_send_duration_seconds_count", "comm=\"lt-reuse-user\""), n2);
 	free(text);
 	cr_assert_eq(WEXITSTATUS(stop(e.pid, SIGTERM, 10)), 0);
+}
+
+/* ---- issue 11: what production does to a long-running exporter ---- */
+
+static bool file_complete(const char *text, void *ctx)
+{
+	(void)ctx;
+	return complete(text, strlen(text));
+}
+
+static bool running(pid_t pid)
+{
+	int st;
+	return waitpid(pid, &st, WNOHANG) == 0;
+}
+
+/* Defect 7: `rm -rf D; mkdir D` (configuration management) while exporting. */
+Test(export, a_replaced_directory_is_followed)
+{
+	char *dir = path_in("text");
+	make_dir(dir);
+	struct exporter e = export_start(dir, "--interval 0.2");
+	char cmd[1200];
+	/* Gone for a few intervals first, then back as a new directory. */
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+	cr_assert_eq(run_cmd(cmd), 0);
+	sleep_s(0.7);
+	cr_assert(running(e.pid), "the exporter stopped while the directory was missing");
+	make_dir(dir);
+	char *text = wait_file(&e, 10, file_complete, NULL);
+	char *log = slurp(e.log, NULL);
+	cr_assert(file_complete(text, NULL), "no file in the new directory within 10 s: %s", log);
+	cr_assert(running(e.pid), "the exporter stopped: %s", log);
+	cr_expect(strstr(log, "was replaced"), "not logged: %s", log);
+	cr_expect_geq(metric_v(text, "lotrace_write_failures_total", NULL), 1,
+		      "the intervals without a directory are not counted as failed writes");
+	free(text);
+	free(log);
+	int st = stop(e.pid, SIGTERM, 10);
+	cr_expect(WIFEXITED(st) && WEXITSTATUS(st) == 0, "status %d", st);
+	cr_expect_neq(access(e.file, F_OK), 0, "the file in the new directory was not removed");
+}
+
+/* Defect 8: two exporters on one directory. */
+Test(export, a_second_exporter_on_the_directory_exits_2_naming_the_holder)
+{
+	char *dir = path_in("text");
+	make_dir(dir);
+	struct exporter e = export_start(dir, "--interval 0.2");
+	char *log2 = path_in("second.log");
+	const char *argv[] = { lotrace_path(), "export", "--textfile-dir", dir, "--interval", "0.2",
+			       NULL };
+	pid_t second = spawn(argv, log2);
+	int st = stop(second, 0, 20); /* signal 0: wait; SIGKILL after 20 s */
+	char *out = slurp(log2, NULL);
+	cr_expect(WIFEXITED(st) && WEXITSTATUS(st) == 2, "second exporter: status %d: %s", st, out);
+	char pid[32];
+	snprintf(pid, sizeof(pid), "pid %d", (int)e.pid);
+	cr_expect(out && strstr(out, dir) && strstr(out, pid) && strstr(out, "--textfile-dir"),
+		  "the error names neither the directory nor the holder (%s): %s", pid, out);
+	free(out);
+	/* The first is untouched: still running, still writing its file. */
+	cr_assert(running(e.pid));
+	char *text = slurp(e.file, NULL);
+	cr_assert(text && file_complete(text, NULL), "the first's file is gone");
+	double t0 = metric_v(text, "lotrace_last_write_timestamp_seconds", NULL);
+	free(text);
+	sleep_s(0.6);
+	text = slurp(e.file, NULL);
+	cr_expect(text && metric_v(text, "lotrace_last_write_timestamp_seconds", NULL) > t0,
+		  "the first stopped rewriting its file");
+	free(text);
+	st = stop(e.pid, SIGTERM, 10);
+	cr_expect(WIFEXITED(st) && WEXITSTATUS(st) == 0, "status %d", st);
+	cr_expect_neq(access(e.file, F_OK), 0);
+}
+
+static bool written_after(const char *text, void *ctx)
+{
+	return file_complete(text, NULL) &&
+	       metric_v(text, "lotrace_last_write_timestamp_seconds", NULL) > *(double *)ctx;
+}
+
+/*
+ * Defect 12: SIGHUP rewrites at once (and keeps running), SIGPIPE is ignored,
+ * SIGUSR1/SIGUSR2/SIGALRM stop it cleanly (file removed, hooks detached) and
+ * it then dies of that signal, so systemd sees a failure; SIGTERM exits 0.
+ */
+Test(export, signals_hup_rewrites_pipe_is_ignored_others_clean_up_and_fail, .timeout = 120)
+{
+	char *dir = path_in("text");
+	make_dir(dir);
+	/* A long interval: only SIGHUP can explain a prompt rewrite. */
+	struct exporter e = export_start(dir, "--interval 60");
+	char *text = wait_file(&e, 10, file_complete, NULL);
+	double t0 = metric_v(text, "lotrace_last_write_timestamp_seconds", NULL);
+	free(text);
+	sleep_s(0.05);
+	kill(e.pid, SIGHUP);
+	text = wait_file(&e, 5, written_after, &t0);
+	cr_expect(written_after(text, &t0), "no rewrite within 5 s of SIGHUP");
+	free(text);
+	cr_assert(running(e.pid), "SIGHUP stopped the exporter");
+	kill(e.pid, SIGPIPE);
+	sleep_s(0.5);
+	cr_assert(running(e.pid), "SIGPIPE stopped the exporter");
+	cr_assert_eq(access(e.file, F_OK), 0);
+	int st = stop(e.pid, SIGTERM, 10);
+	cr_expect(WIFEXITED(st) && WEXITSTATUS(st) == 0, "SIGTERM: status %d", st);
+	cr_expect_neq(access(e.file, F_OK), 0, "SIGTERM left the file");
+
+	static const int others[] = { SIGUSR1, SIGUSR2, SIGALRM };
+	for (int i = 0; i < 3; i++) {
+		e = export_start(dir, "--interval 0.2");
+		st = stop(e.pid, others[i], 10);
+		cr_expect(WIFSIGNALED(st) && WTERMSIG(st) == others[i],
+			  "%s: status %d, expected death by that signal", strsignal(others[i]), st);
+		cr_expect_neq(access(e.file, F_OK), 0, "%s left the file", strsignal(others[i]));
+		char lock[700];
+		snprintf(lock, sizeof(lock), "%s/.%s.lock", dir, FILE_NAME);
+		cr_expect_neq(access(lock, F_OK), 0, "%s left the lock file", strsignal(others[i]));
+	}
+}
+
+/*
+ * Defect 11: under the shipped unit's capability bounding set, the running
+ * exporter's effective (and permitted) capabilities are only what detaching
+ * needs: none with a tcx link, CAP_NET_ADMIN with a clsact filter.
+ */
+Test(export, the_shipped_unit_runs_with_reduced_capabilities)
+{
+	char *unit = slurp(UNIT_FILE, NULL);
+	cr_assert_not_null(unit, "%s", UNIT_FILE);
+	char bounding[300];
+	unit_bounding_set(unit, bounding, sizeof(bounding));
+	free(unit);
+	char *textdir = path_in("text");
+	make_dir(textdir);
+	const char *argv[] = { "/usr/bin/setpriv", bounding, "--no-new-privs", lotrace_path(), "export",
+			       "--textfile-dir", textdir, "--interval", "0.2", NULL };
+	struct exporter e;
+	snprintf(e.dir, sizeof(e.dir), "%s", textdir);
+	snprintf(e.file, sizeof(e.file), "%s/%s", textdir, FILE_NAME);
+	snprintf(e.log, sizeof(e.log), "%s.log", textdir);
+	e.pid = spawn(argv, e.log);
+	char *text = wait_file(&e, 15, file_complete, NULL);
+	char *log = slurp(e.log, NULL);
+	cr_assert(file_complete(text, NULL), "no file: %s", log);
+	free(log);
+	uint64_t want = strstr(text, "lo_attach=\"clsact\"") ? 1ull << 12 : 0;
+	cr_assert(want || strstr(text, "lo_attach=\"tcx\""), "%s", text);
+	free(text);
+	char path[64], status[4096];
+	snprintf(path, sizeof(path), "/proc/%d/status", (int)e.pid);
+	char *st = slurp(path, NULL);
+	cr_assert_not_null(st);
+	snprintf(status, sizeof(status), "%s", st);
+	free(st);
+	const char *eff = strstr(status, "CapEff:"), *prm = strstr(status, "CapPrm:");
+	cr_assert(eff && prm);
+	cr_expect_eq(strtoull(eff + 7, NULL, 16), want, "CapEff: %.24s", eff);
+	cr_expect_eq(strtoull(prm + 7, NULL, 16), want, "CapPrm: %.24s", prm);
+	int rc = stop(e.pid, SIGTERM, 10);
+	cr_expect(WIFEXITED(rc) && WEXITSTATUS(rc) == 0, "status %d", rc);
 }

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <linux/capability.h>
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 #include "exporter.h"
@@ -43,6 +44,7 @@ struct exp_run {
 	uint64_t write_failures;
 	int last_errno; /* of the failing streak; 0: the last write worked */
 	bool oom_logged;
+	bool dir_lost;  /* --textfile-dir is gone: logged once until it is back */
 };
 
 static int kernel_comm(void *ctx, uint32_t tgid, uint32_t tag, int transport, int direction,
@@ -100,6 +102,8 @@ static uint64_t scan_map(struct exp_run *r, struct bpf_map *map, size_t key_size
 {
 	int fd = bpf_map__fd(map);
 	r->reap.n = 0;
+	if (r->reap.size != key_size) /* cap counts keys of the old size */
+		r->reap.cap = 0;
 	r->reap.size = key_size;
 	long n = kmap_foreach(&r->scan, fd, key_size, value_size, 2, fn, r);
 	if (n < 0)
@@ -176,6 +180,34 @@ static void write_file(struct exp_run *r, struct textfile *tf)
 	}
 }
 
+/*
+ * The directory may have been replaced (`rm -rf D; mkdir D`): writing into
+ * the removed one would fail with ENOENT forever.  Follow the path instead.
+ * -1 when another exporter took the new directory: stop, exit 1.
+ */
+static int follow_dir(struct exp_run *r, struct textfile *tf)
+{
+	char why[512];
+	int f = textfile_follow(tf, why, sizeof(why));
+	if (f == -2) {
+		fprintf(stderr, "lotrace: --textfile-dir: %s; stopping\n", why);
+		return -1;
+	}
+	if (f == -1) {
+		if (!r->dir_lost)
+			fprintf(stderr, "lotrace: --textfile-dir: %s; looking for it every interval, counts are kept\n",
+				why);
+		r->dir_lost = true;
+	} else if (f == 1) {
+		fprintf(stderr, "lotrace: --textfile-dir %s was replaced; writing into the new directory\n",
+			r->dir);
+		r->dir_lost = false;
+	}
+	/* Even without a directory: the scan folds exited processes out of the kernel maps. */
+	write_file(r, tf);
+	return 0;
+}
+
 int export_main(const struct lt_opts *opts)
 {
 	const struct lt_export_opts *xo = &opts->export;
@@ -187,7 +219,7 @@ int export_main(const struct lt_opts *opts)
 		return 2;
 	}
 
-	lt_catch_stop_signals();
+	lt_catch_signals(false);
 
 	struct exp_run *r = calloc(1, sizeof(*r));
 	struct agg *agg = agg_new();
@@ -210,6 +242,13 @@ int export_main(const struct lt_opts *opts)
 	agg->event_sink_ctx = r->x;
 	if (tracer_start(&r->t, opts, agg, stderr))
 		goto out;
+	/* Attached: keep only what detaching and writing the file need. */
+	if (lt_drop_capabilities(tracer_detach_caps(&r->t) |
+				 (textfile_needs_dac_override(&tf) ? 1ull << CAP_DAC_OVERRIDE : 0),
+				 stderr)) {
+		tracer_stop(&r->t, stderr);
+		goto out;
+	}
 	if (!opts->quiet)
 		fprintf(stderr, "lotrace: tracing with the %s backend, lo counted via %s; writing %s/%s every %g s\n",
 			agg->backend, agg->lo_attach, xo->textfile_dir, LT_EXPORT_FILE,
@@ -219,8 +258,15 @@ int export_main(const struct lt_opts *opts)
 	double next = lt_clock_s(CLOCK_MONOTONIC);
 	while (!lt_stop_requested) {
 		double now = lt_clock_s(CLOCK_MONOTONIC);
+		if (lt_hup_requested) { /* reopen the directory if replaced, rewrite now */
+			lt_hup_requested = 0;
+			next = now;
+		}
 		if (now >= next) {
-			write_file(r, &tf);
+			if (follow_dir(r, &tf)) {
+				ret = 1;
+				break;
+			}
 			next += xo->interval_s;
 			if (next <= now) /* fell behind (suspend, slow disk): no burst of writes */
 				next = now + xo->interval_s;
@@ -249,5 +295,6 @@ out:
 	free(r);
 	agg_free(agg);
 	textfile_close(&tf);
+	lt_reraise_fatal_signal();
 	return ret;
 }

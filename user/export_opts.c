@@ -15,8 +15,19 @@ const char lt_export_usage[] =
 "(Debian's prometheus-node-exporter reads /var/lib/prometheus/node-exporter).\n"
 "The file is replaced atomically (a temporary file in DIR, written, fsynced,\n"
 "renamed), never through a symlink, never outside DIR.  On exit it is\n"
-"removed, so node_exporter stops exposing frozen counters.  Needs CAP_BPF,\n"
-"CAP_PERFMON and CAP_NET_ADMIN (deploy/lotrace-export.service).\n"
+"removed, so node_exporter stops exposing frozen counters.  One exporter per\n"
+"DIR: it holds a lock on DIR/.lotrace.prom.lock, and a second one exits 2\n"
+"naming the holder's pid.  If DIR is replaced (rm -rf DIR; mkdir DIR), the\n"
+"new DIR is used from the next interval; while DIR is missing, every interval\n"
+"counts a write failure (logged once) until it is back.  Needs CAP_BPF, CAP_PERFMON and\n"
+"CAP_NET_ADMIN (deploy/lotrace-export.service); once attached it keeps only\n"
+"CAP_NET_ADMIN for a clsact filter (none for tcx), plus CAP_DAC_OVERRIDE if\n"
+"DIR's mode does not let its uid write there.\n"
+"\n"
+"Signals: SIGINT, SIGTERM stop (file removed, exit 0); SIGHUP follows a\n"
+"replaced DIR and rewrites the file now; SIGPIPE is ignored; SIGUSR1,\n"
+"SIGUSR2, SIGALRM clean up as for a stop, then lotrace dies of that signal\n"
+"(a failure to a service manager).\n"
 "\n"
 "Options:\n"
 "      --textfile-dir DIR  directory node_exporter reads (must exist, writable)\n"
@@ -62,8 +73,9 @@ const char lt_export_usage[] =
 "lobench on every transport = 9 pairs, 560 series.  With --by cgroup or unit,\n"
 "a process that exits within ~50 ms of its first message is \"unknown\".\n"
 "\n"
-"Exit status: 0 after SIGINT/SIGTERM, 1 when tracing could not start, 2 on bad\n"
-"usage or an unusable --textfile-dir.\n";
+"Exit status: 0 after SIGINT/SIGTERM; 1 when tracing could not start or\n"
+"failed, or another exporter holds a replacement of DIR; 2 on bad usage, an\n"
+"unusable --textfile-dir or one another exporter holds.\n";
 
 void lt_export_defaults(struct lt_export_opts *x)
 {

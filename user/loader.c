@@ -4,6 +4,7 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
 #include <sys/utsname.h>
@@ -44,8 +45,8 @@ static bool has_cap(const struct __user_cap_data_struct d[2], int cap)
 	return d[cap / 32].effective & (1u << (cap % 32));
 }
 
-/* The capabilities lotrace needs, named when missing. */
-static int check_privileges(FILE *log)
+/* The capabilities lotrace needs, named when missing; --lo-attach none needs no CAP_NET_ADMIN. */
+static int check_privileges(FILE *log, enum lt_lo_mode lo_mode)
 {
 	struct __user_cap_header_struct h = { _LINUX_CAPABILITY_VERSION_3, 0 };
 	struct __user_cap_data_struct d[2];
@@ -61,7 +62,7 @@ static int check_privileges(FILE *log)
 		strcat(missing, " CAP_BPF");
 	if (!admin && !has_cap(d, LT_CAP_PERFMON))
 		strcat(missing, " CAP_PERFMON");
-	if (!has_cap(d, CAP_NET_ADMIN))
+	if (lo_mode != LT_LO_NONE && !has_cap(d, CAP_NET_ADMIN))
 		strcat(missing, " CAP_NET_ADMIN");
 	if (missing[0]) {
 		fprintf(log, "lotrace: missing capabilities:%s (run as root, e.g. sudo lotrace ...)\n",
@@ -69,6 +70,44 @@ static int check_privileges(FILE *log)
 		return -1;
 	}
 	return 0;
+}
+
+uint64_t tracer_detach_caps(const struct tracer *t)
+{
+	/* Closing links and fds needs nothing; removing a tc filter and qdisc does. */
+	return t->lo.mode == LT_LO_CLSACT ? 1ull << CAP_NET_ADMIN : 0;
+}
+
+int lt_drop_capabilities(uint64_t keep, FILE *log)
+{
+	struct __user_cap_header_struct h = { _LINUX_CAPABILITY_VERSION_3, 0 };
+	struct __user_cap_data_struct d[2];
+
+	memset(d, 0, sizeof(d));
+	if (syscall(SYS_capget, &h, d))
+		goto fail;
+	uint64_t prm = (uint64_t)d[1].permitted << 32 | d[0].permitted;
+	keep &= prm;
+	/*
+	 * The bounding set too, so that not even an exec as root regains them
+	 * (needs CAP_SETPCAP, which a service's bounding set usually lacks; then
+	 * the permitted set alone is the limit).
+	 */
+	if (prm & (1ull << CAP_SETPCAP))
+		for (int c = 0; c <= CAP_LAST_CAP; c++)
+			if (!(keep & (1ull << c)))
+				prctl(PR_CAPBSET_DROP, c, 0, 0, 0);
+	prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0);
+	for (int i = 0; i < 2; i++) {
+		d[i].effective = d[i].permitted = (__u32)(keep >> (32 * i));
+		d[i].inheritable = 0;
+	}
+	if (syscall(SYS_capset, &h, d))
+		goto fail;
+	return 0;
+fail:
+	fprintf(log, "lotrace: cannot drop capabilities after attaching: %s\n", strerror(errno));
+	return -1;
 }
 
 /* Ring buffers (5.8), task storage and socket storage for tracing (5.11). */
@@ -189,7 +228,8 @@ static int try_backend(struct tracer *t, const struct backend_def *b, const stru
 	t->skel->rodata->lt_wakeup_bytes = opts->ring_bytes / 4;
 	bpf_object__for_each_program(prog, t->skel->obj) {
 		const char *sec = bpf_program__section_name(prog);
-		bool want = !strcmp(sec, "tc") || prog_in_backend(sec, b);
+		/* The lo counter only when it is attached: loading it needs CAP_NET_ADMIN. */
+		bool want = !strcmp(sec, "tc") ? opts->lo_mode != LT_LO_NONE : prog_in_backend(sec, b);
 		if (want && strcmp(sec, "tc") && !target_in_btf(vmlinux, sec)) {
 			if (!is_optional(hook_target(sec))) {
 				note_reason(reason, rlen, "the kernel has no %s %s",
@@ -282,7 +322,7 @@ int tracer_start(struct tracer *t, const struct lt_opts *opts, struct agg *agg, 
 	libbpf_log = log;
 	libbpf_set_print(libbpf_print);
 
-	if (check_privileges(log) || check_btf(log))
+	if (check_privileges(log, opts->lo_mode) || check_btf(log))
 		return -1;
 	struct rlimit rl = { RLIM_INFINITY, RLIM_INFINITY };
 	setrlimit(RLIMIT_MEMLOCK, &rl); /* kernels before 5.11 charge BPF maps to memlock */

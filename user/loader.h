@@ -2,6 +2,7 @@
 #ifndef LOTRACE_LOADER_H
 #define LOTRACE_LOADER_H
 
+#include <stdint.h>
 #include <stdio.h>
 #include <time.h>
 #include "agg.h"
@@ -41,6 +42,13 @@ double lt_clock_s(clockid_t c);
 int tracer_snapshot(struct tracer *t);
 /* The kernel's statistics (enum lotrace_stat). */
 int tracer_read_stats(struct tracer *t, struct kmap_reader *r, uint64_t stats[LT_STAT_COUNT]);
+/* The capabilities tracer_stop still needs (a bit mask of CAP_*). */
+uint64_t tracer_detach_caps(const struct tracer *t);
+/*
+ * Keep only the capabilities in keep (effective and permitted; ambient and,
+ * when allowed, bounding set cleared): what is attached stays attached.
+ */
+int lt_drop_capabilities(uint64_t keep, FILE *log);
 /* Detach everything; 0 when nothing is left attached. */
 int tracer_stop(struct tracer *t, FILE *log);
 

@@ -1,4 +1,5 @@
 /* lotrace: per-process TCP-loopback and Unix-socket traffic and latency. */
+#include <errno.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -21,7 +22,7 @@ int main(int argc, char **argv)
 	if (opts.command == LT_CMD_EXPORT)
 		return export_main(&opts);
 
-	lt_catch_stop_signals();
+	lt_catch_signals(true);
 
 	struct agg *agg = agg_new();
 	struct tracer t;
@@ -30,6 +31,12 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	if (tracer_start(&t, &opts, agg, stderr)) {
+		agg_free(agg);
+		return 1;
+	}
+	/* Attached: keep only what detaching needs. */
+	if (lt_drop_capabilities(tracer_detach_caps(&t), stderr)) {
+		tracer_stop(&t, stderr);
 		agg_free(agg);
 		return 1;
 	}
@@ -66,5 +73,11 @@ int main(int argc, char **argv)
 	else
 		report_table(stdout, agg, &f);
 	agg_free(agg);
+	/* SIGPIPE is ignored: a reader that went away is an error here, not a silent death. */
+	if (fflush(stdout) || ferror(stdout)) {
+		fprintf(stderr, "lotrace: cannot write the report: %s\n", strerror(errno));
+		ret = 1;
+	}
+	lt_reraise_fatal_signal();
 	return ret;
 }

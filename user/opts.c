@@ -13,7 +13,8 @@ static const char usage_text[] =
 "device, and Unix stream, datagram and seqpacket sockets - and print, per\n"
 "process, messages and bytes sent and received on each transport, with the\n"
 "kernel's cost per message, side by side.  Needs root (CAP_BPF, CAP_PERFMON\n"
-"and CAP_NET_ADMIN).\n"
+"and, unless --lo-attach none, CAP_NET_ADMIN); once attached, lotrace keeps\n"
+"only CAP_NET_ADMIN for a clsact filter, nothing otherwise.\n"
 "\n"
 "Options:\n"
 "  -d, --duration SECONDS  trace this long (decimal allowed), then report;\n"
@@ -31,9 +32,12 @@ static const char usage_text[] =
 "                          kprobe (kprobe/kretprobe on the same functions)\n"
 "      --ring-buffer-size SIZE\n"
 "                          latency events buffer: a power of two from 4K to\n"
-"                          1G (suffix K or M), default 16M; when it is full,\n"
-"                          events are dropped and counted (lost_events), but\n"
-"                          message and byte counts stay exact\n"
+"                          1G (suffix K, M or G), default 16M; when it is\n"
+"                          full, events are dropped and counted (lost_events),\n"
+"                          but message and byte counts stay exact.  The kernel\n"
+"                          maps the buffer twice in a row (so a record can wrap\n"
+"                          around its end): lotrace's RSS grows by about twice\n"
+"                          SIZE (32 MiB with the default)\n"
 "      --lo-attach MODE    how to attach the lo packet counter: auto (tcx on\n"
 "                          6.6+, else clsact), tcx, clsact, or none\n"
 "  -q, --quiet             no progress messages on stderr\n"
@@ -58,7 +62,12 @@ static const char usage_text[] =
 "  lo                packets and wire bytes (headers included) leaving\n"
 "                    through lo, per L4 protocol: each loopback packet once.\n"
 "\n"
-"Exit status: 0 on success, 1 when tracing could not start, 2 on bad usage.\n";
+"Signals: SIGINT, SIGTERM and SIGHUP stop tracing and print the report;\n"
+"SIGPIPE is ignored (a failed write of the report is exit 1); SIGUSR1,\n"
+"SIGUSR2, SIGALRM detach, print, then lotrace dies of that signal.\n"
+"\n"
+"Exit status: 0 on success, 1 when tracing could not start or the report\n"
+"could not be written, 2 on bad usage.\n";
 
 static const char *const backend_names[LT_BACKEND_COUNT] = {
 	[LT_BACKEND_AUTO] = "auto", [LT_BACKEND_FENTRY] = "fentry",
@@ -95,6 +104,32 @@ enum lt_parse_result lt_usage_error(FILE *err, const char *flag, const char *val
 		fprintf(err, "lotrace: %s: %s\n", flag, expected);
 	fprintf(err, "Try 'lotrace %s --help'.\n", command_name);
 	return LT_PARSE_ERROR;
+}
+
+/*
+ * "64K", "16M", "1G" or a byte count: digits only first (strtoull would take
+ * leading spaces and a sign, and wrap negatives), and a suffix that would
+ * overflow 64 bits is an error rather than a small wrapped size.
+ */
+static int parse_size(const char *val, unsigned long long *out)
+{
+	char *end;
+	if (val[0] < '0' || val[0] > '9')
+		return -1;
+	errno = 0;
+	unsigned long long n = strtoull(val, &end, 10);
+	if (errno)
+		return -1;
+	unsigned shift = 0;
+	switch (*end) {
+	case 'k': case 'K': shift = 10; end++; break;
+	case 'm': case 'M': shift = 20; end++; break;
+	case 'g': case 'G': shift = 30; end++; break;
+	}
+	if (*end || n > (~0ull >> shift))
+		return -1;
+	*out = n << shift;
+	return 0;
 }
 
 static bool matches(const char *arg, const char *s, const char *l)
@@ -201,17 +236,8 @@ enum lt_parse_result lt_parse_args(int argc, char **argv, struct lt_opts *opts,
 				return lt_usage_error(err, flag, val, "auto, fentry, tracepoint or kprobe");
 			opts->backend = (enum lt_backend)b;
 		} else if (!strcmp(flag, "--ring-buffer-size")) {
-			char *end;
-			errno = 0;
-			unsigned long long n = strtoull(val, &end, 10);
-			if (*end == 'k' || *end == 'K')
-				n <<= 10, end++;
-			else if (*end == 'm' || *end == 'M')
-				n <<= 20, end++;
-			else if (*end == 'g' || *end == 'G')
-				n <<= 30, end++;
-			if (errno || end == val || *end || val[0] == '-' || n < 4096 || n > (1ull << 30) ||
-			    (n & (n - 1)))
+			unsigned long long n;
+			if (parse_size(val, &n) || n < 4096 || n > (1ull << 30) || (n & (n - 1)))
 				return lt_usage_error(err, flag, val, "a power of two from 4K to 1G (e.g. 64K, 16M)");
 			opts->ring_bytes = (unsigned long)n;
 		} else if (!strcmp(flag, "--lo-attach")) {
