@@ -77,10 +77,9 @@ LT_SHARED struct {
  * stride-th message only, chosen in send order (so independent of latency),
  * and each sample carries as its weight the messages it stands for.
  */
-#define TQ_SLOTS 32 /* power of two */
+#define TQ_SLOTS 64 /* power of two */
 #define TQ_MASK (TQ_SLOTS - 1)
-#define TQ_MAX_QUEUES 4096
-#define TQ_MAX_STRIDE 32768
+#define TQ_MAX_QUEUES 2048
 #define TQ_MAX_WEIGHT 65535 /* fits lt_event.weight */
 
 struct tq_slot {
@@ -118,9 +117,7 @@ struct timing_queue {
 	__u32 desync;      /* unix: data was queued before tracing started */
 	__u32 started;     /* messages sent into this queue: the sampler's clock */
 	__u32 next_pick;   /* the next message to time, on that clock */
-	__u32 stride;      /* current sampling stride (0 = 1) */
 	__u32 nrecent;     /* recent[] producer index */
-	__u32 idle_picks;  /* picks in a row that found the queue nearly empty */
 	__u64 last_sender; /* id of the last message popped (pair bytes; UDP: the run's) */
 	__u64 last_id;     /* sender of the last message */
 	__u64 ident;       /* sock_queues: cookie of the socket it was made for (0: unknown) */

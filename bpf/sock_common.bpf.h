@@ -429,8 +429,6 @@ static __always_inline void tq_reset(struct timing_queue *q, __u64 cookie)
 	q->last_sender = 0;
 	q->desync = 0;
 	q->next_pick = q->started;
-	q->stride = 0;
-	q->idle_picks = 0;
 	for (int i = 0; i < TQ_RECENT; i++)
 		q->recent[i].ts = 0;
 	q->ident = cookie;
@@ -456,18 +454,18 @@ static __always_inline struct timing_queue *stream_queue_send(struct sock *sk, i
 /*
  * The stride sampler.  Every message sent into a queue ticks its clock; every
  * stride-th message is timed, and so is the first of each run of one sender
- * (so the pair counts stay exact).  A sample weighs the stride it was picked
- * with: the messages sent from it up to the next pick, which follow it closely.
- * The stride is the queue's own: it doubles when a pick finds the queue three
- * quarters full and halves when one finds it empty, so it settles where the
- * backlog needs it and does not swing with any one message's latency.  A
- * message that still finds the queue full is folded into the newest sample,
- * sent just before it, unless that one was already received.  Returns the
- * weight, or 0 when this message gets no slot; untimed: such a message counts
- * as untimed.
+ * (so the pair counts stay exact).  The stride is the backlog ahead of the
+ * message (messages sent and not yet received: from offsets once a recv told
+ * where the receiver is, and at least those since the oldest sample still
+ * queued) over an eighth of the queue, rounded up to a power of two: it follows the backlog, which
+ * the latency of any one message does not choose, and a sample weighs its
+ * stride, the messages sent from it up to the next pick.  A message that still
+ * finds the queue full is folded into the newest sample, sent just before it,
+ * unless that one was already received.  Returns the weight, or 0 when this
+ * message gets no slot; untimed: such a message counts as untimed.
  */
 static __always_inline __u32 tq_pick(struct timing_queue *q, __u64 id, int transport,
-				     bool untimed, __u32 *clock)
+				     bool untimed, __u32 backlog, __u32 *clock)
 {
 	__u32 n = __sync_fetch_and_add(&q->started, 1);
 	bool new_sender = q->last_id != id;
@@ -480,8 +478,8 @@ static __always_inline __u32 tq_pick(struct timing_queue *q, __u64 id, int trans
 			count_untimed(LT_UNTIMED_SAMPLED, transport, 1);
 		return 0;
 	}
-	__u32 t = q->tail, queued = t - q->head;
-	if (queued >= TQ_SLOTS) {
+	__u32 t = q->tail;
+	if (t - q->head >= TQ_SLOTS) {
 		struct tq_slot *last = &q->slot[(t - 1) & TQ_MASK];
 		bool folded = last->sender == id && !last->receiver && last->weight < TQ_MAX_WEIGHT;
 		if (folded)
@@ -491,16 +489,12 @@ static __always_inline __u32 tq_pick(struct timing_queue *q, __u64 id, int trans
 				      1);
 		return 0;
 	}
-	__u32 stride = q->stride ? q->stride : 1;
-	if (queued >= TQ_SLOTS / 2) {
-		if (stride < TQ_MAX_STRIDE)
-			stride *= 2;
-		q->idle_picks = 0;
-	} else if (queued <= TQ_SLOTS / 8 && ++q->idle_picks >= TQ_SLOTS && stride > 1) {
-		stride /= 2; /* slowly: a stride that holds across bursts samples them evenly */
-		q->idle_picks = 0;
-	}
-	q->stride = stride;
+	__u32 queued_since = t != q->head ? n - q->slot[q->head & TQ_MASK].clock : 0;
+	if (queued_since > backlog)
+		backlog = queued_since;
+	__u32 stride = 1;
+	for (int i = 0; i < 15 && stride * (TQ_SLOTS / 8) < backlog; i++)
+		stride <<= 1;
 	q->next_pick = n + stride;
 	return stride;
 }
@@ -537,16 +531,19 @@ static __always_inline __u64 tq_recent(struct timing_queue *q, __u32 start, __u6
 #define TQ_FOREIGN (~0ULL)
 
 /*
- * Queue the message of tgid whose first unit is at start, sent at ts (0: not
- * known), for the receiver.  counted: it is a sent loopback message
+ * Queue the message of id that occupies [start, start + size), sent at ts (0:
+ * not known), for the receiver.  counted: it is a sent loopback message
  * (untimed when it gets no sample).  Returns true when a sample will carry
  * send_ns.
  */
 static __always_inline bool tq_enqueue(struct timing_queue *q, int transport, __u32 start,
-				       __u64 ts, __u64 send_ns, __u64 id, bool counted)
+				       __u32 size, __u64 ts, __u64 send_ns, __u64 id, bool counted)
 {
+	/* Messages ahead of this one, once a recv has told where the receiver is. */
+	__s32 ahead = start - q->recv_end;
+	__u32 backlog = q->nrecent && ahead > 0 && size ? (__u32)ahead / size : 0;
 	__u32 clock;
-	__u32 weight = tq_pick(q, id, transport, counted && ts, &clock);
+	__u32 weight = tq_pick(q, id, transport, counted && ts, backlog, &clock);
 	if (send_ns > 0xffffffffu)
 		send_ns = 0xffffffffu;
 
@@ -610,7 +607,7 @@ static __always_inline void stream_sent(struct sock *sk, int transport, struct l
 		if (start == 0 && q->tail == 0 && ctx && ctx->peer_qlen)
 			q->desync = 1;
 	}
-	if (!tq_enqueue(q, transport, start, ctx ? ctx->ts : 0, dur, id, true) && ctx)
+	if (!tq_enqueue(q, transport, start, ret, ctx ? ctx->ts : 0, dur, id, true) && ctx)
 		emit_send_duration(transport, id, dur);
 }
 
@@ -797,10 +794,10 @@ static __always_inline void udp_queued(struct sock *sk)
 	}
 	__u32 n = __sync_fetch_and_add(&q->sent_off, 1);
 	if (st) {
-		tq_enqueue(q, LT_UDP, n, st->ts, 0, st->id, true);
+		tq_enqueue(q, LT_UDP, n, 1, st->ts, 0, st->id, true);
 		bpf_map_delete_elem(&dgram_stamps, &key);
 	} else {
-		tq_enqueue(q, LT_UDP, n, 0, 0, TQ_FOREIGN, false);
+		tq_enqueue(q, LT_UDP, n, 1, 0, 0, TQ_FOREIGN, false);
 	}
 }
 
