@@ -836,7 +836,7 @@ Test(accounting, untimed_exact_when_started_mid_stream, .timeout = 60)
 	int64_t untimed = jint(doc, "untimed_messages"), by_cause = 0;
 	json_object *causes = json_object_object_get(doc, "untimed_by_cause");
 	cr_expect_not_null(causes, "no untimed_by_cause");
-	const char *names[] = { "sampled", "queue_full", "unknown_receiver", "before_start",
+	const char *names[] = { "sampled", "queue_full", "before_start",
 				"undelivered", "no_send_start", "unmatched" };
 	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
 		json_object *v;
