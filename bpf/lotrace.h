@@ -140,6 +140,12 @@ struct lt_count {
 enum lotrace_stat {
 	LT_STAT_LOST_EVENTS = 0,  /* ring buffer full: event dropped */
 	LT_STAT_MAP_FULL,         /* a counter map refused a new key */
+	/*
+	 * Runs of lotrace's programs the kernel skipped (recursion_misses: a
+	 * program was already running on that CPU): their events went uncounted.
+	 * Filled in by user space from the programs' info, never by BPF.
+	 */
+	LT_STAT_MISSED_RUNS,
 	LT_STAT_UNTIMED_BASE,     /* + cause * LT_TRANSPORT_COUNT + transport */
 	LT_STAT_COUNT = LT_STAT_UNTIMED_BASE + LT_UNTIMED_CAUSE_COUNT * LT_TRANSPORT_COUNT,
 };

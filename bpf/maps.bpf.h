@@ -137,12 +137,30 @@ struct tq_key {
 	__u8 raddr[16];
 };
 
+/* Who reports a datagram's send duration: see lt_send_exit and dgram_received. */
+enum dg_state {
+	DG_OPEN = 0,  /* neither side is done */
+	DG_SENT = 1,  /* the send returned first: send_ns is valid */
+	DG_TAKEN = 2, /* received or dropped first: the sender reports apart */
+};
+
+struct dg_stamp {
+	__u64 ts;        /* sender's send-call entry; 0: no send start seen */
+	__u64 check;     /* unix: sending socket; udp: netns << 16 | port */
+	__u64 id;        /* sender */
+	__u32 state;     /* enum dg_state */
+	__u32 send_ns;   /* once state is DG_SENT */
+	__u32 transport;
+	__u32 pad;
+};
+
 /* Per-thread state of the send and recv calls in progress. */
 struct lt_send_ctx {
 	__u64 ts;        /* when the current message's send started */
 	__u64 sk;        /* socket it sends on */
 	__u64 stamp;     /* datagram: the skb stamped for it (dgram_stamps key) */
-	__u64 rx_skb;    /* datagram recv: the stamped skb it copied from */
+	__u64 rx_skb;    /* datagram recv: the stamped skb it copied from... */
+	struct dg_stamp rx_stamp; /* ...and its stamp, taken while the skb lived */
 	__u32 peer_qlen; /* unix stream: skbs queued at the receiver when the send began */
 	__u32 remaining; /* messages left in this call (sendmmsg) */
 	__u8 lo_tx;      /* a packet of this send left through a loopback device */
@@ -151,6 +169,8 @@ struct lt_send_ctx {
 	__u8 pad[5];
 	__u64 recv_sk;   /* kretprobe: the recv's socket and flags, saved at entry */
 	__s64 recv_flags;
+	__u64 outer_sk[2];  /* kprobe backend: socket and start of the outermost */
+	__u64 outer_ts[2];  /* hooked send [0] and recv [1] call in progress */
 };
 
 /* TCP queues, by receiving end; deleted when the receiving socket closes. */
@@ -184,22 +204,6 @@ LT_SHARED struct {
  * dropped, never read or sent elsewhere can therefore never time another, and
  * every datagram names its own sender.
  */
-/* Who reports a datagram's send duration: see lt_send_exit and dgram_received. */
-enum dg_state {
-	DG_OPEN = 0,  /* neither side is done */
-	DG_SENT = 1,  /* the send returned first: send_ns is valid */
-	DG_TAKEN = 2, /* received or dropped first: the sender reports apart */
-};
-
-struct dg_stamp {
-	__u64 ts;        /* sender's send-call entry; 0: no send start seen */
-	__u64 check;     /* unix: sending socket; udp: netns << 16 | port */
-	__u64 id;        /* sender */
-	__u32 state;     /* enum dg_state */
-	__u32 send_ns;   /* once state is DG_SENT */
-	__u32 transport;
-	__u32 pad;
-};
 
 #define DG_MAX_STAMPS 65536
 
@@ -217,7 +221,7 @@ LT_SHARED struct {
  */
 LT_SHARED struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 4096);
+	__uint(max_entries, 16384);
 	__type(key, __u64); /* sending socket */
 	__type(value, struct dg_stamp);
 } dgram_sending SEC(".maps");

@@ -230,14 +230,16 @@ static __always_inline bool tq_key_send(struct sock *sk, struct tq_key *k)
 }
 
 /*
- * Key of the TCP queue that data received on sk came through.  The local port
- * is inet_sport: skc_num is already 0 when a closing socket reaches TCP_CLOSE.
+ * Key of the TCP queue that data received on sk came through.  A socket
+ * reaching TCP_CLOSE (closing) has released its port already (skc_num is 0):
+ * the port is still in inet_sport then.
  */
-static __always_inline void tq_key_recv(struct sock *sk, struct tq_key *k)
+static __always_inline void tq_key_recv(struct sock *sk, struct tq_key *k, bool closing)
 {
 	k->transport = LT_TCP;
 	k->netns = sk_netns(sk);
-	k->lport = bpf_ntohs(LT_RD_AS(struct inet_sock, sk, inet_sport));
+	k->lport = closing ? bpf_ntohs(BPF_CORE_READ((struct inet_sock *)sk, inet_sport)) :
+			     LT_RD(sk, __sk_common.skc_num);
 	k->rport = bpf_ntohs(LT_RD(sk, __sk_common.skc_dport));
 	k->family = inet_addrs(sk, k->laddr, k->raddr);
 }
@@ -669,7 +671,7 @@ static __always_inline void stream_received(struct sock *sk, int transport, __u6
 	__u32 end;
 
 	if (transport == LT_TCP) {
-		tq_key_recv(sk, &k);
+		tq_key_recv(sk, &k, false);
 		q = tcp_queue(&k, true); /* a send that returns after this recv needs it */
 		if (!q)
 			return;
@@ -840,12 +842,14 @@ static __always_inline void lt_copy_datagram(const struct sk_buff *skb)
 	struct dg_stamp *st = bpf_map_lookup_elem(&dgram_stamps, &key);
 	__u64 sender = (__u64)LT_RD(skb, sk);
 	if (!st) {
-		/* Taken before its sender could stamp it: the send in progress is its. */
+		/*
+		 * Taken before its sender could stamp it: the send in progress on its
+		 * socket is its (left in place: the sender may still be behind).
+		 */
 		struct dg_stamp *s = bpf_map_lookup_elem(&dgram_sending, &sender);
 		if (!s)
 			return;
 		bpf_map_update_elem(&dgram_stamps, &key, s, BPF_ANY);
-		bpf_map_delete_elem(&dgram_sending, &sender);
 		st = bpf_map_lookup_elem(&dgram_stamps, &key);
 		if (!st)
 			return;
@@ -854,8 +858,17 @@ static __always_inline void lt_copy_datagram(const struct sk_buff *skb)
 	if (st->transport == LT_UDP || st->check != sender)
 		return;
 	struct lt_send_ctx *ctx = task_ctx(true);
-	if (ctx)
-		ctx->rx_skb = key;
+	if (!ctx)
+		return;
+	/*
+	 * Take the stamp now: the skb is freed before the recv returns, and a new
+	 * datagram at its address can be stamped in between.  TAKEN first, so a
+	 * sender still to return reports its own send duration.
+	 */
+	__sync_val_compare_and_swap(&st->state, DG_OPEN, DG_TAKEN);
+	ctx->rx_stamp = *st;
+	ctx->rx_skb = key;
+	bpf_map_delete_elem(&dgram_stamps, &key);
 }
 
 /* The kernel drops skb: a stamped datagram will never be received. */
@@ -894,32 +907,33 @@ static __always_inline void dgram_sent(int transport, struct lt_send_ctx *ctx, _
 	emit_send_duration(transport, id, dur);
 }
 
-/* The stamp of the unix datagram this recv returned. */
-static __always_inline struct dg_stamp *dgram_stamp_of(struct sock *sk, int transport,
-						       struct lt_send_ctx *ctx, __u64 *key)
+/*
+ * The stamp of the unix datagram this recv returned.  A peek leaves the
+ * datagram queued: its stamp goes back for the recv that takes it.
+ */
+static __always_inline struct dg_stamp *dgram_stamp_of(int transport, struct lt_send_ctx *ctx,
+						       int flags)
 {
-	*key = ctx ? ctx->rx_skb : 0;
-	if (!*key)
+	if (!ctx || !ctx->rx_skb)
 		return NULL;
+	__u64 key = ctx->rx_skb;
 	ctx->rx_skb = 0;
-	struct dg_stamp *st = bpf_map_lookup_elem(&dgram_stamps, key);
-	if (!st || st->transport != transport)
+	if (flags & MSG_PEEK) {
+		bpf_map_update_elem(&dgram_stamps, &key, &ctx->rx_stamp, BPF_NOEXIST);
 		return NULL;
-	return st;
+	}
+	return ctx->rx_stamp.transport == transport ? &ctx->rx_stamp : NULL;
 }
 
-static __always_inline void dgram_received(struct dg_stamp *st, __u64 key, int transport,
-					   __u64 me, __u64 now, int ret)
+static __always_inline void dgram_received(struct dg_stamp *st, int transport, __u64 me,
+					   __u64 now, int ret)
 {
-	if (st->ts && now >= st->ts) {
-		/* Take the send duration if the sender left it; else it reports it itself. */
-		__u32 state = __sync_lock_test_and_set(&st->state, DG_TAKEN);
+	/* The send duration rides along if its sender returned first. */
+	if (st->ts && now >= st->ts)
 		emit(EV_MESSAGE(transport, 1), me, st->id, now - st->ts,
-		     state == DG_SENT ? st->send_ns : 0);
-	}
+		     st->state == DG_SENT ? st->send_ns : 0);
 	if (st->id)
 		count_pair(st->id, me, transport, 1, ret);
-	bpf_map_delete_elem(&dgram_stamps, &key);
 }
 
 /* ---- The calls every backend makes ---- */
@@ -1027,14 +1041,10 @@ static __always_inline void lt_recv_exit(struct sock *sk, int ret, int flags)
 	int transport = lt_transport_of(sk);
 	if (transport < 0)
 		return;
-	struct lt_send_ctx *ctx = NULL;
 	struct dg_stamp *st = NULL;
-	__u64 key = 0;
 
-	if (lt_is_unix(transport) && lt_is_dgram(transport)) {
-		ctx = task_ctx(false);
-		st = dgram_stamp_of(sk, transport, ctx, &key);
-	}
+	if (lt_is_unix(transport) && lt_is_dgram(transport))
+		st = dgram_stamp_of(transport, task_ctx(false), flags);
 	/* MSG_PEEK leaves the data queued; MSG_ERRQUEUE returns no data sent to us. */
 	if (ret <= 0 || (flags & (MSG_PEEK | MSG_ERRQUEUE)))
 		return;
@@ -1051,7 +1061,7 @@ static __always_inline void lt_recv_exit(struct sock *sk, int ret, int flags)
 		note_owner(sk, LT_ID_TGID(me)); /* only TCP/UDP packets cross lo */
 	count_proc(me, transport, LT_RECV, ret);
 	if (st) {
-		dgram_received(st, key, transport, me, now, ret);
+		dgram_received(st, transport, me, now, ret);
 	} else if (lt_is_stream(transport)) {
 		stream_received(sk, transport, me, now, ret);
 	} else if (transport == LT_UDP) {
@@ -1068,12 +1078,25 @@ static __always_inline void lt_recv_exit(struct sock *sk, int ret, int flags)
  * a thread counts.  Its kretprobes see no socket to tell the two apart by
  * type, as the fentry backend does, so a per-thread depth counts the nesting.
  */
-static __always_inline bool lt_outer_enter(bool recv)
+static __always_inline bool lt_outer_enter(bool recv, struct sock *sk)
 {
 	struct lt_send_ctx *ctx = task_ctx(true);
 	if (!ctx)
 		return true;
 	__u8 *depth = recv ? &ctx->recv_depth : &ctx->send_depth;
+	int i = recv ? 1 : 0;
+	__u64 now = bpf_ktime_get_ns();
+	/*
+	 * The nested call comes at once, on the outer call's socket.  Depth found
+	 * raised otherwise means a kretprobe was missed (too many at once for its
+	 * maxactive): start over instead of never counting this thread again.
+	 */
+	if (*depth && (ctx->outer_sk[i] != (__u64)sk || now - ctx->outer_ts[i] > 10000000))
+		*depth = 0;
+	if (*depth == 0) {
+		ctx->outer_sk[i] = (__u64)sk;
+		ctx->outer_ts[i] = now;
+	}
 	return (*depth)++ == 0;
 }
 
@@ -1119,7 +1142,7 @@ static __always_inline void lt_tcp_closed(struct sock *sk)
 {
 	struct tq_key k = {};
 
-	tq_key_recv(sk, &k);
+	tq_key_recv(sk, &k, true);
 	bpf_map_delete_elem(&timing_queues, &k);
 }
 

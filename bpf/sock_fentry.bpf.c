@@ -54,24 +54,14 @@ RECV_HOOKS(unix_seqpacket_recvmsg, lt_fe_usq_rcv, 0)
 
 
 
-/* Unix datagrams are stamped when queued; sk_data_ready's tracepoint is 6.3+. */
+/*
+ * Unix datagrams are stamped when queued; sk_data_ready's tracepoint is 6.3+.
+ * The skb tracepoints (copy, drop) come from sock_tp.bpf.c's programs, which
+ * the loader gives this backend too.
+ */
 SEC("fentry/sock_def_readable")
 int BPF_PROG(lt_fe_data_ready, struct sock *sk)
 {
 	lt_data_ready(sk);
-	return 0;
-}
-
-SEC("tp_btf/skb_copy_datagram_iovec")
-int BPF_PROG(lt_fe_copy, const struct sk_buff *skb, int len)
-{
-	lt_copy_datagram(skb);
-	return 0;
-}
-
-SEC("tp_btf/kfree_skb")
-int BPF_PROG(lt_fe_drop, struct sk_buff *skb)
-{
-	lt_dropped(skb);
 	return 0;
 }

@@ -14,8 +14,9 @@
 	SEC("kprobe/" #func)                                                             \
 	int BPF_KPROBE(name##_in, struct socket *sock)                                   \
 	{                                                                                \
-		if (lt_outer_enter(false))                                               \
-			lt_send_enter(BPF_CORE_READ(sock, sk), 1);   \
+		struct sock *sk = BPF_CORE_READ(sock, sk);                               \
+		if (lt_outer_enter(false, sk))                                           \
+			lt_send_enter(sk, 1);                                            \
 		return 0;                                                                \
 	}                                                                                \
 	SEC("kretprobe/" #func)                                                          \
@@ -30,8 +31,9 @@
 	SEC("kprobe/" #func)                                                             \
 	int BPF_KPROBE(name##_in, struct socket *sock, struct msghdr *msg, size_t len, int flags) \
 	{                                                                                \
-		if (lt_outer_enter(true))                                                \
-			lt_recv_save(BPF_CORE_READ(sock, sk), flags);                    \
+		struct sock *sk = BPF_CORE_READ(sock, sk);                               \
+		if (lt_outer_enter(true, sk))                                            \
+			lt_recv_save(sk, flags);                                         \
 		return 0;                                                                \
 	}                                                                                \
 	SEC("kretprobe/" #func)                                                          \

@@ -62,6 +62,7 @@ struct agg {
 	struct hist transport_send[LT_TRANSPORT_COUNT];
 
 	uint64_t lost_events;
+	uint64_t missed_runs; /* program runs the kernel skipped (LT_STAT_MISSED_RUNS) */
 	uint64_t map_full;
 	uint64_t events_processed;
 	/*

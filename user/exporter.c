@@ -765,6 +765,10 @@ int exporter_render(struct exporter *x, FILE *f, const struct exp_self *self)
 			render_per_transport(f, m, untimed);
 			break;
 		}
+		case PROM_MISSED_RUNS:
+			prom_family(f, m);
+			prom_sample(f, m, "", NULL, 0, x->stats[LT_STAT_MISSED_RUNS]);
+			break;
 		case PROM_LOST_EVENTS:
 			prom_family(f, m);
 			prom_sample(f, m, "", NULL, 0, x->stats[LT_STAT_LOST_EVENTS]);

@@ -142,7 +142,7 @@ static int check_btf(FILE *log)
  */
 struct backend_def {
 	enum lt_backend id;
-	const char *prefixes[6];
+	const char *prefixes[6]; /* the tp_btf programs a backend shares with "tracepoint" */
 };
 
 static const struct backend_def backends[] = {
@@ -395,11 +395,30 @@ static void snap_stat(void *ctx, const struct kmap_entry *e)
 		stats[i] = e->sum[0];
 }
 
+/* Runs the kernel skipped because one of our programs was already running on that CPU. */
+static uint64_t missed_runs(struct tracer *t)
+{
+	uint64_t n = 0;
+	struct bpf_program *prog;
+	bpf_object__for_each_program(prog, t->skel->obj) {
+		struct bpf_prog_info info;
+		__u32 len = sizeof(info);
+		memset(&info, 0, sizeof(info));
+		int fd = bpf_program__fd(prog);
+		if (fd >= 0 && !bpf_obj_get_info_by_fd(fd, &info, &len))
+			n += info.recursion_misses;
+	}
+	return n;
+}
+
 int tracer_read_stats(struct tracer *t, struct kmap_reader *r, uint64_t stats[LT_STAT_COUNT])
 {
 	memset(stats, 0, LT_STAT_COUNT * sizeof(*stats));
-	return kmap_foreach(r, bpf_map__fd(t->skel->maps.stats), sizeof(__u32), sizeof(__u64), 1,
-			    snap_stat, stats) < 0 ? -1 : 0;
+	if (kmap_foreach(r, bpf_map__fd(t->skel->maps.stats), sizeof(__u32), sizeof(__u64), 1,
+			 snap_stat, stats) < 0)
+		return -1;
+	stats[LT_STAT_MISSED_RUNS] = missed_runs(t);
+	return 0;
 }
 
 int tracer_snapshot(struct tracer *t)
@@ -419,6 +438,7 @@ int tracer_snapshot(struct tracer *t)
 	if (!tracer_read_stats(t, &r, stats)) {
 		t->agg->lost_events = stats[LT_STAT_LOST_EVENTS];
 		t->agg->map_full = stats[LT_STAT_MAP_FULL];
+		t->agg->missed_runs = stats[LT_STAT_MISSED_RUNS];
 		agg_account_untimed(t->agg, stats);
 	}
 	kmap_reader_free(&r);

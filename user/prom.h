@@ -68,6 +68,8 @@ void prom_hist_merge(struct prom_hist *into, const struct prom_hist *from);
 	  "Messages sent that lotrace could not time (io_uring, sendfile, unconnected datagrams, queue overflow).") \
 	X(LOST_EVENTS, "lotrace_lost_events_total", "counter",                              \
 	  "Latency samples dropped because the ring buffer was full (counts stay exact).")  \
+	X(MISSED_RUNS, "lotrace_missed_program_runs_total", "counter",                     \
+	  "Runs of lotrace\'s BPF programs the kernel skipped (already running on that CPU): what they would have counted is missing.") \
 	X(EVENTS_PROCESSED, "lotrace_events_processed_total", "counter",                    \
 	  "Latency and send-duration samples read from the ring buffer.")                   \
 	X(MAP_FULL, "lotrace_kernel_map_full_total", "counter",                            \

@@ -264,6 +264,9 @@ void report_table(FILE *out, const struct agg *a, const struct report_filter *f)
 	if (a->map_full)
 		fprintf(out, "; counter map full %llu times (counts incomplete)",
 			(unsigned long long)a->map_full);
+	if (a->missed_runs)
+		fprintf(out, "; %llu program runs skipped by the kernel (counts incomplete)",
+			(unsigned long long)a->missed_runs);
 	fputc('\n', out);
 	folded_footer(out, a);
 }
@@ -345,8 +348,9 @@ void report_json(FILE *out, const struct agg *a, const struct report_filter *f)
 		first_reason = false;
 	}
 	fprintf(out, "}");
-	fprintf(out, ", \"duration_s\": %.3f, \"lost_events\": %llu, \"untimed_messages\": %llu",
-		a->duration_s, (unsigned long long)a->lost_events,
+	fprintf(out, ", \"duration_s\": %.3f, \"lost_events\": %llu, \"missed_program_runs\": %llu, "
+		     "\"untimed_messages\": %llu",
+		a->duration_s, (unsigned long long)a->lost_events, (unsigned long long)a->missed_runs,
 		(unsigned long long)agg_untimed_total(a));
 	fprintf(out, ", \"events_processed\": %llu, \"counter_map_full\": %llu",
 		(unsigned long long)a->events_processed, (unsigned long long)a->map_full);
