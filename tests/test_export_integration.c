@@ -22,6 +22,7 @@
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -1136,4 +1137,134 @@ Test(export, the_systemd_unit_is_valid_and_its_capabilities_suffice)
 	cr_assert(has_comm_count_nofail(text, &x), "exact counts with the unit's capabilities:\n%s", text);
 	free(text);
 	free(unit);
+}
+
+/* ---- a burst of short-lived clients of one server (issue 11, defect 1) ---- */
+
+#define BURST_CLIENTS 300
+#define BURST_ROUNDS 3
+#define KNOWN_MSGS 50
+#define KNOWN_SIZE 100
+
+/* Forks a child running fn(arg) then _exit(0), registered for teardown. */
+static pid_t fork_child(void (*fn)(const char *arg), const char *arg)
+{
+	pid_t pid = fork();
+	cr_assert_geq(pid, 0, "fork");
+	if (pid == 0) {
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		fn(arg);
+		_exit(0);
+	}
+	cr_assert_lt(nchildren, 32);
+	children[nchildren++] = pid;
+	return pid;
+}
+
+static char dgram_path[100], dgram_name[16];
+
+/* The long-lived server: receives datagrams until killed. */
+static void dgram_server(const char *ready)
+{
+	prctl(PR_SET_NAME, dgram_name);
+	int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	struct sockaddr_un a = { .sun_family = AF_UNIX };
+	snprintf(a.sun_path, sizeof(a.sun_path), "%s", dgram_path);
+	if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof(a)))
+		_exit(1);
+	close(open(ready, O_WRONLY | O_CREAT | O_CLOEXEC, 0644));
+	char buf[4096];
+	for (;;)
+		if (recv(fd, buf, sizeof(buf), 0) < 0 && errno != EINTR)
+			_exit(1);
+}
+
+/* One client: a connected datagram socket (so the message is timed and paired), n sends. */
+static int dgram_client(int n, size_t size)
+{
+	int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	struct sockaddr_un a = { .sun_family = AF_UNIX };
+	snprintf(a.sun_path, sizeof(a.sun_path), "%s", dgram_path);
+	if (fd < 0 || connect(fd, (struct sockaddr *)&a, sizeof(a)))
+		return 1;
+	char buf[KNOWN_SIZE] = { 0 };
+	for (int i = 0; i < n; i++)
+		if (send(fd, buf, size, 0) != (ssize_t)size)
+			return 1;
+	return 0;
+}
+
+static void run_child(int (*fn)(int, size_t), int n, size_t size, const char *name)
+{
+	pid_t pid = fork();
+	cr_assert_geq(pid, 0, "fork");
+	if (pid == 0) {
+		if (name)
+			prctl(PR_SET_NAME, name);
+		_exit(fn(n, size));
+	}
+	int st;
+	cr_assert_eq(waitpid(pid, &st, 0), pid);
+	cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "client failed");
+}
+
+struct burst_want {
+	const char *sender, *server;
+	double server_msgs; /* every datagram sent to the server */
+	double after;       /* a write time the file must be newer than */
+};
+
+static bool burst_done(const char *text, void *ctx)
+{
+	const struct burst_want *w = ctx;
+	char s[64], r[64];
+	snprintf(s, sizeof(s), "comm=\"%s\"", w->sender);
+	snprintf(r, sizeof(r), "comm=\"%s\"", w->server);
+	return METRIC(text, "lotrace_sent_messages_total", s, "transport=\"unix_dgram\"") == KNOWN_MSGS &&
+	       METRIC(text, "lotrace_sent_bytes_total", s, "transport=\"unix_dgram\"") ==
+		       KNOWN_MSGS * KNOWN_SIZE &&
+	       METRIC(text, "lotrace_received_messages_total", r, "transport=\"unix_dgram\"") ==
+		       w->server_msgs &&
+	       METRIC(text, "lotrace_last_write_timestamp_seconds", "") > w->after;
+}
+
+Test(export, a_burst_of_short_lived_clients_of_one_server_is_survived, .timeout = 120)
+{
+	char *textdir = path_in("text");
+	make_dir(textdir);
+	snprintf(dgram_path, sizeof(dgram_path), "%s", path_in("dgram.sock"));
+	snprintf(dgram_name, sizeof(dgram_name), "lds%d", (int)getpid() % 10000000);
+	char *ready = path_in("dgram.ready");
+	fork_child(dgram_server, ready);
+	for (double end = now_s() + 5; now_s() < end && access(ready, F_OK); sleep_s(0.01))
+		;
+	cr_assert_eq(access(ready, F_OK), 0, "the datagram server did not start");
+	/* One interval holds a whole burst: the next scan reaps 300 processes and 300 pairs at once. */
+	struct exporter e = export_start(textdir, "--interval 1.5 --max-series 1000");
+
+	for (int round = 0; round < BURST_ROUNDS; round++) {
+		for (int i = 0; i < BURST_CLIENTS; i++)
+			run_child(dgram_client, 1, 1, NULL);
+		sleep_s(2); /* a scan that reaps the burst */
+		int st;
+		cr_assert_neq(waitpid(e.pid, &st, WNOHANG), e.pid, "lotrace export died after burst %d: %s",
+			      round, slurp(e.log, NULL));
+	}
+	char *text = slurp(e.file, NULL);
+	cr_assert_not_null(text);
+	struct burst_want w = { .server = dgram_name,
+				.server_msgs = BURST_CLIENTS * BURST_ROUNDS + KNOWN_MSGS,
+				.after = METRIC(text, "lotrace_last_write_timestamp_seconds", "") };
+	free(text);
+	char sender[16];
+	snprintf(sender, sizeof(sender), "ldk%d", (int)getpid() % 10000000);
+	w.sender = sender;
+	run_child(dgram_client, KNOWN_MSGS, KNOWN_SIZE, sender);
+	text = wait_file(&e, 15, burst_done, &w);
+	int st;
+	cr_assert_neq(waitpid(e.pid, &st, WNOHANG), e.pid, "lotrace export died: %s", slurp(e.log, NULL));
+	cr_assert(burst_done(text, &w), "the file kept updating with exact counts for %s and %s:\n%s",
+		  sender, dgram_name, text);
+	free(text);
+	cr_assert_eq(WEXITSTATUS(stop(e.pid, SIGTERM, 10)), 0, "clean exit: %s", slurp(e.log, NULL));
 }
