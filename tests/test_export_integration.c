@@ -1268,3 +1268,118 @@ Test(export, a_burst_of_short_lived_clients_of_one_server_is_survived, .timeout 
 	free(text);
 	cr_assert_eq(WEXITSTATUS(stop(e.pid, SIGTERM, 10)), 0, "clean exit: %s", slurp(e.log, NULL));
 }
+
+/* ---- many distinct names: the exporter's label table stays bounded (issue 11, defect 3) ---- */
+
+#define NAMES_PROCS 6000
+#define NAMES_MAX_SERIES 5
+#define NAMES_LABEL_LIMIT (5 * (NAMES_MAX_SERIES + 1024)) /* exp_label_limit() in user/exporter.h */
+
+/* A distinct name (at most 15 bytes), then card_child's seqpacket round trips. */
+static void names_child(int i)
+{
+	char name[16];
+	snprintf(name, sizeof(name), "ln%d-%x", (int)getppid() % 100000, (unsigned)i & 0xfffff);
+	prctl(PR_SET_NAME, name);
+	int sv[2];
+	char buf[16] = { 0 };
+	if (socketpair(AF_UNIX, SOCK_SEQPACKET, 0, sv))
+		_exit(1);
+	for (int k = 0; k < CARD_MSGS; k++)
+		if (send(sv[0], buf, 10, 0) != 10 || recv(sv[1], buf, sizeof(buf), 0) != 10)
+			_exit(1);
+	_exit(0);
+}
+
+struct names_state {
+	double s0[4], want[4];
+	double most_labels; /* the largest lotrace_identities sum seen */
+};
+
+static bool names_done(const char *text, void *ctx)
+{
+	struct names_state *c = ctx;
+	double labels = METRIC(text, "lotrace_identities", "");
+	c->most_labels = labels > c->most_labels ? labels : c->most_labels;
+	for (int m = 0; m < 4; m++)
+		if (METRIC(text, card_metrics[m], "transport=\"unix_seqpacket\"") - c->s0[m] < c->want[m])
+			return false;
+	return true;
+}
+
+/* 1: pass, 0: fail, -1: more seqpacket traffic than ours (someone else's: retry). */
+static int names_attempt(char *why, size_t whylen)
+{
+	char *textdir = path_in("names-%d", (int)now_s());
+	make_dir(textdir);
+	char args[64];
+	snprintf(args, sizeof(args), "--interval 0.5 --max-series %d --idle-expiry 0", NAMES_MAX_SERIES);
+	struct exporter e = export_start(textdir, args);
+	sleep_s(1.1);
+	char *before = slurp(e.file, NULL);
+	struct names_state c = { 0 };
+	for (int m = 0; m < 4; m++)
+		c.s0[m] = METRIC(before, card_metrics[m], "transport=\"unix_seqpacket\"");
+	free(before);
+	double next_look = now_s();
+	for (int i = 0; i < NAMES_PROCS; i++) {
+		pid_t pid = fork();
+		cr_assert_geq(pid, 0);
+		if (pid == 0)
+			names_child(i);
+		int st;
+		cr_assert_eq(waitpid(pid, &st, 0), pid);
+		cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "child %d failed", i);
+		c.want[0] += CARD_MSGS;
+		c.want[1] += CARD_MSGS * 10;
+		if (now_s() > next_look) { /* the bound holds all along, not just at the end */
+			char *text = slurp(e.file, NULL);
+			if (text)
+				names_done(text, &c);
+			free(text);
+			next_look = now_s() + 0.5;
+		}
+	}
+	c.want[2] = c.want[0];
+	c.want[3] = c.want[1];
+	char *after = wait_file(&e, 20, names_done, &c);
+	sleep_s(1.1); /* two more scans */
+	free(after);
+	after = slurp(e.file, NULL);
+	names_done(after, &c);
+	int st;
+	cr_assert_neq(waitpid(e.pid, &st, WNOHANG), e.pid, "lotrace export died: %s", slurp(e.log, NULL));
+	stop(e.pid, SIGTERM, 10);
+	int ok = 1;
+	if (c.most_labels > NAMES_LABEL_LIMIT || c.most_labels < NAMES_LABEL_LIMIT / 2) {
+		snprintf(why, whylen, "lotrace_identities reached %.0f; bound %d, %d names sent", c.most_labels,
+			 NAMES_LABEL_LIMIT, NAMES_PROCS);
+		ok = 0;
+	}
+	for (int m = 0; ok && m < 4; m++) {
+		double got = METRIC(after, card_metrics[m], "transport=\"unix_seqpacket\"") - c.s0[m];
+		if (got > c.want[m]) {
+			snprintf(why, whylen, "%s: %.0f, ours %.0f", card_metrics[m], got, c.want[m]);
+			ok = -1;
+		} else if (got != c.want[m]) {
+			snprintf(why, whylen, "%s: series add up to %.0f, sent %.0f", card_metrics[m], got, c.want[m]);
+			ok = 0;
+		}
+	}
+	cr_log_info("distinct names: %d processes, lotrace_identities at most %.0f (bound %d)", NAMES_PROCS,
+		    c.most_labels, NAMES_LABEL_LIMIT);
+	free(after);
+	return ok;
+}
+
+Test(export, distinct_names_keep_the_label_table_bounded_and_totals_exact, .timeout = 240)
+{
+	char why[512] = "";
+	int r = -1;
+	for (int attempt = 0; attempt < 3 && r < 0; attempt++) {
+		r = names_attempt(why, sizeof(why));
+		if (r < 0)
+			fprintf(stderr, "distinct names: retrying: %s\n", why);
+	}
+	cr_assert_eq(r, 1, "%s", why);
+}
