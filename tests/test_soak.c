@@ -16,7 +16,9 @@
  * - BPF maps: entries of exited processes are taken every interval, so no
  *   hash map may keep growing: the last half's peak is at most 1.25 x the
  *   first half's peak plus 1 % of its capacity (steady growth from zero
- *   gives 2 x), and below the capacity (a full map refuses or evicts).
+ *   gives 2 x), and at most 90 % of its capacity: a full hash map refuses
+ *   new entries and a full LRU map evicts live ones, so a map lotrace
+ *   reaps properly never gets near its capacity.
  * - series: the documented bound 5 x (N + 1) x 56 + lotrace's own.
  * - labels (lotrace_identities summed): at most 5 x (N + 1024).
  * Needs root; fails without it.
@@ -540,7 +542,8 @@ Test(soak, exporter_memory_and_maps_stay_bounded_under_churn)
 			    samples[0].maps[m].name, q, h, cap);
 		cr_expect_leq(h, q + q / 4 + cap / 100, "map %s keeps growing: %ld -> %ld entries",
 			      samples[0].maps[m].name, q, h);
-		cr_expect_lt(h, cap, "map %s is full", samples[0].maps[m].name);
+		cr_expect_leq(h, cap - cap / 10, "map %s is (nearly) full: %ld of %ld", samples[0].maps[m].name,
+			      h, cap);
 	}
 	/* A clean stop after all that. */
 	kill(exporter, SIGTERM);
