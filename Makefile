@@ -24,6 +24,7 @@ APP_SRCS += user/kmaps.c user/export.c
 USER_HDRS := $(wildcard user/*.h) bpf/lotrace.h
 TESTS := $(BUILD)/test_unit $(BUILD)/test_lobench $(BUILD)/test_integration
 TESTS += $(BUILD)/test_latency $(BUILD)/test_export $(BUILD)/test_export_integration
+TESTS += $(BUILD)/test_soak
 
 .PHONY: all test vmtest bench clean
 .DELETE_ON_ERROR:
@@ -59,11 +60,15 @@ $(BUILD)/test_export: tests/test_export.c $(LIB_SRCS) $(USER_HDRS) | $(BUILD)
 $(BUILD)/test_export_integration: tests/test_export_integration.c tests/lotrace_run.c tests/lotrace_run.h | $(BUILD)
 	$(CC) $(CFLAGS) $(SAN) -Iuser tests/test_export_integration.c tests/lotrace_run.c -o $@ -lcriterion -ljson-c -lm
 
+# The exporter soak (issue 11): LOTRACE_SOAK_SECONDS, default 600.
+$(BUILD)/test_soak: tests/test_soak.c tests/lotrace_run.c tests/lotrace_run.h | $(BUILD)
+	$(CC) $(CFLAGS) $(SAN) -Iuser tests/test_soak.c tests/lotrace_run.c -o $@ -lcriterion -ljson-c -lbpf -lm
+
 $(BUILD)/test_lobench: tests/test_lobench.c tests/lotrace_run.c tests/lotrace_run.h | $(BUILD)
 	$(CC) $(CFLAGS) $(SAN) tests/test_lobench.c tests/lotrace_run.c -o $@ -lcriterion -ljson-c -lm
 
 # Unit tests, lobench's ground truth, then the integration tests against the
-# real kernel (root).
+# real kernel (root), then the exporter soak (10 minutes; LOTRACE_SOAK_SECONDS).
 test: lotrace tools/lobench $(TESTS)
 	$(BUILD)/test_unit --verbose=0
 	LOBENCH=./tools/lobench $(BUILD)/test_lobench --verbose=0 -j1
@@ -71,6 +76,7 @@ test: lotrace tools/lobench $(TESTS)
 	LOTRACE=./lotrace LOBENCH=./tools/lobench $(BUILD)/test_latency --verbose=0 -j1
 	$(BUILD)/test_export --verbose=0
 	LOTRACE=./lotrace LOBENCH=./tools/lobench $(BUILD)/test_export_integration --verbose=0 -j1
+	LOTRACE=./lotrace $(BUILD)/test_soak --verbose -j1
 
 # The backend matrix: Debian 6.1 and 6.12 kernels under qemu, and this host.
 vmtest: lotrace tools/lobench $(BUILD)/test_integration

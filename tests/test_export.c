@@ -692,6 +692,150 @@ Test(exporter, lo_entries_of_exited_processes_are_taken_once_idle)
 	free(f);
 }
 
+/* Own series (tracked minus folded) of a transport, and how many of them the file shows. */
+static void check_no_hidden_series(const struct parsed *p, const char *transport)
+{
+	char want[64], tr[64];
+	snprintf(want, sizeof(want), "transport=\"%s\"", transport);
+	snprintf(tr, sizeof(tr), "transport=\"%s\",", transport);
+	double own = sum_of(p, "lotrace_identities", want) - sum_of(p, "lotrace_folded_identities", want);
+	size_t shown = 0;
+	for (size_t i = 0; i < p->n; i++) {
+		const struct sample *s = &p->s[i];
+		bool traffic = !strcmp(s->name, "lotrace_sent_bytes_total") ||
+			       !strcmp(s->name, "lotrace_received_bytes_total");
+		if (traffic && strstr(s->labels, tr) && !strstr(s->labels, "comm=\"other\""))
+			shown++;
+	}
+	/* Every label holding a place shows at least one counter (one direction or both). */
+	cr_assert_leq(own, (double)shown, "%g own series on %s, %zu counters shown", own, transport, shown);
+}
+
+Test(exporter, the_biggest_talker_gets_its_own_series)
+{
+	memset(kernel, 0, sizeof(kernel));
+	struct fake *f = fake_new();
+	struct exporter *x = fake_exporter(f, LT_BY_COMM, 2, 3600);
+	struct truth t = { 0 };
+	struct parsed prev = { 0 };
+	const int tr = LT_UNIX_STREAM;
+	fake_spawn(f, 70, "small-a", NULL);
+	fake_spawn(f, 71, "small-b", NULL);
+	fake_spawn(f, 72, "big", NULL);
+	/* scan 0: two small talkers take the two places; scan 1: "big" starts small, so folded. */
+	static const struct {
+		uint32_t pid;
+		uint64_t bytes;
+		bool exits;
+	} plan[][3] = {
+		{ { 70, 100, false }, { 71, 100, false } },
+		{ { 72, 10, false } },
+		/* then sends 2.5 MB: it must show them under its name */
+		{ { 72, 2500000, false }, { 70, 5, false } },
+		/* a process that sends 5 MB and exits within one interval */
+		{ { 73, 5000000, true } },
+		{ { 72, 1000, false }, { 73, 0, false } },
+	};
+	fake_spawn(f, 73, "burst", NULL);
+	for (int scan_no = 0; scan_no < 5; scan_no++) {
+		for (int i = 0; i < 3 && plan[scan_no][i].pid; i++) {
+			if (!plan[scan_no][i].bytes)
+				continue;
+			ksend(plan[scan_no][i].pid, tr, LT_SEND, 1, plan[scan_no][i].bytes);
+			event(x, plan[scan_no][i].pid, tr, LT_EV_SEND_DURATION, 5000);
+			t.messages[tr][LT_SEND]++;
+			t.bytes[tr][LT_SEND] += plan[scan_no][i].bytes;
+			t.events[tr][LT_SEND]++;
+			if (plan[scan_no][i].exits)
+				f->alive[plan[scan_no][i].pid] = false;
+		}
+		scan(x, scan_no);
+		char *text = render(x);
+		struct parsed p = parse(text);
+		check_totals(&p, &t, 2);
+		check_no_hidden_series(&p, "unix_stream");
+		if (prev.s)
+			check_monotonic(&prev, &p);
+		if (scan_no == 1)
+			cr_assert_eq(sum_of(&p, "lotrace_sent_bytes_total", "comm=\"other\""), 10,
+				     "big's first 10 bytes are folded:\n%s", text);
+		if (scan_no == 2) {
+			cr_assert_eq(sum_of(&p, "lotrace_sent_bytes_total", "comm=\"big\""), 2500000,
+				     "promoted with the traffic that earned it:\n%s", text);
+			cr_assert_eq(sum_of(&p, "lotrace_send_duration_seconds_count", "comm=\"big\""), 1);
+		}
+		if (scan_no == 3)
+			cr_assert_eq(sum_of(&p, "lotrace_sent_bytes_total", "comm=\"burst\""), 5000000,
+				     "a big sender gone within one interval is named:\n%s", text);
+		free(prev.s);
+		prev = p;
+		free(text);
+	}
+	cr_assert_eq(sum_of(&prev, "lotrace_sent_bytes_total", "comm=\"big\""), 2501000);
+	cr_assert_eq(sum_of(&prev, "lotrace_sent_bytes_total", "comm=\"burst\""), 5000000);
+	free(prev.s);
+	exporter_free(x);
+	free(f);
+}
+
+Test(exporter, the_label_table_is_bounded_and_totals_stay_exact, .timeout = 120)
+{
+	memset(kernel, 0, sizeof(kernel));
+	struct fake *f = fake_new();
+	const unsigned max = 5;
+	struct exporter *x = fake_exporter(f, LT_BY_COMM, max, 0); /* idle expiry never */
+	const size_t limit = exp_label_limit(max);
+	struct truth t = { 0 };
+	struct parsed prev = { 0 };
+	size_t most = 0;
+	fake_spawn(f, 10, "known", NULL);
+	uint64_t known_bytes = 0;
+	/* 150 scans of 1000 short-lived processes, each with a name never seen before. */
+	for (int round = 0; round < 150; round++) {
+		for (uint32_t i = 0; i < 1000; i++) {
+			uint32_t pid = 100 + i;
+			char comm[16];
+			snprintf(comm, sizeof(comm), "n%d-%u", round, i);
+			fake_spawn(f, pid, comm, NULL);
+			int tr = (int)(rnd() % LT_TRANSPORT_COUNT);
+			uint64_t b = 1 + rnd() % 100;
+			ksend(pid, tr, LT_SEND, 1, b);
+			t.messages[tr][LT_SEND]++;
+			t.bytes[tr][LT_SEND] += b;
+			event(x, pid, tr, LT_EV_MESSAGE, 1000 + rnd() % 1000000);
+			t.events[tr][LT_RECV]++;
+			f->alive[pid] = false; /* gone before the scan: its entry is taken */
+		}
+		ksend(10, LT_TCP, LT_SEND, 10, 100000);
+		known_bytes += 100000;
+		t.messages[LT_TCP][LT_SEND] += 10;
+		t.bytes[LT_TCP][LT_SEND] += 100000;
+		scan(x, round);
+		size_t labels = exporter_labels(x);
+		cr_assert_leq(labels, limit, "round %d: %zu labels tracked, limit %zu", round, labels, limit);
+		most = labels > most ? labels : most;
+		cr_assert_leq(exporter_tasks(x), 1002, "exited processes are forgotten");
+		if (round % 10 == 9 || round == 149) { /* rendering is the slow part */
+			char *text = render(x);
+			struct parsed p = parse(text);
+			check_totals(&p, &t, max);
+			double tracked = sum_of(&p, "lotrace_identities", NULL);
+			cr_assert_leq(tracked, (double)limit, "lotrace_identities %g", tracked);
+			if (prev.s)
+				check_monotonic(&prev, &p);
+			free(prev.s);
+			prev = p;
+			free(text);
+		}
+	}
+	cr_assert_eq(most, limit, "150000 names filled the table (%zu of %zu)", most, limit);
+	cr_assert_eq(sum_of(&prev, "lotrace_sent_bytes_total", "comm=\"known\""), (double)known_bytes,
+		     "the big talker keeps its series through the churn");
+	free(prev.s);
+	exporter_free(x);
+	free(f);
+}
+
 /* ---- cgroup -> unit ---- */
 
 Test(procid, unit_of_cgroup_paths)

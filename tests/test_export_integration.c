@@ -23,6 +23,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -1447,4 +1448,330 @@ Test(export, the_shipped_unit_runs_with_reduced_capabilities)
 	cr_expect_eq(strtoull(prm + 7, NULL, 16), want, "CapPrm: %.24s", prm);
 	int rc = stop(e.pid, SIGTERM, 10);
 	cr_expect(WIFEXITED(rc) && WEXITSTATUS(rc) == 0, "status %d", rc);
+}
+
+/* ---- a burst of short-lived clients of one server (issue 11, defect 1) ---- */
+
+#define BURST_CLIENTS 300
+#define BURST_ROUNDS 3
+#define KNOWN_MSGS 50
+#define KNOWN_SIZE 100
+
+/* Forks a child running fn(arg) then _exit(0), registered for teardown. */
+static pid_t fork_child(void (*fn)(const char *arg), const char *arg)
+{
+	pid_t pid = fork();
+	cr_assert_geq(pid, 0, "fork");
+	if (pid == 0) {
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		fn(arg);
+		_exit(0);
+	}
+	cr_assert_lt(nchildren, 32);
+	children[nchildren++] = pid;
+	return pid;
+}
+
+static char dgram_path[100], dgram_name[16];
+
+/* The long-lived server: receives datagrams until killed. */
+static void dgram_server(const char *ready)
+{
+	prctl(PR_SET_NAME, dgram_name);
+	int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	struct sockaddr_un a = { .sun_family = AF_UNIX };
+	snprintf(a.sun_path, sizeof(a.sun_path), "%s", dgram_path);
+	if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof(a)))
+		_exit(1);
+	close(open(ready, O_WRONLY | O_CREAT | O_CLOEXEC, 0644));
+	char buf[4096];
+	for (;;)
+		if (recv(fd, buf, sizeof(buf), 0) < 0 && errno != EINTR)
+			_exit(1);
+}
+
+/* One client: a connected datagram socket (so the message is timed and paired), n sends. */
+static int dgram_client(int n, size_t size)
+{
+	int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	struct sockaddr_un a = { .sun_family = AF_UNIX };
+	snprintf(a.sun_path, sizeof(a.sun_path), "%s", dgram_path);
+	if (fd < 0 || connect(fd, (struct sockaddr *)&a, sizeof(a)))
+		return 1;
+	char buf[KNOWN_SIZE] = { 0 };
+	for (int i = 0; i < n; i++)
+		if (send(fd, buf, size, 0) != (ssize_t)size)
+			return 1;
+	return 0;
+}
+
+static void run_child(int (*fn)(int, size_t), int n, size_t size, const char *name)
+{
+	pid_t pid = fork();
+	cr_assert_geq(pid, 0, "fork");
+	if (pid == 0) {
+		if (name)
+			prctl(PR_SET_NAME, name);
+		_exit(fn(n, size));
+	}
+	int st;
+	cr_assert_eq(waitpid(pid, &st, 0), pid);
+	cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "client failed");
+}
+
+struct burst_want {
+	const char *sender, *server;
+	double server_msgs; /* every datagram sent to the server */
+	double after;       /* a write time the file must be newer than */
+};
+
+static bool burst_done(const char *text, void *ctx)
+{
+	const struct burst_want *w = ctx;
+	char s[64], r[64];
+	snprintf(s, sizeof(s), "comm=\"%s\"", w->sender);
+	snprintf(r, sizeof(r), "comm=\"%s\"", w->server);
+	return METRIC(text, "lotrace_sent_messages_total", s, "transport=\"unix_dgram\"") == KNOWN_MSGS &&
+	       METRIC(text, "lotrace_sent_bytes_total", s, "transport=\"unix_dgram\"") ==
+		       KNOWN_MSGS * KNOWN_SIZE &&
+	       METRIC(text, "lotrace_received_messages_total", r, "transport=\"unix_dgram\"") ==
+		       w->server_msgs &&
+	       METRIC(text, "lotrace_last_write_timestamp_seconds", "") > w->after;
+}
+
+Test(export, a_burst_of_short_lived_clients_of_one_server_is_survived, .timeout = 120)
+{
+	char *textdir = path_in("text");
+	make_dir(textdir);
+	snprintf(dgram_path, sizeof(dgram_path), "%s", path_in("dgram.sock"));
+	snprintf(dgram_name, sizeof(dgram_name), "lds%d", (int)getpid() % 10000000);
+	char *ready = path_in("dgram.ready");
+	fork_child(dgram_server, ready);
+	for (double end = now_s() + 5; now_s() < end && access(ready, F_OK); sleep_s(0.01))
+		;
+	cr_assert_eq(access(ready, F_OK), 0, "the datagram server did not start");
+	/* One interval holds a whole burst: the next scan reaps 300 processes and 300 pairs at once. */
+	struct exporter e = export_start(textdir, "--interval 1.5 --max-series 1000");
+
+	for (int round = 0; round < BURST_ROUNDS; round++) {
+		for (int i = 0; i < BURST_CLIENTS; i++)
+			run_child(dgram_client, 1, 1, NULL);
+		sleep_s(2); /* a scan that reaps the burst */
+		int st;
+		cr_assert_neq(waitpid(e.pid, &st, WNOHANG), e.pid, "lotrace export died after burst %d: %s",
+			      round, slurp(e.log, NULL));
+	}
+	char *text = slurp(e.file, NULL);
+	cr_assert_not_null(text);
+	struct burst_want w = { .server = dgram_name,
+				.server_msgs = BURST_CLIENTS * BURST_ROUNDS + KNOWN_MSGS,
+				.after = METRIC(text, "lotrace_last_write_timestamp_seconds", "") };
+	free(text);
+	char sender[16];
+	snprintf(sender, sizeof(sender), "ldk%d", (int)getpid() % 10000000);
+	w.sender = sender;
+	run_child(dgram_client, KNOWN_MSGS, KNOWN_SIZE, sender);
+	text = wait_file(&e, 15, burst_done, &w);
+	int st;
+	cr_assert_neq(waitpid(e.pid, &st, WNOHANG), e.pid, "lotrace export died: %s", slurp(e.log, NULL));
+	cr_assert(burst_done(text, &w), "the file kept updating with exact counts for %s and %s:\n%s",
+		  sender, dgram_name, text);
+	free(text);
+	cr_assert_eq(WEXITSTATUS(stop(e.pid, SIGTERM, 10)), 0, "clean exit: %s", slurp(e.log, NULL));
+}
+
+/* ---- many distinct names: the exporter's label table stays bounded (issue 11, defect 3) ---- */
+
+#define NAMES_PROCS 6000
+#define NAMES_MAX_SERIES 5
+#define NAMES_LABEL_LIMIT (5 * (NAMES_MAX_SERIES + 1024)) /* exp_label_limit() in user/exporter.h */
+
+/* A distinct name (at most 15 bytes), then card_child's seqpacket round trips. */
+static void names_child(int i)
+{
+	char name[16];
+	snprintf(name, sizeof(name), "ln%d-%x", (int)getppid() % 100000, (unsigned)i & 0xfffff);
+	prctl(PR_SET_NAME, name);
+	int sv[2];
+	char buf[16] = { 0 };
+	if (socketpair(AF_UNIX, SOCK_SEQPACKET, 0, sv))
+		_exit(1);
+	for (int k = 0; k < CARD_MSGS; k++)
+		if (send(sv[0], buf, 10, 0) != 10 || recv(sv[1], buf, sizeof(buf), 0) != 10)
+			_exit(1);
+	_exit(0);
+}
+
+struct names_state {
+	double s0[4], want[4];
+	double most_labels; /* the largest lotrace_identities sum seen */
+};
+
+static bool names_done(const char *text, void *ctx)
+{
+	struct names_state *c = ctx;
+	double labels = METRIC(text, "lotrace_identities", "");
+	c->most_labels = labels > c->most_labels ? labels : c->most_labels;
+	for (int m = 0; m < 4; m++)
+		if (METRIC(text, card_metrics[m], "transport=\"unix_seqpacket\"") - c->s0[m] < c->want[m])
+			return false;
+	return true;
+}
+
+/* 1: pass, 0: fail, -1: more seqpacket traffic than ours (someone else's: retry). */
+static int names_attempt(char *why, size_t whylen)
+{
+	char *textdir = path_in("names-%d", (int)now_s());
+	make_dir(textdir);
+	char args[64];
+	snprintf(args, sizeof(args), "--interval 0.5 --max-series %d --idle-expiry 0", NAMES_MAX_SERIES);
+	struct exporter e = export_start(textdir, args);
+	sleep_s(1.1);
+	char *before = slurp(e.file, NULL);
+	struct names_state c = { 0 };
+	for (int m = 0; m < 4; m++)
+		c.s0[m] = METRIC(before, card_metrics[m], "transport=\"unix_seqpacket\"");
+	free(before);
+	double next_look = now_s();
+	for (int i = 0; i < NAMES_PROCS; i++) {
+		pid_t pid = fork();
+		cr_assert_geq(pid, 0);
+		if (pid == 0)
+			names_child(i);
+		int st;
+		cr_assert_eq(waitpid(pid, &st, 0), pid);
+		cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "child %d failed", i);
+		c.want[0] += CARD_MSGS;
+		c.want[1] += CARD_MSGS * 10;
+		if (now_s() > next_look) { /* the bound holds all along, not just at the end */
+			char *text = slurp(e.file, NULL);
+			if (text)
+				names_done(text, &c);
+			free(text);
+			next_look = now_s() + 0.5;
+		}
+	}
+	c.want[2] = c.want[0];
+	c.want[3] = c.want[1];
+	char *after = wait_file(&e, 20, names_done, &c);
+	sleep_s(1.1); /* two more scans */
+	free(after);
+	after = slurp(e.file, NULL);
+	names_done(after, &c);
+	int st;
+	cr_assert_neq(waitpid(e.pid, &st, WNOHANG), e.pid, "lotrace export died: %s", slurp(e.log, NULL));
+	stop(e.pid, SIGTERM, 10);
+	int ok = 1;
+	if (c.most_labels > NAMES_LABEL_LIMIT || c.most_labels < NAMES_LABEL_LIMIT / 2) {
+		snprintf(why, whylen, "lotrace_identities reached %.0f; bound %d, %d names sent", c.most_labels,
+			 NAMES_LABEL_LIMIT, NAMES_PROCS);
+		ok = 0;
+	}
+	for (int m = 0; ok && m < 4; m++) {
+		double got = METRIC(after, card_metrics[m], "transport=\"unix_seqpacket\"") - c.s0[m];
+		if (got > c.want[m]) {
+			snprintf(why, whylen, "%s: %.0f, ours %.0f", card_metrics[m], got, c.want[m]);
+			ok = -1;
+		} else if (got != c.want[m]) {
+			snprintf(why, whylen, "%s: series add up to %.0f, sent %.0f", card_metrics[m], got, c.want[m]);
+			ok = 0;
+		}
+	}
+	cr_log_info("distinct names: %d processes, lotrace_identities at most %.0f (bound %d)", NAMES_PROCS,
+		    c.most_labels, NAMES_LABEL_LIMIT);
+	free(after);
+	return ok;
+}
+
+Test(export, distinct_names_keep_the_label_table_bounded_and_totals_exact, .timeout = 240)
+{
+	char why[512] = "";
+	int r = -1;
+	for (int attempt = 0; attempt < 3 && r < 0; attempt++) {
+		r = names_attempt(why, sizeof(why));
+		if (r < 0)
+			fprintf(stderr, "distinct names: retrying: %s\n", why);
+	}
+	cr_assert_eq(r, 1, "%s", why);
+}
+
+/* ---- top-N promotion shows the biggest talker (issue 11, defect 4) ---- */
+
+/* A process named name: a datagram socketpair, n datagrams of size bytes, each read back. */
+static void dgram_talker(const char *name, int n, size_t size)
+{
+	pid_t pid = fork();
+	cr_assert_geq(pid, 0);
+	if (pid == 0) {
+		prctl(PR_SET_NAME, name);
+		int sv[2];
+		char buf[1000] = { 0 };
+		if (size > sizeof(buf) || socketpair(AF_UNIX, SOCK_DGRAM, 0, sv))
+			_exit(1);
+		for (int i = 0; i < n; i++)
+			if (send(sv[0], buf, size, 0) != (ssize_t)size ||
+			    recv(sv[1], buf, sizeof(buf), 0) != (ssize_t)size)
+				_exit(1);
+		_exit(0);
+	}
+	int st;
+	cr_assert_eq(waitpid(pid, &st, 0), pid);
+	cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "%s failed", name);
+}
+
+struct mono {
+	const struct exporter *e;
+	double other; /* the largest "other" seen: it must never go down */
+	bool went_down;
+};
+
+/* Reads the file for secs seconds, checking that "other" never goes down. */
+static char *watch_other(struct mono *m, double secs)
+{
+	char *text = NULL;
+	for (double end = now_s() + secs; now_s() < end; sleep_s(0.05)) {
+		free(text);
+		text = slurp(m->e->file, NULL);
+		if (!text || !complete(text, strlen(text)))
+			continue;
+		double o = METRIC(text, "lotrace_sent_bytes_total", "transport=\"unix_dgram\"", "comm=\"other\"");
+		if (o < m->other)
+			m->went_down = true;
+		m->other = o > m->other ? o : m->other;
+	}
+	return text;
+}
+
+Test(export, a_big_talker_first_counted_in_other_gets_its_own_series, .timeout = 60)
+{
+	char *textdir = path_in("text");
+	make_dir(textdir);
+	struct exporter e = export_start(textdir, "--interval 0.5 --max-series 2");
+	struct mono m = { &e, 0, false };
+	int me = (int)getpid() % 100000;
+	char a[16], b[16], c[16], cseries[32];
+	snprintf(a, sizeof(a), "l4a%d", me);
+	snprintf(b, sizeof(b), "l4b%d", me);
+	snprintf(c, sizeof(c), "l4c%d", me);
+	snprintf(cseries, sizeof(cseries), "comm=\"%s\"", c);
+	/* Two small talkers take the two places; then c, small, is folded into "other". */
+	dgram_talker(a, 1, 100);
+	dgram_talker(b, 1, 100);
+	free(watch_other(&m, 1.2));
+	dgram_talker(c, 1, 10);
+	char *text = watch_other(&m, 1.2);
+	/* Someone else's datagrams could have changed who holds the places: read what happened. */
+	double c_before = METRIC(text, "lotrace_sent_bytes_total", "transport=\"unix_dgram\"", cseries);
+	free(text);
+	/* Then c sends 2.5 MB: it must show them under its name. */
+	dgram_talker(c, 2500, 1000);
+	text = watch_other(&m, 1.5);
+	double c_after = METRIC(text, "lotrace_sent_bytes_total", "transport=\"unix_dgram\"", cseries);
+	cr_assert(c_before == 0 || c_before == 10, "c's 10 bytes: %g", c_before);
+	cr_assert_eq(c_after, c_before + 2500000,
+		     "the 2.5 MB sender shows its bytes by name (it had %g before):\n%s", c_before, text);
+	cr_assert_eq(METRIC(text, "lotrace_sent_messages_total", "transport=\"unix_dgram\"", cseries),
+		     (c_before ? 1 : 0) + 2500);
+	cr_assert_not(m.went_down, "other went down (seen %g at most)", m.other);
+	free(text);
 }

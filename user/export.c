@@ -16,11 +16,21 @@
 #include "lotrace.skel.h"
 #include "textfile.h"
 
-/* Keys of entries to take or delete after a map walk (never during it). */
+/*
+ * Keys of entries to take or delete after a map walk (never during it).  One
+ * per map: the key size is fixed when it is made, so a vector grown for one
+ * key size is never filled with larger keys.
+ */
 struct keyvec {
 	char *keys;
-	size_t n, cap, size;
+	size_t n, cap;
+	size_t size; /* set once by keyvec_init */
 };
+
+static void keyvec_init(struct keyvec *v, size_t size)
+{
+	*v = (struct keyvec){ .size = size };
+}
 
 static void keyvec_push(struct keyvec *v, const void *key)
 {
@@ -39,7 +49,7 @@ struct exp_run {
 	struct tracer t;
 	struct kmap_reader scan, lookup;
 	struct exporter *x;
-	struct keyvec reap;
+	struct keyvec reap[EXP_MAP_COUNT]; /* indexed by enum exp_map */
 	const char *dir;
 	uint64_t write_failures;
 	int last_errno; /* of the failing streak; 0: the last write worked */
@@ -76,40 +86,38 @@ static void scan_proc(void *ctx, const struct kmap_entry *e)
 	if (c)
 		snprintf(comm, sizeof(comm), "%.*s", (int)strnlen(c, LOTRACE_COMM_LEN), c);
 	if (exporter_proc(r->x, e->key, e->sum[0], e->sum[1], kmap_proc_start(e), comm))
-		keyvec_push(&r->reap, e->key);
+		keyvec_push(&r->reap[EXP_MAP_PROC], e->key);
 }
 
 static void scan_lo(void *ctx, const struct kmap_entry *e)
 {
 	struct exp_run *r = ctx;
 	if (exporter_lo(r->x, e->key, e->sum[0], e->sum[1]))
-		keyvec_push(&r->reap, e->key);
+		keyvec_push(&r->reap[EXP_MAP_LO], e->key);
 }
 
 static void scan_pair(void *ctx, const struct kmap_entry *e)
 {
 	struct exp_run *r = ctx;
 	if (exporter_pair_gone(r->x, e->key))
-		keyvec_push(&r->reap, e->key);
+		keyvec_push(&r->reap[EXP_MAP_PAIR], e->key);
 }
 
 /*
  * Walks one counter map; entries of exited processes are then taken (read
  * and deleted in one step) or, for pairs, deleted.  Returns entries left.
  */
-static uint64_t scan_map(struct exp_run *r, struct bpf_map *map, size_t key_size,
-			 size_t value_size, kmap_fn fn, enum exp_map which)
+static uint64_t scan_map(struct exp_run *r, struct bpf_map *map, size_t value_size, kmap_fn fn,
+			 enum exp_map which)
 {
 	int fd = bpf_map__fd(map);
-	r->reap.n = 0;
-	if (r->reap.size != key_size) /* cap counts keys of the old size */
-		r->reap.cap = 0;
-	r->reap.size = key_size;
-	long n = kmap_foreach(&r->scan, fd, key_size, value_size, 2, fn, r);
+	struct keyvec *reap = &r->reap[which];
+	reap->n = 0;
+	long n = kmap_foreach(&r->scan, fd, reap->size, value_size, 2, fn, r);
 	if (n < 0)
 		return 0;
-	for (size_t i = 0; i < r->reap.n; i++) {
-		const void *key = r->reap.keys + i * key_size;
+	for (size_t i = 0; i < reap->n; i++) {
+		const void *key = reap->keys + i * reap->size;
 		uint64_t sum[2];
 		if (which == EXP_MAP_PAIR) {
 			if (!bpf_map_delete_elem(fd, key))
@@ -136,14 +144,12 @@ static void write_file(struct exp_run *r, struct textfile *tf)
 	/* Totals before the rows: totals - rows then never exceeds what was evicted. */
 	int have_totals = !kmap_read_totals(&r->scan, bpf_map__fd(s->maps.totals), totals);
 	exporter_scan_begin(r->x);
-	uint64_t n = scan_map(r, s->maps.proc_counts, sizeof(struct lt_proc_key),
-			      sizeof(struct lt_proc_val), scan_proc, EXP_MAP_PROC);
+	uint64_t n = scan_map(r, s->maps.proc_counts, sizeof(struct lt_proc_val), scan_proc,
+			      EXP_MAP_PROC);
 	exporter_map_size(r->x, EXP_MAP_PROC, n, bpf_map__max_entries(s->maps.proc_counts));
-	n = scan_map(r, s->maps.lo_counts, sizeof(struct lt_lo_key), sizeof(struct lt_lo_val),
-		     scan_lo, EXP_MAP_LO);
+	n = scan_map(r, s->maps.lo_counts, sizeof(struct lt_lo_val), scan_lo, EXP_MAP_LO);
 	exporter_map_size(r->x, EXP_MAP_LO, n, bpf_map__max_entries(s->maps.lo_counts));
-	n = scan_map(r, s->maps.pair_counts, sizeof(struct lt_pair_key), sizeof(struct lt_pair_val),
-		     scan_pair, EXP_MAP_PAIR);
+	n = scan_map(r, s->maps.pair_counts, sizeof(struct lt_pair_val), scan_pair, EXP_MAP_PAIR);
 	exporter_map_size(r->x, EXP_MAP_PAIR, n, bpf_map__max_entries(s->maps.pair_counts));
 	if (have_totals)
 		exporter_totals(r->x, totals);
@@ -230,6 +236,9 @@ int export_main(const struct lt_opts *opts)
 		goto out;
 	}
 	r->dir = xo->textfile_dir;
+	keyvec_init(&r->reap[EXP_MAP_PROC], sizeof(struct lt_proc_key));
+	keyvec_init(&r->reap[EXP_MAP_PAIR], sizeof(struct lt_pair_key));
+	keyvec_init(&r->reap[EXP_MAP_LO], sizeof(struct lt_lo_key));
 	struct exp_config cfg = { xo->by, xo->max_series, xo->idle_expiry_s, exp_procfs() };
 	cfg.sys.kernel_comm = kernel_comm;
 	cfg.sys.ctx = r;
@@ -290,7 +299,8 @@ out:
 		exporter_free(r->x);
 		kmap_reader_free(&r->scan);
 		kmap_reader_free(&r->lookup);
-		free(r->reap.keys);
+		for (int i = 0; i < EXP_MAP_COUNT; i++)
+			free(r->reap[i].keys);
 	}
 	free(r);
 	agg_free(agg);

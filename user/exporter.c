@@ -15,6 +15,8 @@
  * totals into "other", so swaps must stay rare.
  */
 #define EXP_PROMOTE_FACTOR 2
+/* Entries looked at to pick one to evict when the label table is full. */
+#define EXP_EVICT_SAMPLE 32
 #define EXP_LABEL_MAX 512 /* longer cgroup paths are cut */
 #define EXP_UNKNOWN "unknown"
 
@@ -87,6 +89,17 @@ static void htab_filter(struct htab *t, bool (*gone)(void *ctx, struct hnode *),
 		}
 }
 
+/* Unlinks node (it must be in t). */
+static void htab_remove(struct htab *t, struct hnode *node)
+{
+	for (struct hnode **ph = &t->slot[node->hash & (t->cap - 1)]; *ph; ph = &(*ph)->next)
+		if (*ph == node) {
+			*ph = node->next;
+			t->n--;
+			return;
+		}
+}
+
 #define HTAB_FOREACH(t, node)                                           \
 	for (size_t hi_ = 0; hi_ < (t)->cap; hi_++)                      \
 		for (struct hnode *node = (t)->slot[hi_]; node; node = node->next)
@@ -98,7 +111,12 @@ struct exp_vals {
 	struct prom_hist hist[LT_DIRECTION_COUNT];
 };
 
-/* One (label, transport). */
+/*
+ * One (label, transport).  The traffic of a folded label since the last scan
+ * waits in pend_*: the scan's end decides whether it opens the label's own
+ * series (promotion) or goes into "other", so a label promoted for its
+ * traffic shows that traffic under its name.
+ */
 struct exp_entry {
 	struct hnode node; /* first: a node pointer is an entry pointer */
 	char *label;
@@ -107,6 +125,8 @@ struct exp_entry {
 	uint64_t rank_bytes; /* lifetime bytes, both directions: the ranking */
 	double last_active;
 	struct exp_vals *v;  /* its own series; NULL: folded into "other" */
+	uint64_t pend_msgs[LT_DIRECTION_COUNT], pend_bytes[LT_DIRECTION_COUNT];
+	struct prom_hist *pend_hist; /* [LT_DIRECTION_COUNT], made on a folded label's first sample */
 };
 
 /* One process (tgid, tag) with entries in the kernel maps or events; lo entries use tag 0. */
@@ -131,6 +151,8 @@ struct exporter {
 	struct htab tasks;   /* of struct exp_task */
 	unsigned own[LT_TRANSPORT_COUNT];
 	struct exp_vals other[LT_TRANSPORT_COUNT];
+	size_t label_limit; /* entries at most: exp_label_limit() */
+	uint64_t rng;       /* picks eviction candidates */
 	uint64_t lo_packets[LT_L4_COUNT], lo_bytes[LT_L4_COUNT];
 	/* Counts of kernel rows evicted before a scan read them (in "other" and lo_*). */
 	struct lt_count evicted[LT_TRANSPORT_COUNT][LT_DIRECTION_COUNT];
@@ -157,8 +179,11 @@ static uint64_t hash_task(uint32_t tgid, uint32_t tag)
 struct exporter *exporter_new(const struct exp_config *cfg)
 {
 	struct exporter *x = calloc(1, sizeof(*x));
-	if (x)
+	if (x) {
 		x->cfg = *cfg;
+		x->label_limit = exp_label_limit(cfg->max_series);
+		x->rng = 0x9e3779b97f4a7c15ULL;
+	}
 	return x;
 }
 
@@ -167,6 +192,7 @@ static void entry_free(struct hnode *n)
 	struct exp_entry *e = (struct exp_entry *)n;
 	free(e->label);
 	free(e->v);
+	free(e->pend_hist);
 	free(e);
 }
 
@@ -189,6 +215,16 @@ void exporter_free(struct exporter *x)
 size_t exporter_tasks(const struct exporter *x)
 {
 	return x->tasks.n;
+}
+
+size_t exporter_labels(const struct exporter *x)
+{
+	return x->entries.n;
+}
+
+size_t exp_label_limit(unsigned max_series)
+{
+	return (size_t)LT_TRANSPORT_COUNT * ((size_t)max_series + EXP_SPARE_LABELS);
 }
 
 bool exporter_out_of_memory(const struct exporter *x)
@@ -327,33 +363,107 @@ static void demote(struct exporter *x, struct exp_entry *e)
 	x->own[e->transport]--;
 }
 
-/* Where traffic of (label, transport) is counted: its own series or "other". */
-static struct exp_vals *route(struct exporter *x, const char *label, int transport,
-			      uint64_t bytes)
+/* The pending traffic of e goes where e is now counted: its own series or "other". */
+static void pend_apply(struct exporter *x, struct exp_entry *e)
+{
+	struct exp_vals *to = e->v ? e->v : &x->other[e->transport];
+	for (int d = 0; d < LT_DIRECTION_COUNT; d++) {
+		to->messages[d] += e->pend_msgs[d];
+		to->bytes[d] += e->pend_bytes[d];
+		e->pend_msgs[d] = e->pend_bytes[d] = 0;
+		if (e->pend_hist)
+			prom_hist_merge(&to->hist[d], &e->pend_hist[d]);
+	}
+	free(e->pend_hist);
+	e->pend_hist = NULL;
+}
+
+static bool pending(const struct exp_entry *e)
+{
+	for (int d = 0; d < LT_DIRECTION_COUNT; d++)
+		if (e->pend_msgs[d] || e->pend_bytes[d] || (e->pend_hist && e->pend_hist[d].count))
+			return true;
+	return false;
+}
+
+static uint64_t rnd(struct exporter *x)
+{
+	x->rng ^= x->rng << 13;
+	x->rng ^= x->rng >> 7;
+	x->rng ^= x->rng << 17;
+	return x->rng;
+}
+
+/*
+ * Makes room in a full label table: of EXP_EVICT_SAMPLE entries from random
+ * slots, the folded one with the fewest bytes is forgotten.  Its counts are
+ * already in "other" (its pending traffic goes there now), so totals stay
+ * exact; it only loses its rank, which matters little for the smallest.
+ * Own series are never evicted (at most max_series per transport).
+ */
+static bool evict_one(struct exporter *x)
+{
+	struct exp_entry *victim = NULL;
+	size_t seen = 0;
+	for (int tries = 0; tries < 4 * EXP_EVICT_SAMPLE && seen < EXP_EVICT_SAMPLE; tries++)
+		for (struct hnode *n = x->entries.slot[rnd(x) & (x->entries.cap - 1)]; n; n = n->next) {
+			struct exp_entry *e = (struct exp_entry *)n;
+			seen++;
+			if (!e->v && (!victim || e->rank_bytes < victim->rank_bytes))
+				victim = e;
+		}
+	if (!victim)
+		return false;
+	pend_apply(x, victim);
+	htab_remove(&x->entries, &victim->node);
+	entry_free(&victim->node);
+	return true;
+}
+
+/* The entry of (label, transport), made if new; NULL: not tracked, count it in "other". */
+static struct exp_entry *entry_get(struct exporter *x, const char *label, int transport)
 {
 	uint64_t h = hash_label(label, transport);
 	struct exp_entry *e = entry_find(x, label, transport, h);
+	if (e)
+		return e;
+	if (x->entries.n >= x->label_limit && !evict_one(x))
+		return NULL;
+	e = calloc(1, sizeof(*e));
+	if (!e || !(e->label = strdup(label))) {
+		free(e);
+		x->out_of_memory = true;
+		return NULL;
+	}
+	e->node.hash = h;
+	e->transport = (uint8_t)transport;
+	if (!htab_insert(&x->entries, &e->node)) {
+		entry_free(&e->node);
+		x->out_of_memory = true;
+		return NULL;
+	}
+	return e;
+}
+
+/* Counter increments of (label, transport, dir): into its series, or pending while folded. */
+static void count(struct exporter *x, const char *label, int transport, int dir, uint64_t messages,
+		  uint64_t bytes)
+{
+	struct exp_entry *e = entry_get(x, label, transport);
 	if (!e) {
-		e = calloc(1, sizeof(*e));
-		if (!e || !(e->label = strdup(label))) {
-			free(e);
-			x->out_of_memory = true;
-			return &x->other[transport];
-		}
-		e->node.hash = h;
-		e->transport = (uint8_t)transport;
-		if (!htab_insert(&x->entries, &e->node)) {
-			entry_free(&e->node);
-			x->out_of_memory = true;
-			return &x->other[transport];
-		}
-		/* A new label gets a series while there is room; later it must earn one. */
-		if (may_own(e) && x->own[transport] < x->cfg.max_series)
-			promote(x, e);
+		x->other[transport].messages[dir] += messages;
+		x->other[transport].bytes[dir] += bytes;
+		return;
 	}
 	e->touched = true;
 	e->rank_bytes += bytes;
-	return e->v ? e->v : &x->other[transport];
+	if (e->v) {
+		e->v->messages[dir] += messages;
+		e->v->bytes[dir] += bytes;
+	} else {
+		e->pend_msgs[dir] += messages;
+		e->pend_bytes[dir] += bytes;
+	}
 }
 
 /* One histogram sample for tgid's series, standing for weight messages. */
@@ -363,8 +473,18 @@ static void sample(struct exporter *x, uint32_t tgid, uint32_t tag, int transpor
 	struct exp_task *t = task_get(x, tgid, tag);
 	if (!t)
 		return;
-	struct exp_vals *v = route(x, task_label(x, t, transport, dir, NULL), transport, 0);
-	prom_hist_add(&v->hist[dir], ns, weight ? weight : 1);
+	struct exp_entry *e = entry_get(x, task_label(x, t, transport, dir, NULL), transport);
+	struct prom_hist *h = &x->other[transport].hist[dir];
+	if (e) {
+		e->touched = true;
+		if (e->v)
+			h = &e->v->hist[dir];
+		else if (e->pend_hist || (e->pend_hist = calloc(LT_DIRECTION_COUNT, sizeof(*h))))
+			h = &e->pend_hist[dir];
+		else
+			x->out_of_memory = true;
+	}
+	prom_hist_add(h, ns, weight ? weight : 1);
 }
 
 void exporter_event(struct exporter *x, const struct lt_event *e)
@@ -405,9 +525,7 @@ static void proc_add(struct exporter *x, struct exp_task *t, const struct lt_pro
 	if (!dm && !db)
 		return;
 	const char *label = task_label(x, t, k->transport, k->direction, comm);
-	struct exp_vals *v = route(x, label, k->transport, db);
-	v->messages[k->direction] += dm;
-	v->bytes[k->direction] += db;
+	count(x, label, k->transport, k->direction, dm, db);
 }
 
 bool exporter_proc(struct exporter *x, const struct lt_proc_key *k, uint64_t messages,
@@ -565,7 +683,10 @@ static int by_rank(const void *a, const void *b)
 /*
  * Own series for the top labels of one transport (list: largest first), with
  * hysteresis: a folded label replaces the smallest own one only when it has
- * EXP_PROMOTE_FACTOR times its bytes.
+ * EXP_PROMOTE_FACTOR times its bytes.  Counters stay monotonic: a demoted
+ * series' totals move into "other" (which only grows); a promoted label's
+ * series starts with its traffic of this interval, its earlier traffic stays
+ * in "other".
  */
 static void rank_transport(struct exporter *x, int transport, struct exp_entry **list, size_t n)
 {
@@ -575,7 +696,8 @@ static void rank_transport(struct exporter *x, int transport, struct exp_entry *
 			demote(x, list[i]);
 	for (size_t i = 0; i < n; i++) {
 		struct exp_entry *f = list[i];
-		if (f->v || !may_own(f) || !f->rank_bytes)
+		/* Only with traffic to show: a promoted series never starts empty. */
+		if (f->v || !may_own(f) || !pending(f))
 			continue;
 		if (x->own[transport] < x->cfg.max_series) {
 			promote(x, f);
@@ -631,6 +753,7 @@ static bool entry_expired(void *ctx, struct hnode *n)
 		return false;
 	if (e->v)
 		demote(c->x, e);
+	pend_apply(c->x, e);
 	entry_free(n);
 	return true;
 }
@@ -642,22 +765,25 @@ void exporter_scan_end(struct exporter *x, double now)
 	htab_filter(&x->entries, entry_expired, &c);
 
 	struct exp_entry **list = malloc((x->entries.n + 1) * sizeof(*list));
-	if (!list) {
+	if (list) {
+		size_t n = 0;
+		HTAB_FOREACH(&x->entries, node)
+			list[n++] = (struct exp_entry *)node;
+		qsort(list, n, sizeof(*list), by_rank);
+		for (size_t i = 0; i < n;) {
+			size_t j = i;
+			while (j < n && list[j]->transport == list[i]->transport)
+				j++;
+			rank_transport(x, list[i]->transport, list + i, j - i);
+			i = j;
+		}
+		free(list);
+	} else {
 		x->out_of_memory = true;
-		return;
 	}
-	size_t n = 0;
+	/* Placement decided: the interval's folded traffic goes to its series or "other". */
 	HTAB_FOREACH(&x->entries, node)
-		list[n++] = (struct exp_entry *)node;
-	qsort(list, n, sizeof(*list), by_rank);
-	for (size_t i = 0; i < n;) {
-		size_t j = i;
-		while (j < n && list[j]->transport == list[i]->transport)
-			j++;
-		rank_transport(x, list[i]->transport, list + i, j - i);
-		i = j;
-	}
-	free(list);
+		pend_apply(x, (struct exp_entry *)node);
 }
 
 /* ---- rendering ---- */

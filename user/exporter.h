@@ -8,7 +8,8 @@
  * exits and its kernel entries are deleted.  Histograms are fed from the
  * ring-buffer events.  At most max_series labels per transport have their own
  * series (the top ones by bytes); the others add into label "other", so the
- * sum over all series is always the exact total.
+ * sum over all series is always the exact total.  The labels tracked (own and
+ * folded, which compete for promotion) are bounded too: exp_label_limit().
  */
 #ifndef LOTRACE_EXPORTER_H
 #define LOTRACE_EXPORTER_H
@@ -38,6 +39,15 @@ struct exp_sys {
 
 /* /proc-backed start and identity; kernel_comm left NULL (the caller has the maps). */
 struct exp_sys exp_procfs(void);
+
+/*
+ * Label values tracked beyond the own series, in total over the transports
+ * (EXP_SPARE_LABELS each): the candidates for promotion.  When the table is
+ * full, a folded label with few bytes is forgotten (its counts are in
+ * "other" already).
+ */
+#define EXP_SPARE_LABELS 1024
+size_t exp_label_limit(unsigned max_series);
 
 struct exp_config {
 	enum lt_export_by by;
@@ -99,6 +109,8 @@ int exporter_render(struct exporter *x, FILE *f, const struct exp_self *self);
 
 /* Processes the exporter currently tracks (for tests). */
 size_t exporter_tasks(const struct exporter *x);
+/* Label values (own and folded, all transports) it tracks: at most exp_label_limit(). */
+size_t exporter_labels(const struct exporter *x);
 /* Some traffic went to "other" for lack of memory. */
 bool exporter_out_of_memory(const struct exporter *x);
 
