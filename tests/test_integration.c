@@ -699,8 +699,11 @@ static void named_traffic(const char *name)
 	_exit(0);
 }
 
-/* `lotrace stat` printing its table: started, and waited for until it traces. */
-static pid_t table_start(int *out_fd)
+/*
+ * `lotrace stat` printing its table: started, and waited for until it traces.
+ * Its stderr stays open (*err_fd) so a late message cannot SIGPIPE it.
+ */
+static pid_t table_start(int *out_fd, int *err_fd)
 {
 	int out[2], err[2];
 	cr_assert_eq(pipe2(out, O_CLOEXEC) | pipe2(err, O_CLOEXEC), 0);
@@ -728,17 +731,17 @@ static pid_t table_start(int *out_fd)
 			break;
 		msg[len += (size_t)n] = 0;
 	}
-	close(err[0]);
 	cr_assert(strstr(msg, "lotrace: tracing with"), "table lotrace did not start: %s", msg);
 	*out_fd = out[0];
+	*err_fd = err[0];
 	return pid;
 }
 
 Test(names, hostile_and_multibyte_names_in_table_and_json, .timeout = 60)
 {
 	need_root();
-	int table_fd;
-	pid_t table = table_start(&table_fd);
+	int table_fd, table_err;
+	pid_t table = table_start(&table_fd, &table_err);
 	struct lotrace_proc lt;
 	cr_assert(lotrace_start(&lt, NULL), "JSON lotrace did not start");
 
@@ -760,10 +763,14 @@ Test(names, hostile_and_multibyte_names_in_table_and_json, .timeout = 60)
 	kill(table, SIGINT);
 	size_t len;
 	char *out = read_fd_all(table_fd, &len);
+	char *err = read_fd_all(table_err, NULL);
 	close(table_fd);
+	close(table_err);
 	int tst;
 	waitpid(table, &tst, 0);
-	cr_assert(WIFEXITED(tst) && WEXITSTATUS(tst) == 0, "table lotrace failed");
+	cr_assert(WIFEXITED(tst) && WEXITSTATUS(tst) == 0, "table lotrace failed (status %#x): %s",
+		  tst, err);
+	free(err);
 	cr_assert_not_null(doc, "the JSON did not parse");
 	cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "JSON lotrace failed: %s", lt.err);
 
