@@ -26,7 +26,7 @@ TESTS := $(BUILD)/test_unit $(BUILD)/test_lobench $(BUILD)/test_integration
 TESTS += $(BUILD)/test_latency $(BUILD)/test_export $(BUILD)/test_export_integration
 TESTS += $(BUILD)/test_soak
 
-.PHONY: all test vmtest bench clean
+.PHONY: all test test-asan vmtest bench clean
 .DELETE_ON_ERROR:
 all: lotrace tools/lobench
 
@@ -68,7 +68,8 @@ $(BUILD)/test_lobench: tests/test_lobench.c tests/lotrace_run.c tests/lotrace_ru
 	$(CC) $(CFLAGS) $(SAN) tests/test_lobench.c tests/lotrace_run.c -o $@ -lcriterion -ljson-c -lm
 
 # Unit tests, lobench's ground truth, then the integration tests against the
-# real kernel (root), then the exporter soak (10 minutes; LOTRACE_SOAK_SECONDS).
+# real kernel (root), the exporter soak (10 minutes; LOTRACE_SOAK_SECONDS), then
+# the integration suites again with test-asan's lotrace.
 test: lotrace tools/lobench $(TESTS)
 	$(BUILD)/test_unit --verbose=0
 	LOBENCH=./tools/lobench $(BUILD)/test_lobench --verbose=0 -j1
@@ -77,6 +78,35 @@ test: lotrace tools/lobench $(TESTS)
 	$(BUILD)/test_export --verbose=0
 	LOTRACE=./lotrace LOBENCH=./tools/lobench $(BUILD)/test_export_integration --verbose=0 -j1
 	LOTRACE=./lotrace $(BUILD)/test_soak --verbose -j1
+	$(MAKE) --no-print-directory test-asan
+
+# The integration suites against lotrace built with ASan+UBSan.  Every
+# report fails the run: UBSan cannot recover (compiled so, whatever the
+# environment), ASan halts on the first error, and every report (lotrace's,
+# also from runs whose exit status a test ignores) goes to
+# $(ASAN_DIR)/report.PID, which must stay empty.  Built with clang: GCC 12's
+# UBSan runtime ignores log_path and writes to stderr only.  detect_leaks is
+# on: lotrace leaks nothing, libbpf included, so no suppressions.
+ASAN_DIR := $(BUILD)/asan
+ASAN_ENV := ASAN_OPTIONS=halt_on_error=1:detect_leaks=1:log_path=$(abspath $(ASAN_DIR))/report
+ASAN_ENV += UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1:log_path=$(abspath $(ASAN_DIR))/report
+ASAN_ENV += LOTRACE=$(ASAN_DIR)/lotrace LOBENCH=./tools/lobench
+
+$(ASAN_DIR)/lotrace: $(APP_SRCS) $(USER_HDRS) $(BUILD)/lotrace.skel.h
+	mkdir -p $(@D)
+	$(CLANG) $(CFLAGS) $(SAN) -fno-sanitize-recover=all $(APP_SRCS) -o $@ $(LDLIBS)
+
+test-asan: $(ASAN_DIR)/lotrace tools/lobench $(BUILD)/test_integration $(BUILD)/test_latency \
+	   $(BUILD)/test_export_integration
+	rm -f $(ASAN_DIR)/report.*
+	rc=0; \
+	$(ASAN_ENV) $(BUILD)/test_integration --verbose=0 -j1 || rc=1; \
+	$(ASAN_ENV) $(BUILD)/test_latency --verbose=0 -j1 || rc=1; \
+	$(ASAN_ENV) $(BUILD)/test_export_integration --verbose=0 -j1 || rc=1; \
+	for r in $(ASAN_DIR)/report.*; do \
+		[ -e "$$r" ] || continue; echo "== sanitizer report $$r"; cat "$$r"; rc=1; \
+	done; \
+	exit $$rc
 
 # The backend matrix: Debian 6.1 and 6.12 kernels under qemu, and this host.
 vmtest: lotrace tools/lobench $(BUILD)/test_integration

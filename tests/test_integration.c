@@ -6,6 +6,8 @@
 #include <criterion/criterion.h>
 #include <criterion/parameterized.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -1093,6 +1095,163 @@ Test(counters, a_reused_pid_is_another_process, .timeout = 60)
 		cr_assert_not_null(pair, "no pair %s -> %s", names[p], names[p]);
 		cr_expect_eq(jint(pair, "messages"), msgs[p], "%s pair messages", names[p]);
 		cr_expect_eq(jint(pair, "bytes"), bytes[p], "%s pair bytes", names[p]);
+	}
+	json_object_put(doc);
+}
+
+/*
+ * Names other users choose reach root's terminal and JSON consumers clean
+ * (issue 11, defect 9): real processes renamed with prctl(PR_SET_NAME) talk
+ * over socketpairs while a table lotrace and a JSON lotrace trace them.
+ */
+#define NAMED_MSGS 50
+#define NAMED_SIZE 32
+
+struct named_proc {
+	const char *set;   /* what the process calls itself */
+	const char *shown; /* what every output must show */
+	int width;         /* terminal columns of shown */
+};
+
+static const struct named_proc named_procs[] = {
+	{ "\x1b[31mred", "\\x1b[31mred", 11 },
+	{ "ev\nil", "ev\\x0ail", 8 },
+	{ "\xc3\xa9\xe4\xb8\xad\xe6\x96\x87", "\xc3\xa9\xe4\xb8\xad\xe6\x96\x87", 5 }, /* é中文 */
+	/* a中中中中中 is 16 bytes: the kernel keeps 15, cutting the last 中 after 2 bytes. */
+	{ "a\xe4\xb8\xad\xe4\xb8\xad\xe4\xb8\xad\xe4\xb8\xad\xe4\xb8\xad",
+	  "a\xe4\xb8\xad\xe4\xb8\xad\xe4\xb8\xad\xe4\xb8\xad\xef\xbf\xbd\xef\xbf\xbd", 11 },
+};
+#define NAMED_COUNT (sizeof(named_procs) / sizeof(named_procs[0]))
+
+static void named_traffic(const char *name)
+{
+	int sv[2];
+	char buf[NAMED_SIZE] = { 0 };
+	if (prctl(PR_SET_NAME, name) || socketpair(AF_UNIX, SOCK_STREAM, 0, sv))
+		_exit(10);
+	/* One send, then its recv: each recv returns exactly one message. */
+	for (int i = 0; i < NAMED_MSGS; i++)
+		if (write(sv[0], buf, sizeof(buf)) != (ssize_t)sizeof(buf) ||
+		    recv(sv[1], buf, sizeof(buf), MSG_WAITALL) != (ssize_t)sizeof(buf))
+			_exit(11);
+	_exit(0);
+}
+
+/*
+ * `lotrace stat` printing its table: started, and waited for until it traces.
+ * Its stderr stays open (*err_fd) so a late message cannot SIGPIPE it.
+ */
+static pid_t table_start(int *out_fd, int *err_fd)
+{
+	int out[2], err[2];
+	cr_assert_eq(pipe2(out, O_CLOEXEC) | pipe2(err, O_CLOEXEC), 0);
+	pid_t pid = fork();
+	cr_assert_geq(pid, 0);
+	if (pid == 0) {
+		prctl(PR_SET_PDEATHSIG, SIGTERM);
+		const char *backend = getenv("LOTRACE_BACKEND");
+		const char *argv[] = { lotrace_path(), "stat", backend && *backend ? "--backend" : NULL,
+				       backend, NULL };
+		dup2(out[1], 1);
+		dup2(err[1], 2);
+		execv(argv[0], (char *const *)argv);
+		_exit(127);
+	}
+	close(out[1]);
+	close(err[1]);
+	char msg[4096] = "";
+	size_t len = 0;
+	struct pollfd pfd = { .fd = err[0], .events = POLLIN };
+	while (!strstr(msg, "lotrace: tracing with") && len + 1 < sizeof(msg) &&
+	       poll(&pfd, 1, 10000) > 0) {
+		ssize_t n = read(err[0], msg + len, sizeof(msg) - 1 - len);
+		if (n <= 0)
+			break;
+		msg[len += (size_t)n] = 0;
+	}
+	cr_assert(strstr(msg, "lotrace: tracing with"), "table lotrace did not start: %s", msg);
+	*out_fd = out[0];
+	*err_fd = err[0];
+	return pid;
+}
+
+Test(names, hostile_and_multibyte_names_in_table_and_json, .timeout = 60)
+{
+	need_root();
+	int table_fd, table_err;
+	pid_t table = table_start(&table_fd, &table_err);
+	struct lotrace_proc lt;
+	cr_assert(lotrace_start(&lt, NULL), "JSON lotrace did not start");
+
+	pid_t kids[NAMED_COUNT];
+	for (size_t i = 0; i < NAMED_COUNT; i++) {
+		kids[i] = fork();
+		cr_assert_geq(kids[i], 0);
+		if (kids[i] == 0)
+			named_traffic(named_procs[i].set);
+	}
+	for (size_t i = 0; i < NAMED_COUNT; i++) {
+		int st;
+		waitpid(kids[i], &st, 0);
+		cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "%s: traffic step %d failed",
+			  named_procs[i].shown, WEXITSTATUS(st));
+	}
+	int status;
+	json_object *doc = lotrace_stop(&lt, &status);
+	kill(table, SIGINT);
+	size_t len;
+	char *out = read_fd_all(table_fd, &len);
+	char *err = read_fd_all(table_err, NULL);
+	close(table_fd);
+	close(table_err);
+	int tst;
+	waitpid(table, &tst, 0);
+	cr_assert(WIFEXITED(tst) && WEXITSTATUS(tst) == 0, "table lotrace failed (status %#x): %s",
+		  tst, err);
+	free(err);
+	cr_assert_not_null(doc, "the JSON did not parse");
+	cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "JSON lotrace failed: %s", lt.err);
+
+	/* The table: no control byte but newlines; every process row starts with its pid. */
+	for (size_t i = 0; i < len; i++)
+		cr_assert((unsigned char)out[i] >= 0x20 ? out[i] != 0x7f : out[i] == '\n',
+			  "control byte 0x%02x at offset %zu of the table", (unsigned char)out[i], i);
+	char *section = strstr(out, "SEND p50\n");
+	cr_assert_not_null(section, "no process table header:\n%s", out);
+	section += strlen("SEND p50\n");
+	for (char *line = section; *line && *line != '\n'; line = strchr(line, '\n') + 1)
+		cr_assert(*line >= '0' && *line <= '9', "a split row: '%.40s'", line);
+	for (size_t i = 0; i < NAMED_COUNT; i++) {
+		const struct named_proc *np = &named_procs[i];
+		/* PID in 8 columns, COMM padded to 16 by display width, then the counts. */
+		char row[256];
+		snprintf(row, sizeof(row), "\n%-8d %s%*s %-15s %10d %12d %10d %12d ",
+			 kids[i], np->shown, 16 - np->width, "", "unix_stream", NAMED_MSGS, NAMED_MSGS * NAMED_SIZE,
+			 NAMED_MSGS, NAMED_MSGS * NAMED_SIZE);
+		cr_expect(strstr(section - 1, row) != NULL, "no row '%s' in\n%s", row + 1, out);
+		/* Its pair with itself: "PID/COMM" in 24 columns, then " -> ". */
+		int w = snprintf(row, sizeof(row), "\n%d/", kids[i]) - 1 + np->width;
+		snprintf(row + strlen(row), sizeof(row) - strlen(row), "%s%*s -> %d/%s", np->shown,
+			 24 - w, "", kids[i], np->shown);
+		cr_expect(strstr(out, row) != NULL, "no pair row '%s' in\n%s", row + 1, out);
+	}
+	free(out);
+
+	/* The JSON: the same names, as valid UTF-8 (é中文 exactly), and exact counts. */
+	for (size_t i = 0; i < NAMED_COUNT; i++) {
+		const struct named_proc *np = &named_procs[i];
+		json_object *snd = find_process(doc, kids[i], "unix_stream", "send");
+		json_object *rcv = find_process(doc, kids[i], "unix_stream", "recv");
+		json_object *pair = find_pair(doc, kids[i], kids[i], "unix_stream");
+		cr_assert(snd && rcv && pair, "%s: rows missing", np->shown);
+		cr_expect_str_eq(json_object_get_string(json_object_object_get(snd, "comm")), np->shown);
+		cr_expect_str_eq(json_object_get_string(json_object_object_get(rcv, "comm")), np->shown);
+		cr_expect_str_eq(json_object_get_string(json_object_object_get(pair, "sender_comm")),
+				 np->shown);
+		cr_expect_eq(jint(snd, "messages"), NAMED_MSGS);
+		cr_expect_eq(jint(snd, "bytes"), NAMED_MSGS * NAMED_SIZE);
+		cr_expect_eq(jint(rcv, "messages"), NAMED_MSGS);
+		cr_expect_eq(jint(rcv, "bytes"), NAMED_MSGS * NAMED_SIZE);
 	}
 	json_object_put(doc);
 }

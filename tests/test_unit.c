@@ -9,6 +9,7 @@
 #include "hist.h"
 #include "names.h"
 #include "opts.h"
+#include "prom.h"
 #include "report.h"
 
 static int cmp_u64(const void *a, const void *b)
@@ -297,6 +298,189 @@ Test(names, transports_round_trip)
 	for (int t = 0; t < LT_TRANSPORT_COUNT; t++)
 		cr_expect_eq(lt_transport_from_name(lt_transport_name(t)), t);
 	cr_expect_eq(lt_transport_from_name("sctp"), -1);
+}
+
+/* ---- names other users choose: one cleaning for table, JSON and .prom ---- */
+
+static void expect_clean(const char *in, const char *want)
+{
+	char out[LT_NAME_CLEAN_LEN(64)];
+	lt_name_clean(out, sizeof(out), in);
+	cr_expect_str_eq(out, want);
+}
+
+Test(names, clean_keeps_valid_multibyte_utf8)
+{
+	expect_clean("\xc3\xa9\xe4\xb8\xad\xe6\x96\x87", "\xc3\xa9\xe4\xb8\xad\xe6\x96\x87"); /* é中文 */
+	expect_clean("a\xf0\x9f\x98\x80z", "a\xf0\x9f\x98\x80z");                    /* a😀z */
+	expect_clean("\xf4\x8f\xbf\xbf", "\xf4\x8f\xbf\xbf");                        /* U+10FFFF */
+	expect_clean("q\"b\\c", "q\"b\\c");
+	/* Columns: é 1, 中 and 文 2 each; emoji 2; a combining acute accent 0. */
+	cr_expect_eq(lt_name_width("\xc3\xa9\xe4\xb8\xad\xe6\x96\x87"), 5);
+	cr_expect_eq(lt_name_width("a\xf0\x9f\x98\x80z"), 4);
+	cr_expect_eq(lt_name_width("e\xcc\x81"), 1);
+	cr_expect_eq(lt_name_width("redis-server"), 12);
+}
+
+Test(names, clean_replaces_each_invalid_byte)
+{
+#define FFFD "\xef\xbf\xbd"
+	expect_clean("bad\xff", "bad" FFFD);
+	expect_clean("\x80x", FFFD "x");                             /* stray continuation */
+	expect_clean("\xc0\xaf", FFFD FFFD);                         /* overlong '/' */
+	expect_clean("\xed\xa0\x80", FFFD FFFD FFFD);                /* surrogate */
+	expect_clean("\xf4\x90\x80\x80", FFFD FFFD FFFD FFFD);       /* past U+10FFFF */
+	expect_clean("\xe4\xb8z", FFFD FFFD "z");                    /* cut before a valid byte */
+	expect_clean("\x9b[31m", FFFD "[31m");                       /* 8-bit CSI alone */
+}
+
+Test(names, clean_makes_controls_visible)
+{
+	expect_clean("\x1b[31mred", "\\x1b[31mred");
+	expect_clean("ev\nil", "ev\\x0ail");
+	expect_clean("a\tb\rc", "a\\x09b\\x0dc");
+	expect_clean("del\x7f", "del\\x7f");
+	expect_clean("c1\xc2\x9b" "2J", "c1\\xc2\\x9b2J");          /* U+009B, CSI */
+	expect_clean("\xc2\x85nel", "\\xc2\\x85nel");               /* U+0085, next line */
+	expect_clean("rlo\xe2\x80\xae", "rlo\\xe2\\x80\\xae");      /* U+202E, bidi override */
+	expect_clean("ls\xe2\x80\xa8", "ls\\xe2\\x80\\xa8");        /* U+2028, line separator */
+	/* Every byte from 1 to 255: what comes out is valid UTF-8 without a control character. */
+	char all[256], out[LT_NAME_CLEAN_LEN(256)];
+	for (int i = 0; i < 255; i++)
+		all[i] = (char)(i + 1);
+	all[255] = 0;
+	lt_name_clean(out, sizeof(out), all);
+	for (const unsigned char *p = (const unsigned char *)out; *p; p++) {
+		cr_assert(*p >= 0x20 && *p != 0x7f, "control byte 0x%02x left", *p);
+		if (*p == 0xc2)
+			cr_assert(p[1] > 0x9f, "C1 control U+%04X left", p[1]);
+	}
+	char again[sizeof(out)];
+	lt_name_clean(again, sizeof(again), out);
+	cr_expect_str_eq(again, out, "cleaning is idempotent");
+}
+
+Test(names, clean_of_a_comm_the_kernel_cut)
+{
+	/* The kernel keeps 15 bytes of a name (TASK_COMM_LEN 16), cutting characters. */
+	const char *names[] = { "a\xe4\xb8\xad\xe4\xb8\xad\xe4\xb8\xad\xe4\xb8\xad\xe4\xb8\xad",
+				"\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9" };
+	const char *want[] = { "a\xe4\xb8\xad\xe4\xb8\xad\xe4\xb8\xad\xe4\xb8\xad" FFFD FFFD,
+			       "\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9" FFFD };
+	for (int i = 0; i < 2; i++) {
+		char comm[LOTRACE_COMM_LEN];
+		snprintf(comm, sizeof(comm), "%s", names[i]);
+		cr_assert_eq(strlen(comm), LOTRACE_COMM_LEN - 1);
+		expect_clean(comm, want[i]);
+	}
+	cr_expect_eq(lt_name_width("a\xe4\xb8\xad\xe4\xb8\xad\xe4\xb8\xad\xe4\xb8\xad" FFFD FFFD), 11);
+	/* A short output buffer gets whole characters and whole escapes only. */
+	char small[6];
+	lt_name_clean(small, sizeof(small), "a\x1bz");
+	cr_expect_str_eq(small, "a\\x1b");
+	lt_name_clean(small, 5, "a\x1bz");
+	cr_expect_str_eq(small, "a");
+	lt_name_clean(small, 6, "ab\xe4\xb8\xad");
+	cr_expect_str_eq(small, "ab\xe4\xb8\xad");
+	lt_name_clean(small, 6, "abc\xe4\xb8\xad");
+	cr_expect_str_eq(small, "abc");
+}
+
+/* Processes with hostile and multi-byte names, as the kernel reports them. */
+static struct agg *names_agg(void)
+{
+	static const char *comms[] = { "\xc3\xa9\xe4\xb8\xad\xe6\x96\x87", "\x1b[31mred", "ev\nil",
+				       "bad\xff", "\x1b\x1b\x1b\x1b\x1b\x1b" };
+	struct agg *a = agg_new();
+	a->backend = "tracepoint";
+	a->lo_attach = "tcx";
+	for (uint32_t i = 0; i < 5; i++) {
+		struct lt_proc_key k = { .tgid = 101 + i, .transport = LT_UNIX_STREAM,
+					 .direction = LT_SEND };
+		agg_set_proc(a, &k, 1 + i, 10 * (1 + i), 0, comms[i]);
+		struct lt_pair_key pk = { .sender_tgid = 101 + i, .receiver_tgid = 101,
+					  .transport = LT_UNIX_STREAM };
+		agg_set_pair(a, &pk, 1 + i, 10 * (1 + i));
+	}
+	return a;
+}
+
+Test(table, names_are_clean_and_keep_their_columns)
+{
+	struct agg *a = names_agg();
+	struct report_filter f = { 0, NULL };
+	char *buf = NULL;
+	size_t len = 0;
+	FILE *m = open_memstream(&buf, &len);
+	report_table(m, a, &f);
+	fclose(m);
+	for (size_t i = 0; i < len; i++)
+		cr_assert((unsigned char)buf[i] >= 0x20 ? buf[i] != 0x7f : buf[i] == '\n',
+			  "control byte 0x%02x at %zu:\n%s", (unsigned char)buf[i], i, buf);
+	/* COMM is 16 columns wide: é中文 takes 5 of them, so 11 spaces follow it. */
+	const char *rows[] = {
+		"\n101      \xc3\xa9\xe4\xb8\xad\xe6\x96\x87" "            unix_stream ",
+		"\n102      \\x1b[31mred      unix_stream ",
+		"\n103      ev\\x0ail         unix_stream ",
+		"\n104      bad" FFFD "             unix_stream ",
+		"\n105      \\x1b\\x1b\\x1b\\x1\xe2\x80\xa6 unix_stream ", /* cut, with an ellipsis */
+		"\n101/\xc3\xa9\xe4\xb8\xad\xe6\x96\x87" "                -> 101/\xc3\xa9\xe4\xb8\xad\xe6\x96\x87",
+		"\n102/\\x1b[31mred          -> 101/",
+		"\n104/bad" FFFD "                 -> 101/",
+	};
+	for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++)
+		cr_expect(strstr(buf, rows[i]) != NULL, "no row starting %s in\n%s", rows[i] + 1, buf);
+	free(buf);
+	agg_free(a);
+}
+
+Test(json, names_are_valid_utf8_without_controls)
+{
+	struct agg *a = names_agg();
+	struct report_filter f = { 0, NULL };
+	json_object *d = json_of(a, &f);
+	const char *want[] = { "\xc3\xa9\xe4\xb8\xad\xe6\x96\x87", "\\x1b[31mred", "ev\\x0ail",
+			       "bad" FFFD, "\\x1b\\x1b\\x1b\\x1b\\x1b\\x1b" };
+	json_object *procs = get(d, "processes");
+	cr_assert_eq(json_object_array_length(procs), 5);
+	for (size_t i = 0; i < 5; i++) {
+		json_object *p = json_object_array_get_idx(procs, i);
+		cr_expect_eq(json_object_get_int(get(p, "pid")), 101 + (int)i);
+		cr_expect_str_eq(json_object_get_string(get(p, "comm")), want[i]);
+	}
+	json_object *pair = json_object_array_get_idx(get(d, "pairs"), 1);
+	cr_expect_str_eq(json_object_get_string(get(pair, "sender_comm")), want[1]);
+	cr_expect_str_eq(json_object_get_string(get(pair, "receiver_comm")), want[0]);
+	json_object_put(d);
+	/* --comm also takes the name as the outputs show it. */
+	struct report_filter c = { 0, "ev\\x0ail" };
+	d = json_of(a, &c);
+	cr_expect_eq(json_object_array_length(get(d, "processes")), 1);
+	json_object_put(d);
+	agg_free(a);
+}
+
+Test(names, prom_labels_are_cleaned_the_same_way)
+{
+	const char *in[] = { "\xc3\xa9\xe4\xb8\xad\xe6\x96\x87", "\x1b[31mred", "ev\nil", "bad\xff" };
+	for (size_t i = 0; i < 4; i++) {
+		char label[64], clean[64];
+		prom_sanitize(label, sizeof(label), in[i]);
+		lt_name_clean(clean, sizeof(clean), in[i]);
+		cr_expect_str_eq(label, clean);
+	}
+	char *buf = NULL;
+	size_t len = 0;
+	FILE *m = open_memstream(&buf, &len);
+	char label[64];
+	prom_sanitize(label, sizeof(label), "ev\nil");
+	struct prom_label l[1] = { { "comm", label } };
+	prom_sample(m, PROM_SENT_BYTES, "", l, 1, 7);
+	fclose(m);
+	/* One line: the label's backslash is escaped as the text format wants. */
+	cr_expect_str_eq(buf, "lotrace_sent_bytes_total{comm=\"ev\\\\x0ail\"} 7\n");
+	free(buf);
+#undef FFFD
 }
 
 static enum lt_parse_result parse(struct lt_opts *o, char **err_out, const char *a1,

@@ -639,11 +639,12 @@ void exporter_totals(struct exporter *x, const struct lt_count totals[LT_TOT_COU
 		struct exp_vals *o = &x->other[tr];
 		HTAB_FOREACH(&x->entries, node) {
 			const struct exp_entry *e = (const struct exp_entry *)node;
-			if (e->transport != tr || !e->v)
+			if (e->transport != tr)
 				continue;
+			/* Own series, and traffic the scan's end has yet to place. */
 			for (int d = 0; d < LT_DIRECTION_COUNT; d++) {
-				n[d] += e->v->messages[d];
-				bytes[d] += e->v->bytes[d];
+				n[d] += e->pend_msgs[d] + (e->v ? e->v->messages[d] : 0);
+				bytes[d] += e->pend_bytes[d] + (e->v ? e->v->bytes[d] : 0);
 			}
 		}
 		for (int d = 0; d < LT_DIRECTION_COUNT; d++) {

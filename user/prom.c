@@ -1,7 +1,7 @@
 #include "prom.h"
 
 #include <inttypes.h>
-#include <string.h>
+#include "names.h"
 
 const uint64_t prom_bounds_ns[PROM_NBOUNDS] = {
 #define PROM_X_BOUND(ns) ns##ULL,
@@ -64,52 +64,9 @@ void prom_escape(FILE *f, const char *v)
 	}
 }
 
-/* Length of the valid UTF-8 sequence at s, or 0. */
-static size_t utf8_len(const unsigned char *s)
-{
-	if (s[0] < 0x80)
-		return 1;
-	size_t n;
-	uint32_t cp;
-	if ((s[0] & 0xe0) == 0xc0)
-		n = 2, cp = s[0] & 0x1f;
-	else if ((s[0] & 0xf0) == 0xe0)
-		n = 3, cp = s[0] & 0x0f;
-	else if ((s[0] & 0xf8) == 0xf0)
-		n = 4, cp = s[0] & 0x07;
-	else
-		return 0;
-	for (size_t i = 1; i < n; i++) {
-		if ((s[i] & 0xc0) != 0x80)
-			return 0;
-		cp = cp << 6 | (s[i] & 0x3f);
-	}
-	/* Overlong forms, surrogates and values past U+10FFFF are invalid too. */
-	static const uint32_t min_cp[5] = { 0, 0, 0x80, 0x800, 0x10000 };
-	if (cp < min_cp[n] || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-		return 0;
-	return n;
-}
-
 void prom_sanitize(char *out, size_t len, const char *in)
 {
-	static const char replacement[] = "\xef\xbf\xbd";
-	size_t o = 0;
-	const unsigned char *s = (const unsigned char *)in;
-
-	if (!len)
-		return;
-	while (*s) {
-		size_t n = utf8_len(s);
-		const char *src = n ? (const char *)s : replacement;
-		size_t w = n ? n : 3;
-		if (o + w >= len)
-			break; /* whole characters only */
-		memcpy(out + o, src, w);
-		o += w;
-		s += n ? n : 1;
-	}
-	out[o] = 0;
+	lt_name_clean(out, len, in);
 }
 
 void prom_family(FILE *f, enum prom_metric m)

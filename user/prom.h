@@ -119,9 +119,9 @@ void prom_histogram(FILE *f, enum prom_metric m, const struct prom_label *labels
 /* Writes v escaped for a label value: \ " and newline. */
 void prom_escape(FILE *f, const char *v);
 /*
- * Copies in to out (NUL-terminated, at most len - 1 bytes), replacing every
- * byte that is not part of valid UTF-8 with U+FFFD: Prometheus rejects the
- * whole file over one invalid label value, and comm/cgroup names are bytes.
+ * A label value from a name (comm, cgroup): lt_name_clean (names.h), the
+ * cleaning every output shares.  Prometheus rejects the whole file over one
+ * invalid UTF-8 label value, and comm/cgroup names are bytes.
  */
 void prom_sanitize(char *out, size_t len, const char *in);
 

@@ -11,8 +11,15 @@ static bool proc_wanted(const struct agg *a, uint32_t tgid, uint32_t tag, const 
 {
 	if (f->pid && (uint32_t)f->pid != tgid)
 		return false;
-	if (f->comm && f->comm[0] && strcmp(comm ? comm : agg_comm(a, tgid, tag), f->comm))
-		return false;
+	if (f->comm && f->comm[0]) {
+		const char *name = comm ? comm : agg_comm(a, tgid, tag);
+		if (strcmp(name, f->comm)) {
+			/* Also the name as the table shows it (ev\x0ail for "ev\nil"). */
+			char clean[LT_NAME_CLEAN_LEN(LOTRACE_COMM_LEN)];
+			lt_name_clean(clean, sizeof(clean), name);
+			return !strcmp(clean, f->comm);
+		}
+	}
 	return true;
 }
 
@@ -130,9 +137,18 @@ static const struct hist *latency_of(const struct agg_proc *p)
 	return p ? p->latency : NULL;
 }
 
+/* "PID/COMM" of a pair's end in its 24-column table column. */
+static void pid_comm_column(FILE *out, const struct agg *a, uint32_t tgid, uint32_t tag)
+{
+	char comm[LT_NAME_CLEAN_LEN(LOTRACE_COMM_LEN)], both[16 + sizeof(comm)];
+	lt_name_clean(comm, sizeof(comm), agg_comm(a, tgid, tag));
+	snprintf(both, sizeof(both), "%u/%s", tgid, comm);
+	lt_name_column(out, both, 24);
+}
+
 void report_table(FILE *out, const struct agg *a, const struct report_filter *f)
 {
-	char b1[32], b2[32], b3[32], b4[32];
+	char b1[32], b2[32], b3[32];
 	size_t n;
 	struct agg_proc **v = sorted_procs(a, &n);
 
@@ -158,8 +174,12 @@ void report_table(FILE *out, const struct agg *a, const struct report_filter *f)
 			continue;
 		if (!(snd && snd->messages) && !(rcv && rcv->messages))
 			continue;
-		fprintf(out, "%-8u %-16s %-15s %10llu %12llu %10llu %12llu %9s %9s %9s\n", any->tgid,
-			agg_comm(a, any->tgid, any->tag), lt_transport_name(any->transport),
+		char comm[LT_NAME_CLEAN_LEN(LOTRACE_COMM_LEN)];
+		lt_name_clean(comm, sizeof(comm), agg_comm(a, any->tgid, any->tag));
+		fprintf(out, "%-8u ", any->tgid);
+		lt_name_column(out, comm, 16);
+		fprintf(out, " %-15s %10llu %12llu %10llu %12llu %9s %9s %9s\n",
+			lt_transport_name(any->transport),
 			(unsigned long long)(snd ? snd->messages : 0),
 			(unsigned long long)(snd ? snd->bytes : 0),
 			(unsigned long long)(rcv ? rcv->messages : 0),
@@ -180,13 +200,12 @@ void report_table(FILE *out, const struct agg *a, const struct report_filter *f)
 				"TRANSPORT", "MSGS", "BYTES", "LAT p50", "LAT p99");
 			header = true;
 		}
-		snprintf(b4, sizeof(b4), "%u/%s", p->sender, agg_comm(a, p->sender, p->sender_tag));
-		char rb[32];
-		snprintf(rb, sizeof(rb), "%u/%s", p->receiver,
-			 agg_comm(a, p->receiver, p->receiver_tag));
-		fprintf(out, "%-24s -> %-24s %-15s %10llu %12llu %9s %9s\n", b4, rb,
-			lt_transport_name(p->transport), (unsigned long long)p->messages,
-			(unsigned long long)p->bytes, quantile_or_dash(b1, sizeof(b1), p->latency, 0.5),
+		pid_comm_column(out, a, p->sender, p->sender_tag);
+		fputs(" -> ", out);
+		pid_comm_column(out, a, p->receiver, p->receiver_tag);
+		fprintf(out, " %-15s %10llu %12llu %9s %9s\n", lt_transport_name(p->transport),
+			(unsigned long long)p->messages, (unsigned long long)p->bytes,
+			quantile_or_dash(b1, sizeof(b1), p->latency, 0.5),
 			quantile_or_dash(b2, sizeof(b2), p->latency, 0.99));
 	}
 
@@ -271,16 +290,20 @@ void report_table(FILE *out, const struct agg *a, const struct report_filter *f)
 	folded_footer(out, a);
 }
 
+/*
+ * A string as the table shows it (lt_name_clean: valid UTF-8 written as is,
+ * no control characters left), so only " and \\ need escaping.  The longest
+ * strings are backend reasons.
+ */
 static void json_string(FILE *out, const char *s)
 {
+	char clean[LT_NAME_CLEAN_LEN(LT_REASON_LEN)];
+	lt_name_clean(clean, sizeof(clean), s);
 	fputc('"', out);
-	for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+	for (const char *p = clean; *p; p++) {
 		if (*p == '"' || *p == '\\')
-			fprintf(out, "\\%c", *p);
-		else if (*p < 0x20 || *p >= 0x7f)
-			fprintf(out, "\\u%04x", *p);
-		else
-			fputc(*p, out);
+			fputc('\\', out);
+		fputc(*p, out);
 	}
 	fputc('"', out);
 }
