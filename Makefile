@@ -109,7 +109,7 @@ test-asan: $(ASAN_DIR)/lotrace tools/lobench $(BUILD)/test_integration $(BUILD)/
 	exit $$rc
 
 # The backend matrix: Debian 6.1 and 6.12 kernels under qemu, and this host.
-vmtest: lotrace tools/lobench $(BUILD)/test_integration
+vmtest: lotrace tools/lobench $(BUILD)/test_integration $(BUILD)/test_latency
 	tools/vmmatrix.sh
 
 # The overhead benchmark (root): rewrites bench/results.md.

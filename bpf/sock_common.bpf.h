@@ -713,9 +713,14 @@ static __always_inline void stream_received(struct sock *sk, int transport, __u6
 	} else {
 		tq_pop(q, transport, end - ret, end, now, me);
 	}
-	/* The bytes go to the last sender popped: one sender per connection, usually. */
-	if (q->last_sender)
-		count_pair(q->last_sender, me, transport, 0, ret);
+	/*
+	 * The bytes go to the last sender popped, else to the last one that sent
+	 * (its message was timed from the sender's side): one sender per
+	 * connection, usually.
+	 */
+	__u64 sender = q->last_sender ? q->last_sender : q->last_id;
+	if (sender)
+		count_pair(sender, me, transport, 0, ret);
 }
 
 /* ---- Datagram stamps (UDP, unix_dgram, unix_seqpacket) ---- */
@@ -771,17 +776,23 @@ static __always_inline void lt_xmit(const struct sk_buff *skb, const struct net_
 }
 
 /*
- * A datagram was queued to UDP socket sk, at the tail of its receive queue: it
- * takes the next offset of the socket's queue, with its stamp if it came over
- * lo (a run of TQ_FOREIGN if not, so the receiver can tell).
+ * A datagram was queued to UDP socket sk: it takes the next offset of the
+ * socket's queue, with its stamp if it came over lo (a run of TQ_FOREIGN if
+ * not, so the receiver can tell).  It is the tail of the receive queue, or of
+ * the reader's queue if a recv moved it there already; one a recv took
+ * already is still numbered, so the offsets stay right.
  */
 static __always_inline void udp_queued(struct sock *sk)
 {
 	struct sk_buff *skb = LT_RD(sk, sk_receive_queue.prev);
-	if ((__u64)skb == (__u64)&sk->sk_receive_queue)
-		return; /* already read */
+	if ((__u64)skb == (__u64)&sk->sk_receive_queue) {
+		__u64 head = (__u64)&((struct udp_sock *)sk)->reader_queue;
+		skb = LT_RD_AS(struct udp_sock, sk, reader_queue.prev);
+		if ((__u64)skb == head)
+			skb = NULL;
+	}
 	__u64 key = (__u64)skb;
-	struct dg_stamp *st = bpf_map_lookup_elem(&dgram_stamps, &key);
+	struct dg_stamp *st = skb ? bpf_map_lookup_elem(&dgram_stamps, &key) : NULL;
 	struct timing_queue *q = sock_queue((__u64)sk, st != NULL);
 	if (!q)
 		return;
@@ -798,8 +809,20 @@ static __always_inline void udp_queued(struct sock *sk)
 	if (st) {
 		tq_enqueue(q, LT_UDP, n, 1, st->ts, 0, st->id, true);
 		bpf_map_delete_elem(&dgram_stamps, &key);
-	} else {
+	} else if (skb) {
 		tq_enqueue(q, LT_UDP, n, 1, 0, 0, TQ_FOREIGN, false);
+	} else {
+		/*
+		 * Gone already.  Loopback delivers in its sender's context as a
+		 * rule: a send in progress on this thread that left through lo is
+		 * its; else it joins the current run, untimed.
+		 */
+		struct lt_send_ctx *ctx = task_ctx(false);
+		if (ctx && ctx->ts && ctx->lo_tx)
+			tq_enqueue(q, LT_UDP, n, 1, ctx->ts, 0, current_id(), true);
+		else
+			tq_enqueue(q, LT_UDP, n, 1, 0, 0, q->last_id ? q->last_id : TQ_FOREIGN,
+				   false);
 	}
 }
 

@@ -41,6 +41,26 @@
 		return 0;                                                                \
 	}
 
+/*
+ * Before 6.5, sendfile and splice to a socket go through ->sendpage instead
+ * of sendmsg: (struct socket *, struct page *, int offset, size_t, int flags).
+ * The loader leaves these out on kernels that no longer have them.
+ */
+#define SENDPAGE_HOOKS(func, name)                                                      \
+	SEC("fentry/" #func)                                                             \
+	int BPF_PROG(name##_in, struct socket *sock)                                     \
+	{                                                                                \
+		lt_send_enter(sock->sk, 1);                                              \
+		return 0;                                                                \
+	}                                                                                \
+	SEC("fexit/" #func)                                                              \
+	int BPF_PROG(name##_out, struct socket *sock, void *page, int offset, size_t size, \
+		     int flags, long ret)                                                \
+	{                                                                                \
+		lt_send_exit(sock->sk, ret);                                             \
+		return 0;                                                                \
+	}
+
 SEND_HOOKS(inet_sendmsg, lt_fe_in4_snd, 0)
 SEND_HOOKS(inet6_sendmsg, lt_fe_in6_snd, 0)
 SEND_HOOKS(unix_stream_sendmsg, lt_fe_ust_snd, 0)
@@ -51,6 +71,8 @@ RECV_HOOKS(inet6_recvmsg, lt_fe_in6_rcv, 0)
 RECV_HOOKS(unix_stream_recvmsg, lt_fe_ust_rcv, 0)
 RECV_HOOKS(unix_dgram_recvmsg, lt_fe_udg_rcv, 1)
 RECV_HOOKS(unix_seqpacket_recvmsg, lt_fe_usq_rcv, 0)
+SENDPAGE_HOOKS(inet_sendpage, lt_fe_in_page)
+SENDPAGE_HOOKS(unix_stream_sendpage, lt_fe_ust_page)
 
 
 

@@ -54,6 +54,9 @@ RECV_HOOKS(inet6_recvmsg, lt_kp_in6_rcv)
 RECV_HOOKS(unix_stream_recvmsg, lt_kp_ust_rcv)
 RECV_HOOKS(unix_dgram_recvmsg, lt_kp_udg_rcv)
 RECV_HOOKS(unix_seqpacket_recvmsg, lt_kp_usq_rcv)
+/* Before 6.5, sendfile and splice to a socket use ->sendpage (optional targets). */
+SEND_HOOKS(inet_sendpage, lt_kp_in_page)
+SEND_HOOKS(unix_stream_sendpage, lt_kp_ust_page)
 
 /* lo transmissions, for UDP loopback classification (see lt_xmit). */
 SEC("kprobe/loopback_xmit")

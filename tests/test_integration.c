@@ -145,16 +145,20 @@ ParameterizedTest(struct scenario *s, counts, exact, .init = netns_up, .fini = n
 	cr_expect_eq(jint(snd, "bytes"), COUNT * SIZE, "%s: sent bytes", s->name);
 	cr_expect_eq(jint(rcv, "messages"), COUNT, "%s: received messages", s->name);
 	cr_expect_eq(jint(rcv, "bytes"), COUNT * SIZE, "%s: received bytes", s->name);
-	cr_expect_eq(jint(snd, "send_duration_ns.count"), COUNT, "%s: send durations", s->name);
+	cr_expect_eq(jint(snd, "send_duration_ns.count"), COUNT, "%s: send durations %lld", s->name,
+		     (long long)jint(snd, "send_duration_ns.count"));
 	/* Nothing in the other direction: one-way traffic. */
 	cr_expect_null(find_process(doc, client, s->transport, "recv"), "%s", s->name);
 	cr_expect_null(find_process(doc, server, s->transport, "send"), "%s", s->name);
 
 	json_object *pair = find_pair(doc, client, server, s->transport);
 	cr_assert_not_null(pair, "%s: no pair %d -> %d", s->name, client, server);
-	cr_expect_eq(jint(pair, "messages"), COUNT, "%s: pair messages", s->name);
-	cr_expect_eq(jint(pair, "bytes"), COUNT * SIZE, "%s: pair bytes", s->name);
-	cr_expect_eq(jint(pair, "latency_ns.count"), COUNT, "%s: timed messages", s->name);
+	cr_expect_eq(jint(pair, "messages"), COUNT, "%s: pair messages %lld", s->name,
+		     (long long)jint(pair, "messages"));
+	cr_expect_eq(jint(pair, "bytes"), COUNT * SIZE, "%s: pair bytes %lld", s->name,
+		     (long long)jint(pair, "bytes"));
+	cr_expect_eq(jint(pair, "latency_ns.count"), COUNT, "%s: timed messages %lld", s->name,
+		     (long long)jint(pair, "latency_ns.count"));
 	cr_expect_null(find_pair(doc, server, client, s->transport), "%s: reverse pair", s->name);
 out:
 	json_object_put(bench);

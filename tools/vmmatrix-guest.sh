@@ -1,11 +1,15 @@
 #!/bin/sh
 # Runs inside a tools/vmtest.sh guest (and on the host for its own column):
-# for each hook backend, does lotrace load and attach, do the exact-count and
-# latency integration tests pass, and what does it add to a ping-pong.
-# Prints one "ROW kernel backend loads attaches counts latency overhead reason"
-# line each; overhead is "ADDED/BASE": the median (5 rounds) one-way latency a
-# same-core unix_stream ping-pong gains under lotrace, and its baseline.
-# Usage: vmmatrix-guest.sh DIR   (DIR holds lotrace, lobench, test_integration)
+# for each hook backend, does lotrace load and attach, do the integration
+# tests pass (exact counts; latency against user space; the counting and
+# timing semantics: sendfile, sendmmsg, MSG_PEEK, failed calls, lo; and every
+# latency scenario of test_latency), and what does it add to a ping-pong.
+# Prints one "ROW kernel backend loads attaches counts latency semantics
+# scenarios overhead reason" line each; overhead is "ADDED/BASE": the median
+# (5 rounds) one-way latency a same-core unix_stream ping-pong gains under
+# lotrace, and its baseline.
+# Usage: vmmatrix-guest.sh DIR   (DIR holds lotrace, lobench, test_integration,
+# test_latency)
 cd "${1:-.}" || exit 1
 kernel=$(uname -r)
 export LOTRACE=./lotrace LOBENCH=./lobench
@@ -19,13 +23,16 @@ for backend in fentry tracepoint kprobe; do
 	./lotrace stat -q --json -d 0.3 --backend "$backend" >/tmp/probe.json 2>/tmp/probe.err
 	if [ $? -eq 0 ]; then
 		loads=yes attaches=yes reason=-
-		LOTRACE_BACKEND=$backend ./test_integration -j1 --filter 'counts/*' >/tmp/counts.log 2>&1 &&
-			counts=pass || counts=FAIL
-		LOTRACE_BACKEND=$backend ./test_integration -j1 --filter 'latency/*' >/tmp/latency.log 2>&1 &&
-			latency=pass || latency=FAIL
-		for f in counts latency; do
-			[ "$(eval echo \$$f)" = FAIL ] && grep -E 'Assertion|FAIL' /tmp/$f.log | head -5 >&2
-		done
+		suite() { # name, binary, filter: pass or FAIL, with the failures on stderr
+			LOTRACE_BACKEND=$backend ./$2 -j1 --filter "$3" >/tmp/$1.log 2>&1 && echo pass && return
+			grep -E 'Assertion|FAIL' -A1 /tmp/$1.log | grep -v '^--$' | head -8 >&2
+			echo FAIL
+		}
+		counts=$(suite counts test_integration 'counts/*')
+		latency=$(suite latency test_integration 'latency/*')
+		semantics=$(suite semantics test_integration 'semantics/*')
+		[ "$semantics" = pass ] && semantics=$(suite lo test_integration 'lo/*')
+		scenarios=$(suite scenarios test_latency '*/*')
 		# Added one-way latency: rounds of (none, traced); the median difference.
 		diffs=""
 		base=0
@@ -52,9 +59,9 @@ for backend in fentry tracepoint kprobe; do
 		attaching*) loads=yes attaches=no ;;
 		*) loads=no attaches=no ;;
 		esac
-		counts=- latency=- overhead=-
+		counts=- latency=- semantics=- scenarios=- overhead=-
 	fi
-	echo "ROW $kernel $backend $loads $attaches $counts $latency $overhead $reason"
+	echo "ROW $kernel $backend $loads $attaches $counts $latency $semantics $scenarios $overhead $reason"
 done
 auto=$(./lotrace stat -q --json -d 0.3 2>/dev/null | sed -n 's/^{"backend": "\([a-z]*\)".*/\1/p')
 echo "AUTO $kernel ${auto:-none}"

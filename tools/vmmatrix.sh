@@ -2,15 +2,15 @@
 # The backend matrix (`make vmtest`): Debian 6.1 and 6.12 kernels booted under
 # qemu (tools/vmtest.sh) and this host, each running tools/vmmatrix-guest.sh:
 # for every hook backend, whether lotrace loads and attaches, whether the
-# exact-count and latency integration tests pass, and the ping-pong latency it
-# adds.  Exits 1 when a kernel does not behave as expected:
+# integration tests pass (exact counts, latency, semantics, and every latency
+# scenario of test_latency), and the ping-pong latency it adds.  Exits 1 when a kernel does not behave as expected:
 #   6.1:  fentry and kprobe pass, tracepoint is refused (no sock tracepoints)
 #   6.12: all three pass
 #   host: whatever loads must pass; auto must pick a backend that works
 set -uo pipefail
 cd "$(dirname "$0")/.."
-for f in lotrace tools/lobench build/test_integration; do
-	[ -x "$f" ] || { echo "vmmatrix.sh: $f missing: run make lotrace tools/lobench build/test_integration" >&2; exit 2; }
+for f in lotrace tools/lobench build/test_integration build/test_latency; do
+	[ -x "$f" ] || { echo "vmmatrix.sh: $f missing: run make vmtest" >&2; exit 2; }
 done
 
 rows=$(mktemp)
@@ -18,28 +18,30 @@ trap 'rm -f "$rows"' EXIT
 for k in 6.1 6.12; do
 	echo "vmmatrix.sh: kernel $k ..." >&2
 	tools/vmtest.sh --kernel "$k" --timeout 2400 --add lotrace --add tools/lobench \
-		--add build/test_integration --add tools/vmmatrix-guest.sh -- \
+		--add build/test_integration --add build/test_latency --add tools/vmmatrix-guest.sh -- \
 		sh ./vmmatrix-guest.sh . | tee -a "$rows" | grep -v '^ROW\|^AUTO' >&2
-	[ "${PIPESTATUS[0]}" -eq 0 ] || echo "ROW $k - no no - - - VM failed" >> "$rows"
+	[ "${PIPESTATUS[0]}" -eq 0 ] || echo "ROW $k - no no - - - - - VM failed" >> "$rows"
 done
 echo "vmmatrix.sh: this host ..." >&2
 dir=$(mktemp -d)
-cp lotrace tools/lobench build/test_integration tools/vmmatrix-guest.sh "$dir/"
+cp lotrace tools/lobench build/test_integration build/test_latency tools/vmmatrix-guest.sh "$dir/"
 sh "$dir/vmmatrix-guest.sh" "$dir" | tee -a "$rows" | grep -v '^ROW\|^AUTO' >&2
 rm -rf "$dir"
 
-printf '\n%-28s %-11s %-6s %-9s %-7s %-8s %-16s %s\n' KERNEL BACKEND LOADS ATTACHES COUNTS LATENCY ADDED/BASE "WHY NOT"
+printf '\n%-28s %-11s %-6s %-9s %-7s %-8s %-10s %-10s %-16s %s\n' KERNEL BACKEND LOADS ATTACHES \
+	COUNTS LATENCY SEMANTICS SCENARIOS ADDED/BASE "WHY NOT"
 fail=0
-while read -r tag kernel backend loads attaches counts latency overhead reason; do
+while read -r tag kernel backend loads attaches counts latency semantics scenarios overhead reason; do
 	[ "$tag" = ROW ] || continue
-	printf '%-28s %-11s %-6s %-9s %-7s %-8s %-16s %s\n' "$kernel" "$backend" "$loads" "$attaches" \
-		"$counts" "$latency" "$overhead" "$reason"
+	printf '%-28s %-11s %-6s %-9s %-7s %-8s %-10s %-10s %-16s %s\n' "$kernel" "$backend" "$loads" \
+		"$attaches" "$counts" "$latency" "$semantics" "$scenarios" "$overhead" "$reason"
 	case "$kernel" in
 	6.1.*) expect_fail=$([ "$backend" = tracepoint ] && echo 1 || echo 0) ;;
 	6.12.*) expect_fail=0 ;;
 	*) expect_fail=$([ "$attaches" = yes ] && echo 0 || echo 1) ;; # the host: what runs must pass
 	esac
-	if [ "$expect_fail" = 0 ] && { [ "$counts" != pass ] || [ "$latency" != pass ]; }; then
+	if [ "$expect_fail" = 0 ] && { [ "$counts" != pass ] || [ "$latency" != pass ] ||
+		[ "$semantics" != pass ] || [ "$scenarios" != pass ]; }; then
 		fail=1
 	fi
 	if [ "$expect_fail" = 1 ] && [ "$attaches" = yes ]; then

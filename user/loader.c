@@ -159,6 +159,8 @@ static const char *const optional_targets[] = {
 	"inet6_recvmsg",
 	"unix_seqpacket_sendmsg", /* inlined: unix_dgram_*msg carries seqpacket too */
 	"unix_seqpacket_recvmsg",
+	"inet_sendpage",          /* ->sendpage is gone since 6.5 (sendmsg does it) */
+	"unix_stream_sendpage",
 };
 
 static bool prog_in_backend(const char *sec, const struct backend_def *b)
