@@ -207,23 +207,41 @@ LT_SHARED struct {
 
 #define DG_MAX_STAMPS 65536
 
+/*
+ * Per-CPU LRU lists: a stamp is made on the sender's CPU and deleted on the
+ * receiver's; a common list can evict live stamps under that churn.
+ */
 LT_SHARED struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(map_flags, BPF_F_NO_COMMON_LRU);
 	__uint(max_entries, DG_MAX_STAMPS);
 	__type(key, __u64); /* skb address */
 	__type(value, struct dg_stamp);
 } dgram_stamps SEC(".maps");
 
 /*
- * Unix datagram sends in progress, by sending socket: a receiver that is
- * already running can take a datagram between its queueing and the sender's
- * sk_data_ready, before it is stamped; it then takes its stamp from here.
+ * Unix datagram sends, by sending socket.  A receiver that is already running
+ * can take a datagram between its queueing and the sender's sk_data_ready,
+ * where it would be stamped: if it copies it before that, it takes the send in
+ * progress (taken); if after, sk_data_ready found it gone and left its stamp
+ * here (raced).
  */
+struct dg_sending {
+	__u64 ts;       /* the send in progress (or the last one) */
+	__u64 id;
+	__u64 raced_ts; /* a datagram taken before it could be stamped, copied later */
+	__u64 raced_id;
+	__u32 raced;    /* how many such are waiting for their copy */
+	__u8 inflight;  /* a send is in progress */
+	__u8 taken;     /* its datagram was copied before it could be stamped */
+	__u16 transport;
+};
+
 LT_SHARED struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 16384);
 	__type(key, __u64); /* sending socket */
-	__type(value, struct dg_stamp);
+	__type(value, struct dg_sending);
 } dgram_sending SEC(".maps");
 
 LT_SHARED struct {

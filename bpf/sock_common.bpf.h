@@ -725,7 +725,7 @@ static __always_inline void stream_received(struct sock *sk, int transport, __u6
 
 /* ---- Datagram stamps (UDP, unix_dgram, unix_seqpacket) ---- */
 
-static __always_inline void stamp(__u64 skb, __u64 ts, __u64 check, __u64 id, int transport)
+static __always_inline int stamp(__u64 skb, __u64 ts, __u64 check, __u64 id, int transport)
 {
 	struct dg_stamp st = {
 		.ts = ts,
@@ -733,7 +733,7 @@ static __always_inline void stamp(__u64 skb, __u64 ts, __u64 check, __u64 id, in
 		.id = id,
 		.transport = transport,
 	};
-	bpf_map_update_elem(&dgram_stamps, &skb, &st, BPF_ANY);
+	return bpf_map_update_elem(&dgram_stamps, &skb, &st, BPF_ANY);
 }
 
 static __always_inline __u64 udp_check(__u32 netns, __u16 port)
@@ -849,12 +849,19 @@ static __always_inline void lt_data_ready(struct sock *sk)
 		if ((__u64)LT_RD(skb, sk) == ctx->sk) {
 			int transport = LT_RD(sk, sk_type) == SOCK_DGRAM ? LT_UNIX_DGRAM :
 									LT_UNIX_SEQPACKET;
-			stamp((__u64)skb, ctx->ts, ctx->sk, current_id(), transport);
+			if (stamp((__u64)skb, ctx->ts, ctx->sk, current_id(), transport))
+				break; /* no room: its copy finds its stamp below */
 			ctx->stamp = (__u64)skb;
-			bpf_map_delete_elem(&dgram_sending, &ctx->sk);
 			return;
 		}
 		skb = LT_RD(skb, prev);
+	}
+	/* Taken already (or no room): if not copied yet, its copy finds its stamp here. */
+	struct dg_sending *s = bpf_map_lookup_elem(&dgram_sending, &ctx->sk);
+	if (s && !s->taken) {
+		s->raced_ts = s->ts;
+		s->raced_id = s->id;
+		__sync_fetch_and_add(&s->raced, 1);
 	}
 }
 
@@ -865,14 +872,23 @@ static __always_inline void lt_copy_datagram(const struct sk_buff *skb)
 	struct dg_stamp *st = bpf_map_lookup_elem(&dgram_stamps, &key);
 	__u64 sender = (__u64)LT_RD(skb, sk);
 	if (!st) {
-		/*
-		 * Taken before its sender could stamp it: the send in progress on its
-		 * socket is its (left in place: the sender may still be behind).
-		 */
-		struct dg_stamp *s = bpf_map_lookup_elem(&dgram_sending, &sender);
+		/* Taken before its sender could stamp it (see dgram_sending). */
+		struct dg_sending *s = bpf_map_lookup_elem(&dgram_sending, &sender);
 		if (!s)
 			return;
-		bpf_map_update_elem(&dgram_stamps, &key, s, BPF_ANY);
+		struct dg_stamp found = { .check = sender, .transport = s->transport };
+		if (s->raced) {
+			__sync_fetch_and_add(&s->raced, -1);
+			found.ts = s->raced_ts;
+			found.id = s->raced_id;
+		} else if (s->inflight && !s->taken) {
+			s->taken = 1;
+			found.ts = s->ts;
+			found.id = s->id;
+		} else {
+			return; /* queued before tracing began */
+		}
+		bpf_map_update_elem(&dgram_stamps, &key, &found, BPF_ANY);
 		st = bpf_map_lookup_elem(&dgram_stamps, &key);
 		if (!st)
 			return;
@@ -981,13 +997,18 @@ static __always_inline void lt_send_enter(struct sock *sk, __u32 messages)
 		if (peer)
 			ctx->peer_qlen = BPF_CORE_READ(peer, sk_receive_queue.qlen);
 	} else if (transport != LT_TCP && transport != LT_UDP) {
-		struct dg_stamp st = {
-			.ts = ctx->ts,
-			.check = ctx->sk,
-			.id = current_id(),
-			.transport = transport,
-		};
-		bpf_map_update_elem(&dgram_sending, &ctx->sk, &st, BPF_ANY);
+		struct dg_sending *s = bpf_map_lookup_elem(&dgram_sending, &ctx->sk);
+		if (!s) {
+			struct dg_sending init = { .transport = transport };
+			bpf_map_update_elem(&dgram_sending, &ctx->sk, &init, BPF_NOEXIST);
+			s = bpf_map_lookup_elem(&dgram_sending, &ctx->sk);
+		}
+		if (s) { /* in place: a raced datagram's stamp may still be waiting */
+			s->ts = ctx->ts;
+			s->id = current_id();
+			s->taken = 0;
+			s->inflight = 1;
+		}
 	}
 }
 
@@ -1022,9 +1043,11 @@ static __always_inline void lt_send_exit(struct sock *sk, int ret)
 	}
 	if (!timed)
 		return;
-	/* Unless a receiver still has to take its unstamped datagram. */
-	if (lt_is_unix(transport) && lt_is_dgram(transport) && (ret <= 0 || ctx->stamp))
-		bpf_map_delete_elem(&dgram_sending, &ctx->sk);
+	if (lt_is_unix(transport) && lt_is_dgram(transport)) {
+		struct dg_sending *s = bpf_map_lookup_elem(&dgram_sending, &ctx->sk);
+		if (s)
+			s->inflight = 0;
+	}
 	if (ret > 0 && ctx->remaining > 1) {
 		/* sendmmsg: the next message's send starts now. */
 		ctx->remaining--;
