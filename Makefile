@@ -52,7 +52,7 @@ $(BUILD)/test_integration: tests/test_integration.c tests/lotrace_run.c tests/lo
 	$(CC) $(CFLAGS) $(SAN) -Iuser tests/test_integration.c tests/lotrace_run.c -o $@ -lcriterion -ljson-c -lm
 
 $(BUILD)/test_latency: tests/test_latency.c tests/lotrace_run.c tests/lotrace_run.h | $(BUILD)
-	$(CC) $(CFLAGS) $(SAN) tests/test_latency.c tests/lotrace_run.c -o $@ -lcriterion -ljson-c -lm
+	$(CC) $(CFLAGS) $(SAN) tests/test_latency.c tests/lotrace_run.c -o $@ -lcriterion -ljson-c -lbpf -lm
 
 $(BUILD)/test_export: tests/test_export.c $(LIB_SRCS) $(USER_HDRS) | $(BUILD)
 	$(CC) $(CFLAGS) $(SAN) -Iuser tests/test_export.c $(LIB_SRCS) -o $@ -lcriterion -lm

@@ -220,29 +220,29 @@ LT_SHARED struct {
 } dgram_stamps SEC(".maps");
 
 /*
- * Unix datagram sends, by sending socket.  A receiver that is already running
- * can take a datagram between its queueing and the sender's sk_data_ready,
- * where it would be stamped: if it copies it before that, it takes the send in
- * progress (taken); if after, sk_data_ready found it gone and left its stamp
- * here (raced).
+ * Unix datagrams a receiver took before their sender could stamp them (it
+ * looks for its datagram at sk_data_ready, after queueing it), by sending
+ * socket: copied already (taken: the sender times it from here), or to be
+ * copied later (raced: the copy takes its stamp from here).
  */
-struct dg_sending {
-	__u64 ts;       /* the send in progress (or the last one) */
-	__u64 id;
-	__u64 raced_ts; /* a datagram taken before it could be stamped, copied later */
+struct dg_unstamped {
+	__u64 raced_ts;  /* the raced datagram's send entry and sender */
 	__u64 raced_id;
-	__u32 raced;    /* how many such are waiting for their copy */
-	__u8 inflight;  /* a send is in progress */
-	__u8 taken;     /* its datagram was copied before it could be stamped */
+	__u64 taken_ts;  /* when the taken one was copied, by whom, how many bytes */
+	__u64 taken_by;
+	__u32 taken_bytes;
+	__u32 raced;     /* raced datagrams still to be copied */
+	__u16 taken;     /* a taken datagram waits for its sender */
 	__u16 transport;
+	__u32 pad;
 };
 
 LT_SHARED struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 16384);
 	__type(key, __u64); /* sending socket */
-	__type(value, struct dg_sending);
-} dgram_sending SEC(".maps");
+	__type(value, struct dg_unstamped);
+} dgram_unstamped SEC(".maps");
 
 LT_SHARED struct {
 	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);

@@ -620,18 +620,43 @@ static __always_inline void tq_time(struct tq_slot *s, int transport, __u64 me, 
 		emit(EV_MESSAGE(transport, s->weight), me, s->sender, now - s->ts, s->send_ns);
 }
 
-/* The slot's run reached me: count it in the pair, from now on by either side. */
-static __always_inline void tq_deliver(struct tq_slot *s, int transport, __u64 me)
+/*
+ * Pair messages one recv delivers, counted once per run of one sender: one
+ * pair-map update per recv in the usual case, together with its bytes.
+ */
+struct pop_tally {
+	__u64 sender;
+	__u64 msgs;
+};
+
+/*
+ * The slot's run reached me: its messages so far go to my tally, later ones
+ * straight to the pair (tq_attribute, by either side).  Global, like
+ * count_pair: its branches stay out of the pop loop's verifier states.
+ */
+__weak __noinline int tq_deliver(struct pop_tally *t, struct tq_slot *s, __u64 me, int transport)
 {
-	if (s->sender == TQ_FOREIGN || !s->sender)
-		return;
+	if (!t || !s)
+		return 0;
+	__u64 sender = s->sender;
+	if (sender == TQ_FOREIGN || !sender)
+		return 0;
 	__sync_lock_test_and_set(&s->receiver, me);
-	tq_attribute(s, transport);
+	__u32 done = s->attributed, msgs = s->msgs;
+	if (msgs == done || __sync_val_compare_and_swap(&s->attributed, done, msgs) != done)
+		return 0;
+	if (t->msgs && t->sender != sender) {
+		count_pair(t->sender, me, transport, t->msgs, 0);
+		t->msgs = 0;
+	}
+	t->sender = sender;
+	t->msgs += msgs - done;
+	return 0;
 }
 
 /* Pop the slots whose first byte is below end; time those at or above start. */
 static __always_inline void tq_pop(struct timing_queue *q, int transport, __u32 start, __u32 end,
-				   __u64 now, __u64 me)
+				   __u64 now, __u64 me, struct pop_tally *tally)
 {
 	for (int i = 0; i < TQ_SLOTS + 1; i++) {
 		__u32 h = q->head;
@@ -658,7 +683,7 @@ static __always_inline void tq_pop(struct timing_queue *q, int transport, __u32 
 			if (got)
 				tq_time(s, transport, rx, got);
 		}
-		tq_deliver(s, transport, me);
+		tq_deliver(tally, s, me, transport);
 		q->last_sender = s->sender;
 	}
 }
@@ -666,6 +691,7 @@ static __always_inline void tq_pop(struct timing_queue *q, int transport, __u32 
 static __always_inline void stream_received(struct sock *sk, int transport, __u64 me, __u64 now,
 					    int ret)
 {
+	struct pop_tally tally = {};
 	struct timing_queue *q;
 	struct tq_key k = {};
 	__u32 end;
@@ -683,12 +709,13 @@ static __always_inline void stream_received(struct sock *sk, int transport, __u6
 			return;
 		/* Queued by our peer, or left by an older socket at our address? */
 		struct sock *peer = LT_RD_AS(struct unix_sock, sk, peer);
-		__u64 cookie = peer ? BPF_CORE_READ(peer, __sk_common.skc_cookie.counter) : 0;
+		__u64 cookie = peer ? LT_RD_AS(struct sock, peer, __sk_common.skc_cookie.counter) : 0;
 		if (cookie && q->ident != cookie)
 			tq_reset(q, cookie);
 		end = __sync_fetch_and_add(&q->recv_end, ret) + ret;
 	}
-	struct tq_recv *r = &q->recent[__sync_fetch_and_add(&q->nrecent, 1) & (TQ_RECENT - 1)];
+	/* Racing recvs may share a slot: it is a hint for late senders only. */
+	struct tq_recv *r = &q->recent[q->nrecent++ & (TQ_RECENT - 1)];
 	r->start = end - ret;
 	r->end = end;
 	r->id = me;
@@ -704,14 +731,14 @@ static __always_inline void stream_received(struct sock *sk, int transport, __u6
 				struct tq_slot *s = &q->slot[h & TQ_MASK];
 				q->head = h + 1;
 				count_untimed(LT_UNTIMED_BEFORE_START, transport, 1);
-				tq_deliver(s, transport, me);
+				tq_deliver(&tally, s, me, transport);
 			}
 			q->head = q->tail;
 			q->recv_end = q->sent_off;
 			q->desync = 0;
 		}
 	} else {
-		tq_pop(q, transport, end - ret, end, now, me);
+		tq_pop(q, transport, end - ret, end, now, me, &tally);
 	}
 	/*
 	 * The bytes go to the last sender popped, else to the last one that sent
@@ -719,8 +746,12 @@ static __always_inline void stream_received(struct sock *sk, int transport, __u6
 	 * connection, usually.
 	 */
 	__u64 sender = q->last_sender ? q->last_sender : q->last_id;
+	if (tally.msgs && tally.sender != sender) {
+		count_pair(tally.sender, me, transport, tally.msgs, 0);
+		tally.msgs = 0;
+	}
 	if (sender)
-		count_pair(sender, me, transport, 0, ret);
+		count_pair(sender, me, transport, tally.msgs, ret);
 }
 
 /* ---- Datagram stamps (UDP, unix_dgram, unix_seqpacket) ---- */
@@ -775,10 +806,21 @@ static __always_inline void lt_xmit(const struct sk_buff *skb, const struct net_
 	      mine ? current_id() : 0, LT_UDP);
 }
 
+/* The unstamped-datagram state of a sending socket, made if missing. */
+static __always_inline struct dg_unstamped *unstamped_of(__u64 sender)
+{
+	struct dg_unstamped *u = bpf_map_lookup_elem(&dgram_unstamped, &sender);
+	if (u)
+		return u;
+	struct dg_unstamped init = {};
+	bpf_map_update_elem(&dgram_unstamped, &sender, &init, BPF_NOEXIST);
+	return bpf_map_lookup_elem(&dgram_unstamped, &sender);
+}
+
 /*
  * A datagram was queued to UDP socket sk: it takes the next offset of the
  * socket's queue, with its stamp if it came over lo (a run of TQ_FOREIGN if
- * not, so the receiver can tell).  It is the tail of the receive queue, or of
+ * it came from elsewhere, so the receiver can tell).  It is the tail of the receive queue, or of
  * the reader's queue if a recv moved it there already; one a recv took
  * already is still numbered, so the offsets stay right.
  */
@@ -810,7 +852,14 @@ static __always_inline void udp_queued(struct sock *sk)
 		tq_enqueue(q, LT_UDP, n, 1, st->ts, 0, st->id, true);
 		bpf_map_delete_elem(&dgram_stamps, &key);
 	} else if (skb) {
-		tq_enqueue(q, LT_UDP, n, 1, 0, 0, TQ_FOREIGN, false);
+		/*
+		 * Unstamped: from another device, or a copy of a lo datagram (a
+		 * packet tap on lo makes the stack clone it): the device tells.
+		 * Sender 0: loopback traffic from a sender lotrace cannot name.
+		 */
+		struct net_device *dev = LT_RD(skb, dev);
+		bool lo = dev && (LT_RD(dev, flags) & IFF_LOOPBACK);
+		tq_enqueue(q, LT_UDP, n, 1, 0, 0, lo ? 0 : TQ_FOREIGN, false);
 	} else {
 		/*
 		 * Gone already.  Loopback delivers in its sender's context as a
@@ -845,49 +894,58 @@ static __always_inline void lt_data_ready(struct sock *sk)
 		return;
 	struct sk_buff *skb = LT_RD(sk, sk_receive_queue.prev);
 	__u64 empty = (__u64)&sk->sk_receive_queue; /* the list head: queue empty */
+	int transport = LT_RD(sk, sk_type) == SOCK_DGRAM ? LT_UNIX_DGRAM : LT_UNIX_SEQPACKET;
+	__u64 me = current_id();
 	for (int i = 0; i < 2 && (__u64)skb != empty; i++) {
 		if ((__u64)LT_RD(skb, sk) == ctx->sk) {
-			int transport = LT_RD(sk, sk_type) == SOCK_DGRAM ? LT_UNIX_DGRAM :
-									LT_UNIX_SEQPACKET;
-			if (stamp((__u64)skb, ctx->ts, ctx->sk, current_id(), transport))
+			if (stamp((__u64)skb, ctx->ts, ctx->sk, me, transport))
 				break; /* no room: its copy finds its stamp below */
 			ctx->stamp = (__u64)skb;
 			return;
 		}
 		skb = LT_RD(skb, prev);
 	}
-	/* Taken already (or no room): if not copied yet, its copy finds its stamp here. */
-	struct dg_sending *s = bpf_map_lookup_elem(&dgram_sending, &ctx->sk);
-	if (s && !s->taken) {
-		s->raced_ts = s->ts;
-		s->raced_id = s->id;
-		__sync_fetch_and_add(&s->raced, 1);
+	/* Taken already (or no room for its stamp): see dgram_unstamped. */
+	struct dg_unstamped *u = unstamped_of(ctx->sk);
+	if (!u)
+		return;
+	if (u->taken) { /* copied already: time it from its copy */
+		u->taken = 0;
+		if (u->taken_ts >= ctx->ts)
+			emit(EV_MESSAGE(transport, 1), u->taken_by, me, u->taken_ts - ctx->ts, 0);
+		count_pair(me, u->taken_by, transport, 1, u->taken_bytes);
+		return;
 	}
+	u->raced_ts = ctx->ts;
+	u->raced_id = me;
+	u->transport = transport;
+	__sync_fetch_and_add(&u->raced, 1);
 }
 
 /* A recv copies skb: if it is stamped, the recv's return takes the stamp. */
-static __always_inline void lt_copy_datagram(const struct sk_buff *skb)
+static __always_inline void lt_copy_datagram(const struct sk_buff *skb, int len)
 {
 	__u64 key = (__u64)skb;
 	struct dg_stamp *st = bpf_map_lookup_elem(&dgram_stamps, &key);
-	__u64 sender = (__u64)LT_RD(skb, sk);
+	struct sock *ssk = LT_RD(skb, sk);
+	__u64 sender = (__u64)ssk;
 	if (!st) {
-		/* Taken before its sender could stamp it (see dgram_sending). */
-		struct dg_sending *s = bpf_map_lookup_elem(&dgram_sending, &sender);
-		if (!s)
+		/* Not stamped (yet): see dgram_unstamped. */
+		if (!ssk || LT_RD(ssk, __sk_common.skc_family) != AF_UNIX)
 			return;
-		struct dg_stamp found = { .check = sender, .transport = s->transport };
-		if (s->raced) {
-			__sync_fetch_and_add(&s->raced, -1);
-			found.ts = s->raced_ts;
-			found.id = s->raced_id;
-		} else if (s->inflight && !s->taken) {
-			s->taken = 1;
-			found.ts = s->ts;
-			found.id = s->id;
-		} else {
-			return; /* queued before tracing began */
+		struct dg_unstamped *u = unstamped_of(sender);
+		if (!u)
+			return;
+		if (!u->raced) { /* its sender has yet to look for it: it times it */
+			u->taken_ts = bpf_ktime_get_ns();
+			u->taken_by = current_id();
+			u->taken_bytes = len;
+			u->taken = 1;
+			return;
 		}
+		__sync_fetch_and_add(&u->raced, -1);
+		struct dg_stamp found = { .ts = u->raced_ts, .id = u->raced_id, .check = sender,
+					  .transport = u->transport };
 		bpf_map_update_elem(&dgram_stamps, &key, &found, BPF_ANY);
 		st = bpf_map_lookup_elem(&dgram_stamps, &key);
 		if (!st)
@@ -996,19 +1054,6 @@ static __always_inline void lt_send_enter(struct sock *sk, __u32 messages)
 		struct sock *peer = LT_RD_AS(struct unix_sock, sk, peer);
 		if (peer)
 			ctx->peer_qlen = BPF_CORE_READ(peer, sk_receive_queue.qlen);
-	} else if (transport != LT_TCP && transport != LT_UDP) {
-		struct dg_sending *s = bpf_map_lookup_elem(&dgram_sending, &ctx->sk);
-		if (!s) {
-			struct dg_sending init = { .transport = transport };
-			bpf_map_update_elem(&dgram_sending, &ctx->sk, &init, BPF_NOEXIST);
-			s = bpf_map_lookup_elem(&dgram_sending, &ctx->sk);
-		}
-		if (s) { /* in place: a raced datagram's stamp may still be waiting */
-			s->ts = ctx->ts;
-			s->id = current_id();
-			s->taken = 0;
-			s->inflight = 1;
-		}
 	}
 }
 
@@ -1043,11 +1088,6 @@ static __always_inline void lt_send_exit(struct sock *sk, int ret)
 	}
 	if (!timed)
 		return;
-	if (lt_is_unix(transport) && lt_is_dgram(transport)) {
-		struct dg_sending *s = bpf_map_lookup_elem(&dgram_sending, &ctx->sk);
-		if (s)
-			s->inflight = 0;
-	}
 	if (ret > 0 && ctx->remaining > 1) {
 		/* sendmmsg: the next message's send starts now. */
 		ctx->remaining--;
@@ -1070,12 +1110,15 @@ static __always_inline bool udp_received(struct sock *sk, __u64 now, __u64 me)
 	if (!q || q->ident != sock_cookie(sk))
 		return false;
 	__u32 end = __sync_fetch_and_add(&q->recv_end, 1) + 1;
-	struct tq_recv *r = &q->recent[__sync_fetch_and_add(&q->nrecent, 1) & (TQ_RECENT - 1)];
+	struct tq_recv *r = &q->recent[q->nrecent++ & (TQ_RECENT - 1)];
 	r->start = end - 1;
 	r->end = end;
 	r->id = me;
 	r->ts = now;
-	tq_pop(q, LT_UDP, end - 1, end, now, me);
+	struct pop_tally tally = {};
+	tq_pop(q, LT_UDP, end - 1, end, now, me, &tally);
+	if (tally.msgs)
+		count_pair(tally.sender, me, LT_UDP, tally.msgs, 0);
 	/* Within a run: its first datagram was popped by this or an earlier recv. */
 	__u32 h = q->head;
 	struct tq_slot *s = &q->slot[(h - 1) & TQ_MASK];

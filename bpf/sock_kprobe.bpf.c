@@ -84,7 +84,7 @@ int BPF_KPROBE(lt_kp_data_ready, struct sock *sk)
 SEC("tracepoint/skb/skb_copy_datagram_iovec")
 int lt_kp_copy(struct trace_event_raw_skb_copy_datagram_iovec *ctx)
 {
-	lt_copy_datagram(ctx->skbaddr);
+	lt_copy_datagram(ctx->skbaddr, ctx->len);
 	return 0;
 }
 

@@ -96,7 +96,7 @@ int BPF_PROG(lt_tp_data_ready, struct sock *sk)
 SEC("tp_btf/skb_copy_datagram_iovec")
 int BPF_PROG(lt_tp_copy, const struct sk_buff *skb, int len)
 {
-	lt_copy_datagram(skb);
+	lt_copy_datagram(skb, len);
 	return 0;
 }
 

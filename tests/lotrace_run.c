@@ -439,6 +439,41 @@ pid_t fork_at_pid(pid_t want)
 	return (pid_t)syscall(SYS_clone3, &args, sizeof(args));
 }
 
+pid_t run_named_at_pid_as_nobody(pid_t want, const char *comm, int n, size_t size)
+{
+	pid_t pid = -1;
+	for (int i = 0; i < 20 && pid < 0; i++) { /* another process may take it first */
+		pid = fork_at_pid(want);
+		if (pid < 0 && errno != EEXIST)
+			break;
+		if (pid < 0)
+			sleep_s(0.1);
+	}
+	if (pid == 0) {
+		/* Raw system calls: after a raw clone3, glibc's setuid would wait for threads. */
+		if (syscall(SYS_setgroups, 0, NULL) || syscall(SYS_setgid, 65534) ||
+		    syscall(SYS_setuid, 65534))
+			_exit(1);
+		prctl(PR_SET_NAME, comm);
+		_exit(self_dgram_traffic(n, size) ? 1 : 0);
+	}
+	return pid;
+}
+
+double now_s(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+void sleep_s(double s)
+{
+	struct timespec ts = { (time_t)s, (long)((s - (double)(time_t)s) * 1e9) };
+	while (nanosleep(&ts, &ts) && errno == EINTR)
+		;
+}
+
 int bpf_prog_ids_of(pid_t pid, unsigned *ids, int max)
 {
 	char path[64];

@@ -77,6 +77,16 @@ pid_t run_named(const char *comm, int n, size_t size);
  * calls for credentials: glibc's setuid would wait for threads it lacks.
  */
 pid_t fork_at_pid(pid_t want);
+/*
+ * Start, at pid `want` (free again after its first owner exited), a process
+ * of user nobody named comm that runs self_dgram_traffic(n, size) and exits.
+ * Retries while another process holds the pid.  Returns want, or -1 (errno).
+ */
+pid_t run_named_at_pid_as_nobody(pid_t want, const char *comm, int n, size_t size);
+
+/* Seconds on CLOCK_MONOTONIC; sleep s seconds (through signals). */
+double now_s(void);
+void sleep_s(double s);
 
 const char *lotrace_path(void);
 const char *lobench_path(void);

@@ -49,19 +49,6 @@ static char mounts[4][192]; /* tmpfs mounted by this test */
 static int nmounts;
 static char cgroup_dirs[2][512];
 
-static double now_s(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static void sleep_s(double s)
-{
-	struct timespec ts = { (time_t)s, (long)((s - (double)(time_t)s) * 1e9) };
-	while (nanosleep(&ts, &ts) && errno == EINTR)
-		;
-}
 
 /* Starts argv with stdout and stderr into log (or /dev/null); in its own process group. */
 static pid_t spawn(const char *const *argv, const char *log)
@@ -1258,21 +1245,7 @@ Test(export, a_reused_pid_is_another_process)
 	const int n1 = 40, n2 = 60;
 	pid_t first = run_named("lt-reuse-root", n1, 20);
 	expect_exit0(first, "lt-reuse-root");
-	pid_t second = -1;
-	for (int i = 0; i < 20 && second < 0; i++) { /* another process may take it first */
-		second = fork_at_pid(first);
-		if (second < 0 && errno != EEXIST)
-			break;
-		if (second < 0)
-			sleep_s(0.1);
-	}
-	if (second == 0) {
-		if (syscall(SYS_setgroups, 0, NULL) || syscall(SYS_setgid, NOBODY) ||
-		    syscall(SYS_setuid, NOBODY))
-			_exit(1);
-		prctl(PR_SET_NAME, "lt-reuse-user");
-		_exit(self_dgram_traffic(n2, 30) ? 1 : 0);
-	}
+	pid_t second = run_named_at_pid_as_nobody(first, "lt-reuse-user", n2, 30);
 	cr_assert_eq(second, first, "could not start a process at pid %d: %s", first,
 		     strerror(errno));
 	expect_exit0(second, "lt-reuse-user");

@@ -1056,22 +1056,7 @@ Test(counters, a_reused_pid_is_another_process, .timeout = 60)
 	const size_t s1 = 20, s2 = 30;
 	pid_t first = run_named("lt-reuse-root", n1, s1);
 	expect_exit0(first, "lt-reuse-root");
-	pid_t second = -1;
-	for (int i = 0; i < 20 && second < 0; i++) { /* another process may take it first */
-		second = fork_at_pid(first);
-		if (second < 0 && errno != EEXIST)
-			break;
-		if (second < 0)
-			usleep(100000);
-	}
-	if (second == 0) {
-		/* Raw system calls: after a raw clone3, glibc's setuid would wait for threads. */
-		if (syscall(SYS_setgroups, 0, NULL) || syscall(SYS_setgid, NOBODY) ||
-		    syscall(SYS_setuid, NOBODY))
-			_exit(1);
-		prctl(PR_SET_NAME, "lt-reuse-user");
-		_exit(self_dgram_traffic(n2, s2) ? 1 : 0);
-	}
+	pid_t second = run_named_at_pid_as_nobody(first, "lt-reuse-user", n2, s2);
 	if (second < 0)
 		lotrace_kill(&lt);
 	cr_assert_eq(second, first, "could not start a process at pid %d: %s", first,

@@ -30,6 +30,8 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+#include <bpf/bpf.h>
+#include <dirent.h>
 #include "lotrace_run.h"
 
 #define MSG 64 /* bytes per message; the first 16 are the stamp */
@@ -870,5 +872,87 @@ Test(accounting, untimed_exact_when_started_mid_stream, .timeout = 60)
 		    (long long)jint(p, "latency_ns.count"));
 	cr_expect_eq(sent, timed + un, "unix_stream: sent %lld != timed %lld + untimed %lld",
 		     (long long)sent, (long long)timed, (long long)un);
+	json_object_put(doc);
+}
+
+/* Entries in the BPF map called name that process owner holds (-1: none such). */
+static long owned_map_entries(pid_t owner, const char *name)
+{
+	char dir[64];
+	snprintf(dir, sizeof(dir), "/proc/%d/fdinfo", (int)owner);
+	DIR *d = opendir(dir);
+	long entries = -1;
+	for (struct dirent *e; d && entries < 0 && (e = readdir(d));) {
+		char path[320], line[128];
+		snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
+		FILE *f = fopen(path, "r");
+		unsigned id = 0;
+		while (f && fgets(line, sizeof(line), f))
+			if (sscanf(line, "map_id: %u", &id) == 1)
+				break;
+		if (f)
+			fclose(f);
+		int fd = id ? bpf_map_get_fd_by_id(id) : -1;
+		struct bpf_map_info info = { 0 };
+		__u32 len = sizeof(info);
+		if (fd >= 0 && !bpf_obj_get_info_by_fd(fd, &info, &len) && !strcmp(info.name, name) &&
+		    info.key_size <= 64) {
+			char key[64], next[64];
+			entries = 0;
+			for (void *prev = NULL; !bpf_map_get_next_key(fd, prev, next); prev = key) {
+				memcpy(key, next, info.key_size);
+				entries++;
+			}
+		}
+		if (fd >= 0)
+			close(fd);
+	}
+	if (d)
+		closedir(d);
+	return entries;
+}
+
+/*
+ * TCP timing queues go with their connections (issue 11, defect 6): at
+ * TCP_CLOSE the local port is already released, so a queue keyed by it was
+ * never deleted and a reused 4-tuple could meet its old entries.  300
+ * connections that each carry one message both ways, then close: their 600
+ * queues must be gone.
+ */
+Test(accounting, tcp_queues_go_with_their_connections, .timeout = 60)
+{
+	need_root();
+	const int conns = 300;
+	struct lotrace_proc lt;
+	cr_assert(lotrace_start(&lt, NULL), "lotrace did not start");
+	long before = owned_map_entries(lt.pid, "timing_queues");
+	cr_assert_geq(before, 0, "lotrace holds no timing_queues map");
+	int l = socket(AF_INET, SOCK_STREAM, 0);
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	socklen_t alen = sizeof(a);
+	cr_assert(!bind(l, (struct sockaddr *)&a, sizeof(a)) && !listen(l, 64) &&
+		  !getsockname(l, (struct sockaddr *)&a, &alen));
+	char buf[10] = { 0 };
+	for (int i = 0; i < conns; i++) {
+		int c = socket(AF_INET, SOCK_STREAM, 0);
+		cr_assert(!connect(c, (struct sockaddr *)&a, sizeof(a)));
+		int s = accept(l, NULL, NULL);
+		cr_assert_geq(s, 0);
+		cr_assert(send(c, buf, sizeof(buf), 0) == sizeof(buf) &&
+			  recv(s, buf, sizeof(buf), MSG_WAITALL) == sizeof(buf) &&
+			  send(s, buf, sizeof(buf), 0) == sizeof(buf) &&
+			  recv(c, buf, sizeof(buf), MSG_WAITALL) == sizeof(buf));
+		close(c);
+		close(s);
+	}
+	close(l);
+	sleep_s(0.2); /* the last FIN/ACKs */
+	long after = owned_map_entries(lt.pid, "timing_queues");
+	json_object *doc = lotrace_stop(&lt, NULL);
+	cr_log_info("timing_queues: %ld entries before, %ld after %d closed connections", before,
+		    after, conns);
+	/* Other TCP traffic on the host may hold a few. */
+	cr_expect_lt(after - before, conns / 10, "%ld queues of closed connections remain",
+		     after - before);
 	json_object_put(doc);
 }

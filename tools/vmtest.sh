@@ -37,7 +37,12 @@
 #   --host-tool NAME    also copy host program NAME (from PATH) with its
 #                       libraries to its host path, e.g. bash or strace
 # Environment:
-#   VMTEST_ACCEL=tcg|kvm  force the accelerator (default: KVM only when
+#   VMTEST_ACCEL=tcg|kvm|icount
+#                         force the accelerator (icount: TCG, one thread,
+#                         -icount shift=0,sleep=off: the guest clock advances
+#                         1 ns per guest instruction, so a duration measured
+#                         in the guest is an instruction count, the same run
+#                         after run; use with VMTEST_SMP=1) (default: KVM only when
 #                         kvm_intel/kvm_amd is loaded and a probe boot works)
 #   VMTEST_SMP=N          guest CPUs (default 2)
 #   VMTEST_MEM=MB         guest memory (default 2048)
@@ -398,7 +403,8 @@ fi
 case $accel in
 kvm) accel_args=(-accel kvm -cpu host) ;;
 tcg) accel_args=(-accel tcg -cpu max) ;;
-*) usage_die "VMTEST_ACCEL must be tcg or kvm, not '$accel'" ;;
+icount) accel_args=(-accel tcg,thread=single -icount shift=0,sleep=off -cpu max) ;;
+*) usage_die "VMTEST_ACCEL must be tcg, kvm or icount, not '$accel'" ;;
 esac
 smp=${VMTEST_SMP:-2}
 mem=${VMTEST_MEM:-2048}
