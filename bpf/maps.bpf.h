@@ -121,6 +121,8 @@ struct timing_queue {
 	__u64 last_sender; /* id of the last message popped (pair bytes; UDP: the run's) */
 	__u64 last_id;     /* sender of the last message */
 	__u64 ident;       /* sock_queues: cookie of the socket it was made for (0: unknown) */
+	__u64 orphan_rx;   /* a receiver that got bytes before any sender was known... */
+	__u64 orphan_bytes; /* ...and how many: the next sender counts them in its pair */
 	struct tq_recv recent[TQ_RECENT];
 	struct tq_slot slot[TQ_SLOTS];
 };
@@ -222,18 +224,25 @@ LT_SHARED struct {
 /*
  * Unix datagrams a receiver took before their sender could stamp them (it
  * looks for its datagram at sk_data_ready, after queueing it), by sending
- * socket: copied already (taken: the sender times it from here), or to be
- * copied later (raced: the copy takes its stamp from here).
+ * socket.  Whichever side comes second completes the other's half: a copy
+ * before that look leaves TAKEN (the sender times it), a copy after it finds
+ * RACED (the copy takes the stamp).  Each side writes its own fields, then
+ * moves state from EMPTY with compare-and-swap, so exactly one side times it.
  */
+enum dg_unstamped_state {
+	DG_U_EMPTY = 0,
+	DG_U_TAKEN = 1, /* copied: taken_* set, for the sender */
+	DG_U_RACED = 2, /* not found by its sender: raced_* set, for the copy */
+};
+
 struct dg_unstamped {
-	__u64 raced_ts;  /* the raced datagram's send entry and sender */
+	__u64 raced_ts;  /* the datagram's send entry and sender */
 	__u64 raced_id;
-	__u64 taken_ts;  /* when the taken one was copied, by whom, how many bytes */
+	__u64 taken_ts;  /* when it was copied, by whom, how many bytes */
 	__u64 taken_by;
 	__u32 taken_bytes;
-	__u32 raced;     /* raced datagrams still to be copied */
-	__u16 taken;     /* a taken datagram waits for its sender */
-	__u16 transport;
+	__u32 state;     /* enum dg_unstamped_state */
+	__u32 transport;
 	__u32 pad;
 };
 

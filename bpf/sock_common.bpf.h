@@ -546,6 +546,11 @@ static __always_inline bool tq_enqueue(struct timing_queue *q, int transport, __
 	__u32 backlog = q->nrecent && ahead > 0 && size ? (__u32)ahead / size : 0;
 	__u32 clock;
 	__u32 weight = tq_pick(q, id, transport, counted && ts, backlog, &clock);
+	if (q->orphan_bytes && id != TQ_FOREIGN) {
+		__u64 orphan = __sync_lock_test_and_set(&q->orphan_bytes, 0);
+		if (orphan)
+			count_pair(id, q->orphan_rx, transport, 0, orphan);
+	}
 	if (send_ns > 0xffffffffu)
 		send_ns = 0xffffffffu;
 
@@ -750,8 +755,12 @@ static __always_inline void stream_received(struct sock *sk, int transport, __u6
 		count_pair(tally.sender, me, transport, tally.msgs, 0);
 		tally.msgs = 0;
 	}
-	if (sender)
+	if (sender) {
 		count_pair(sender, me, transport, tally.msgs, ret);
+	} else { /* before its sender's send returned: the sender counts them */
+		q->orphan_rx = me;
+		__sync_fetch_and_add(&q->orphan_bytes, ret);
+	}
 }
 
 /* ---- Datagram stamps (UDP, unix_dgram, unix_seqpacket) ---- */
@@ -857,8 +866,7 @@ static __always_inline void udp_queued(struct sock *sk)
 		 * packet tap on lo makes the stack clone it): the device tells.
 		 * Sender 0: loopback traffic from a sender lotrace cannot name.
 		 */
-		struct net_device *dev = LT_RD(skb, dev);
-		bool lo = dev && (LT_RD(dev, flags) & IFF_LOOPBACK);
+		bool lo = BPF_CORE_READ(skb, dev, flags) & IFF_LOOPBACK; /* rare: helper reads */
 		tq_enqueue(q, LT_UDP, n, 1, 0, 0, lo ? 0 : TQ_FOREIGN, false);
 	} else {
 		/*
@@ -901,6 +909,16 @@ static __always_inline void lt_data_ready(struct sock *sk)
 			if (stamp((__u64)skb, ctx->ts, ctx->sk, me, transport))
 				break; /* no room: its copy finds its stamp below */
 			ctx->stamp = (__u64)skb;
+			/* A copy can have missed the stamp by a hair: then it is timed here. */
+			struct dg_unstamped *u = bpf_map_lookup_elem(&dgram_unstamped, &ctx->sk);
+			if (u && u->taken_ts >= ctx->ts &&
+			    __sync_val_compare_and_swap(&u->state, DG_U_TAKEN, DG_U_EMPTY) == DG_U_TAKEN) {
+				__u64 key = (__u64)skb;
+				bpf_map_delete_elem(&dgram_stamps, &key);
+				ctx->stamp = 0;
+				emit(EV_MESSAGE(transport, 1), u->taken_by, me, u->taken_ts - ctx->ts, 0);
+				count_pair(me, u->taken_by, transport, 1, u->taken_bytes);
+			}
 			return;
 		}
 		skb = LT_RD(skb, prev);
@@ -909,17 +927,20 @@ static __always_inline void lt_data_ready(struct sock *sk)
 	struct dg_unstamped *u = unstamped_of(ctx->sk);
 	if (!u)
 		return;
-	if (u->taken) { /* copied already: time it from its copy */
-		u->taken = 0;
-		if (u->taken_ts >= ctx->ts)
-			emit(EV_MESSAGE(transport, 1), u->taken_by, me, u->taken_ts - ctx->ts, 0);
-		count_pair(me, u->taken_by, transport, 1, u->taken_bytes);
-		return;
-	}
 	u->raced_ts = ctx->ts;
 	u->raced_id = me;
 	u->transport = transport;
-	__sync_fetch_and_add(&u->raced, 1);
+	if (__sync_val_compare_and_swap(&u->state, DG_U_EMPTY, DG_U_RACED) != DG_U_TAKEN)
+		return;
+	if (u->taken_ts < ctx->ts) { /* a copy from before this send: queued before tracing */
+		__sync_val_compare_and_swap(&u->state, DG_U_TAKEN, DG_U_RACED);
+		return;
+	}
+	if (__sync_val_compare_and_swap(&u->state, DG_U_TAKEN, DG_U_EMPTY) == DG_U_TAKEN) {
+		/* Copied already: time it from its copy. */
+		emit(EV_MESSAGE(transport, 1), u->taken_by, me, u->taken_ts - ctx->ts, 0);
+		count_pair(me, u->taken_by, transport, 1, u->taken_bytes);
+	}
 }
 
 /* A recv copies skb: if it is stamped, the recv's return takes the stamp. */
@@ -936,17 +957,26 @@ static __always_inline void lt_copy_datagram(const struct sk_buff *skb, int len)
 		struct dg_unstamped *u = unstamped_of(sender);
 		if (!u)
 			return;
-		if (!u->raced) { /* its sender has yet to look for it: it times it */
-			u->taken_ts = bpf_ktime_get_ns();
-			u->taken_by = current_id();
-			u->taken_bytes = len;
-			u->taken = 1;
-			return;
+		u->taken_ts = bpf_ktime_get_ns();
+		u->taken_by = current_id();
+		u->taken_bytes = len;
+		__u32 was = __sync_val_compare_and_swap(&u->state, DG_U_EMPTY, DG_U_TAKEN);
+		if (was == DG_U_RACED) {
+			if (__sync_val_compare_and_swap(&u->state, DG_U_RACED, DG_U_EMPTY) != DG_U_RACED)
+				return;
+			struct dg_stamp found = { .ts = u->raced_ts, .id = u->raced_id,
+						  .check = sender, .transport = u->transport };
+			bpf_map_update_elem(&dgram_stamps, &key, &found, BPF_ANY);
+		} else {
+			/*
+			 * TAKEN is up for the sender: unless the stamp came in since the
+			 * lookup and the sender has not taken it over, its sender times it
+			 * (or it was queued before tracing began).
+			 */
+			if (!bpf_map_lookup_elem(&dgram_stamps, &key) ||
+			    __sync_val_compare_and_swap(&u->state, DG_U_TAKEN, DG_U_EMPTY) != DG_U_TAKEN)
+				return;
 		}
-		__sync_fetch_and_add(&u->raced, -1);
-		struct dg_stamp found = { .ts = u->raced_ts, .id = u->raced_id, .check = sender,
-					  .transport = u->transport };
-		bpf_map_update_elem(&dgram_stamps, &key, &found, BPF_ANY);
 		st = bpf_map_lookup_elem(&dgram_stamps, &key);
 		if (!st)
 			return;
