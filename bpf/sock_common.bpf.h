@@ -886,7 +886,7 @@ static __always_inline void udp_queued(struct sock *sk)
 /*
  * Data was queued to sk: a UDP datagram (see udp_queued), or a unix datagram
  * appended to its receive queue just before: stamp it if this thread sent it
- * (the last or, when another sender raced in, the one before).
+ * (the last, or one of the few before it when other senders raced in).
  */
 static __always_inline void lt_data_ready(struct sock *sk)
 {
@@ -904,7 +904,7 @@ static __always_inline void lt_data_ready(struct sock *sk)
 	__u64 empty = (__u64)&sk->sk_receive_queue; /* the list head: queue empty */
 	int transport = LT_RD(sk, sk_type) == SOCK_DGRAM ? LT_UNIX_DGRAM : LT_UNIX_SEQPACKET;
 	__u64 me = current_id();
-	for (int i = 0; i < 2 && (__u64)skb != empty; i++) {
+	for (int i = 0; i < 8 && (__u64)skb != empty; i++) {
 		if ((__u64)LT_RD(skb, sk) == ctx->sk) {
 			if (stamp((__u64)skb, ctx->ts, ctx->sk, me, transport))
 				break; /* no room: its copy finds its stamp below */

