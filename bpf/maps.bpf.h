@@ -148,7 +148,7 @@ enum dg_state {
 
 struct dg_stamp {
 	__u64 ts;        /* sender's send-call entry; 0: no send start seen */
-	__u64 check;     /* unix: sending socket; udp: netns << 16 | port */
+	__u64 check;     /* unix: sending socket (UDP: 0) */
 	__u64 id;        /* sender */
 	__u32 state;     /* enum dg_state */
 	__u32 send_ns;   /* once state is DG_SENT */

@@ -776,11 +776,6 @@ static __always_inline int stamp(__u64 skb, __u64 ts, __u64 check, __u64 id, int
 	return bpf_map_update_elem(&dgram_stamps, &skb, &st, BPF_ANY);
 }
 
-static __always_inline __u64 udp_check(__u32 netns, __u16 port)
-{
-	return (__u64)netns << 16 | port;
-}
-
 /*
  * A packet starts leaving through dev.  On a loopback device: mark the send
  * in progress on this thread (if the packet is its own) as going over lo, and
@@ -798,7 +793,6 @@ static __always_inline void lt_xmit(const struct sk_buff *skb, const struct net_
 
 	unsigned char *head = LT_RD(skb, head);
 	__u16 nh = LT_RD(skb, network_header);
-	__u16 th = LT_RD(skb, transport_header);
 	__u16 proto = bpf_ntohs(LT_RD(skb, protocol));
 	__u8 l4 = 0;
 	if (proto == ETH_P_IP)
@@ -807,12 +801,8 @@ static __always_inline void lt_xmit(const struct sk_buff *skb, const struct net_
 		bpf_probe_read_kernel(&l4, 1, head + nh + 6);
 	if (l4 != IPPROTO_UDP)
 		return;
-	__u16 dport = 0;
-	if (bpf_probe_read_kernel(&dport, 2, head + th + 2))
-		return;
-	__u32 netns = LT_RD(dev, nd_net.net, ns.inum);
-	stamp((__u64)skb, mine ? ctx->ts : 0, udp_check(netns, bpf_ntohs(dport)),
-	      mine ? current_id() : 0, LT_UDP);
+	/* No check: the stamp is looked up by this skb where it is queued. */
+	stamp((__u64)skb, mine ? ctx->ts : 0, 0, mine ? current_id() : 0, LT_UDP);
 }
 
 /* The unstamped-datagram state of a sending socket, made if missing. */
