@@ -25,6 +25,9 @@ USER_HDRS := $(wildcard user/*.h) bpf/lotrace.h
 TESTS := $(BUILD)/test_unit $(BUILD)/test_lobench $(BUILD)/test_integration
 TESTS += $(BUILD)/test_latency $(BUILD)/test_export $(BUILD)/test_export_integration
 TESTS += $(BUILD)/test_soak
+# Each suite's output is kept in a log and its failures repeated at its end.
+RUN_SUITE := sh tools/run-suite.sh
+LOGS := $(BUILD)/logs
 
 .PHONY: all test test-asan vmtest bench clean
 .DELETE_ON_ERROR:
@@ -71,12 +74,15 @@ $(BUILD)/test_lobench: tests/test_lobench.c tests/lotrace_run.c tests/lotrace_ru
 # real kernel (root), the exporter soak (10 minutes; LOTRACE_SOAK_SECONDS), then
 # the integration suites again with test-asan's lotrace.
 test: lotrace tools/lobench $(TESTS)
-	$(BUILD)/test_unit --verbose=0
-	LOBENCH=./tools/lobench $(BUILD)/test_lobench --verbose=0 -j1
-	LOTRACE=./lotrace LOBENCH=./tools/lobench $(BUILD)/test_integration --verbose=0 -j1
-	LOTRACE=./lotrace LOBENCH=./tools/lobench $(BUILD)/test_latency --verbose=0 -j1
-	$(BUILD)/test_export --verbose=0
-	LOTRACE=./lotrace LOBENCH=./tools/lobench $(BUILD)/test_export_integration --verbose=0 -j1
+	$(RUN_SUITE) $(LOGS)/unit.log $(BUILD)/test_unit --verbose=0
+	LOBENCH=./tools/lobench $(RUN_SUITE) $(LOGS)/lobench.log $(BUILD)/test_lobench --verbose=0 -j1
+	LOTRACE=./lotrace LOBENCH=./tools/lobench \
+		$(RUN_SUITE) $(LOGS)/integration.log $(BUILD)/test_integration --verbose=0 -j1
+	LOTRACE=./lotrace LOBENCH=./tools/lobench \
+		$(RUN_SUITE) $(LOGS)/latency.log $(BUILD)/test_latency --verbose=0 -j1
+	$(RUN_SUITE) $(LOGS)/export.log $(BUILD)/test_export --verbose=0
+	LOTRACE=./lotrace LOBENCH=./tools/lobench \
+		$(RUN_SUITE) $(LOGS)/export_integration.log $(BUILD)/test_export_integration --verbose=0 -j1
 	LOTRACE=./lotrace $(BUILD)/test_soak --verbose -j1
 	$(MAKE) --no-print-directory test-asan
 
@@ -98,14 +104,16 @@ $(ASAN_DIR)/lotrace: $(APP_SRCS) $(USER_HDRS) $(BUILD)/lotrace.skel.h
 
 test-asan: $(ASAN_DIR)/lotrace tools/lobench $(BUILD)/test_integration $(BUILD)/test_latency \
 	   $(BUILD)/test_export_integration
-	rm -f $(ASAN_DIR)/report.*
-	rc=0; \
-	$(ASAN_ENV) $(BUILD)/test_integration --verbose=0 -j1 || rc=1; \
-	$(ASAN_ENV) $(BUILD)/test_latency --verbose=0 -j1 || rc=1; \
-	$(ASAN_ENV) $(BUILD)/test_export_integration --verbose=0 -j1 || rc=1; \
+	rm -f $(ASAN_DIR)/report.* $(ASAN_DIR)/*.log
+	rc=0; failed=; \
+	for suite in test_integration test_latency test_export_integration; do \
+		$(ASAN_ENV) $(RUN_SUITE) $(ASAN_DIR)/$$suite.log $(BUILD)/$$suite --verbose=0 -j1 || \
+			{ rc=1; failed="$$failed $$suite"; }; \
+	done; \
 	for r in $(ASAN_DIR)/report.*; do \
 		[ -e "$$r" ] || continue; echo "== sanitizer report $$r"; cat "$$r"; rc=1; \
 	done; \
+	for suite in $$failed; do $(RUN_SUITE) --failures $(ASAN_DIR)/$$suite.log; done; \
 	exit $$rc
 
 # The backend matrix: Debian 6.1 and 6.12 kernels under qemu, and this host.

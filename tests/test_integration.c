@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/prctl.h>
 #include <sys/sendfile.h>
 #include <sys/socket.h>
@@ -31,16 +32,34 @@ static void need_root(void)
 	cr_assert_eq(geteuid(), 0, "the integration tests need root (BPF, tc, netns)");
 }
 
-static void netns_down(void)
+/*
+ * The namespaces and the veth's address have fixed names: another run of this
+ * suite (the ASan pass, a second checkout) waits for them instead of tearing
+ * them down under this one.  The lock goes with the test process.
+ */
+static int netns_lock = -1;
+
+static void netns_remove(void)
 {
 	run_cmd("ip netns del " NS_OWN " 2>/dev/null; ip netns del " NS_VETH " 2>/dev/null;"
 		" ip link del lt-veth0 2>/dev/null; true");
 }
 
+static void netns_down(void)
+{
+	netns_remove();
+	if (netns_lock >= 0)
+		close(netns_lock);
+	netns_lock = -1;
+}
+
 static void netns_up(void)
 {
 	need_root();
-	netns_down();
+	netns_lock = open("/run/lotrace-test-netns.lock", O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	cr_assert(netns_lock >= 0 && flock(netns_lock, LOCK_EX) == 0,
+		  "/run/lotrace-test-netns.lock: %s", strerror(errno));
+	netns_remove();
 	int rc = run_cmd(
 		"set -e; ip netns add " NS_OWN "; ip -n " NS_OWN " link set lo up;"
 		" ip -n " NS_OWN " link add lt-own0 type veth peer name lt-own1;"
