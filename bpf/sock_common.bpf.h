@@ -615,12 +615,11 @@ static __always_inline bool tq_enqueue(struct timing_queue *q, int transport, __
 		 * them sees the other.
 		 */
 		__u32 seen = __sync_fetch_and_add(&q->recv_end, 0);
-		if ((__s32)(seen - start) > 0 && q->nrecent &&
-		    __sync_val_compare_and_swap(&q->head, idx, idx + 1) == idx) {
-			__u64 receiver = 0;
-			__u64 got = tq_recent(q, start, &receiver);
-			if (!receiver)
-				return false; /* untimed (unmatched); its bytes name the sender */
+		__u64 receiver = 0, got = 0;
+		if ((__s32)(seen - start) > 0 && q->nrecent)
+			got = tq_recent(q, start, &receiver);
+		/* Not among the recent recvs: the next recv pops it, as usual. */
+		if (receiver && __sync_val_compare_and_swap(&q->head, idx, idx + 1) == idx) {
 			s->receiver = receiver;
 			s->attributed = 1;
 			count_pair(id, receiver, transport, 1, 0);

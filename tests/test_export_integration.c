@@ -1656,7 +1656,7 @@ static int names_attempt(char *why, size_t whylen)
 	return ok;
 }
 
-Test(export, distinct_names_keep_the_label_table_bounded_and_totals_exact, .timeout = 240)
+Test(export, distinct_names_keep_the_label_table_bounded_and_totals_exact, .timeout = 600)
 {
 	char why[512] = "";
 	int r = -1;
