@@ -7,6 +7,10 @@
  *   hookfloor loop         on CPU 0, best of 7 runs: ns per write + read of
  *                          64 B on a Unix socketpair, and ns per getppid()
  *                          (what every system call on the host pays)
+ *   hookfloor loop T [N [R]]  the same write + read on transport T (unix_stream,
+ *                          unix_dgram, unix_seqpacket, tcp, udp over 127.0.0.1),
+ *                          N calls, best of R runs: under qemu -icount, where
+ *                          ns are instructions, bench/icount.sh's workload
  */
 #include <errno.h>
 #include <sched.h>
@@ -18,6 +22,9 @@
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <bpf/libbpf.h>
 #include "hookfloor.skel.h"
 
@@ -41,14 +48,17 @@ static const struct prog_set sets[] = {
 
 static void usage(FILE *to)
 {
-	fprintf(to, "Usage: hookfloor attach SET | hookfloor loop\n"
+	fprintf(to, "Usage: hookfloor attach SET | hookfloor loop [T [N [R]]]\n"
 		    "  attach SET  load SET's programs on the tracepoint backend's hooks and keep\n"
 		    "              them attached until SIGINT or SIGTERM; SET is one of:\n");
 	for (size_t i = 0; i < N_SETS; i++)
 		fprintf(to, "                %-11s %s\n", sets[i].name, sets[i].what);
 	fprintf(to, "  loop        on CPU 0, best of 7 runs, print as JSON the ns one write + read\n"
 		    "              of 64 B on a Unix socketpair takes (write_read_ns) and the ns\n"
-		    "              one getppid() takes (syscall_ns: what any system call pays)\n");
+		    "              one getppid() takes (syscall_ns: what any system call pays)\n"
+		    "  loop T [N [R]]  the same on transport T (unix_stream, unix_dgram,\n"
+		    "              unix_seqpacket, tcp, udp on 127.0.0.1): N write + read pairs\n"
+		    "              (default 200000), best of R runs (default 7); getppid as well\n");
 }
 
 static volatile sig_atomic_t stop;
@@ -97,11 +107,13 @@ static int attach(const char *name)
 	return 0;
 }
 
-/* Best of 7 runs of n calls of fn, in ns per call. */
+static int n_runs = 7;
+
+/* Best of n_runs runs of n calls of fn, in ns per call. */
 static double best_ns(bool (*fn)(void), long n)
 {
 	double best = 1e18;
-	for (int run = 0; run < 7; run++) {
+	for (int run = 0; run < n_runs; run++) {
 		struct timespec a, b;
 		clock_gettime(CLOCK_MONOTONIC, &a);
 		for (long i = 0; i < n; i++)
@@ -129,22 +141,74 @@ static bool any_syscall(void)
 	return syscall(SYS_getppid) > 0;
 }
 
-static int loop(void)
+/* A connected pair of T on 127.0.0.1 in sv; false on an error. */
+static bool inet_pair(int type)
+{
+	struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	struct sockaddr_in b = a;
+	socklen_t len = sizeof(a);
+	int one = 1;
+	int s0 = socket(AF_INET, type, 0), s1 = socket(AF_INET, type, 0);
+
+	if (s0 < 0 || s1 < 0 || bind(s1, (struct sockaddr *)&b, sizeof(b)) ||
+	    getsockname(s1, (struct sockaddr *)&b, &len))
+		return false;
+	if (type == SOCK_STREAM) {
+		/* Nagle would hold the next write until the last one is acked. */
+		if (listen(s1, 1) || connect(s0, (struct sockaddr *)&b, sizeof(b)) ||
+		    setsockopt(s0, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)))
+			return false;
+		int c = accept(s1, NULL, NULL);
+		if (c < 0)
+			return false;
+		close(s1);
+		s1 = c;
+	} else {
+		len = sizeof(a);
+		if (bind(s0, (struct sockaddr *)&a, sizeof(a)) ||
+		    getsockname(s0, (struct sockaddr *)&a, &len) ||
+		    connect(s0, (struct sockaddr *)&b, sizeof(b)) ||
+		    connect(s1, (struct sockaddr *)&a, sizeof(a)))
+			return false;
+	}
+	sv[0] = s0;
+	sv[1] = s1;
+	return true;
+}
+
+static int loop(const char *transport, long n, int runs)
 {
 	cpu_set_t cpus;
 	CPU_ZERO(&cpus);
 	CPU_SET(0, &cpus);
-	if (sched_setaffinity(0, sizeof(cpus), &cpus) || socketpair(AF_UNIX, SOCK_STREAM, 0, sv)) {
+	bool ok = !sched_setaffinity(0, sizeof(cpus), &cpus);
+	if (!strcmp(transport, "unix_stream"))
+		ok = ok && !socketpair(AF_UNIX, SOCK_STREAM, 0, sv);
+	else if (!strcmp(transport, "unix_dgram"))
+		ok = ok && !socketpair(AF_UNIX, SOCK_DGRAM, 0, sv);
+	else if (!strcmp(transport, "unix_seqpacket"))
+		ok = ok && !socketpair(AF_UNIX, SOCK_SEQPACKET, 0, sv);
+	else if (!strcmp(transport, "tcp"))
+		ok = ok && inet_pair(SOCK_STREAM);
+	else if (!strcmp(transport, "udp"))
+		ok = ok && inet_pair(SOCK_DGRAM);
+	else {
+		fprintf(stderr, "hookfloor: unknown transport '%s'\n", transport);
+		return 2;
+	}
+	if (!ok) {
 		perror("hookfloor: loop setup");
 		return 1;
 	}
-	double wr = best_ns(write_read, 200000);
-	double sys = best_ns(any_syscall, 1000000);
+	n_runs = runs;
+	double wr = best_ns(write_read, n);
+	double sys = best_ns(any_syscall, 5 * n); /* a cheaper call: more of them */
 	if (wr < 0 || sys < 0) {
 		perror("hookfloor: loop");
 		return 1;
 	}
-	printf("{\"write_read_ns\": %.1f, \"syscall_ns\": %.1f}\n", wr, sys);
+	printf("{\"transport\": \"%s\", \"write_read_ns\": %.1f, \"syscall_ns\": %.1f}\n",
+	       transport, wr, sys);
 	return 0;
 }
 
@@ -153,7 +217,16 @@ int main(int argc, char **argv)
 	if (argc == 3 && !strcmp(argv[1], "attach"))
 		return attach(argv[2]);
 	if (argc == 2 && !strcmp(argv[1], "loop"))
-		return loop();
+		return loop("unix_stream", 200000, 7);
+	if (argc >= 3 && argc <= 5 && !strcmp(argv[1], "loop")) {
+		long n = argc >= 4 ? atol(argv[3]) : 200000;
+		int runs = argc >= 5 ? atoi(argv[4]) : 7;
+		if (n <= 0 || runs <= 0) {
+			usage(stderr);
+			return 2;
+		}
+		return loop(argv[2], n, runs);
+	}
 	if (argc == 2 && (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help"))) {
 		usage(stdout);
 		return 0;
