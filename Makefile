@@ -29,7 +29,7 @@ TESTS += $(BUILD)/test_soak
 RUN_SUITE := sh tools/run-suite.sh
 LOGS := $(BUILD)/logs
 
-.PHONY: all test test-asan vmtest bench clean
+.PHONY: all test test-asan vmtest bench bench-icount clean
 .DELETE_ON_ERROR:
 all: lotrace tools/lobench
 
@@ -119,6 +119,11 @@ test-asan: $(ASAN_DIR)/lotrace tools/lobench $(BUILD)/test_integration $(BUILD)/
 # The backend matrix: Debian 6.1 and 6.12 kernels under qemu, and this host.
 vmtest: lotrace tools/lobench $(BUILD)/test_integration $(BUILD)/test_latency
 	tools/vmmatrix.sh
+
+# Instructions lotrace adds per message, per transport and backend, under
+# qemu -icount in a Debian 6.12 guest: deterministic, unlike host timings.
+bench-icount: lotrace bench/hookfloor
+	bench/icount.sh
 
 # The overhead benchmark (root): rewrites bench/results.md.
 bench: lotrace tools/lobench tools/aggbench bench/hookfloor
