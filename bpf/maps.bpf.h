@@ -121,6 +121,7 @@ struct timing_queue {
 	__u64 last_sender; /* id of the last message popped (pair bytes; UDP: the run's) */
 	__u64 last_id;     /* sender of the last message */
 	__u64 ident;       /* sock_queues: cookie of the socket it was made for (0: unknown) */
+	__u64 rx_ident;    /* unix streams: cookie of the receiving socket (0: unknown) */
 	__u64 orphan_rx;   /* a receiver that got bytes before any sender was known... */
 	__u64 orphan_bytes; /* ...and how many: the next sender counts them in its pair */
 	struct tq_recv recent[TQ_RECENT];

@@ -423,7 +423,7 @@ static __noinline struct timing_queue *sock_queue(__u64 rx, bool create)
 #endif
 
 /* A queue that was another socket's: start it afresh for the socket of cookie. */
-static __always_inline void tq_reset(struct timing_queue *q, __u64 cookie)
+static __always_inline void tq_reset(struct timing_queue *q, __u64 cookie, __u64 rx_cookie)
 {
 	q->head = q->tail;
 	q->sent_off = 0;
@@ -434,6 +434,33 @@ static __always_inline void tq_reset(struct timing_queue *q, __u64 cookie)
 	for (int i = 0; i < TQ_RECENT; i++)
 		q->recent[i].ts = 0;
 	q->ident = cookie;
+	q->rx_ident = rx_cookie;
+}
+
+/*
+ * A unix stream queue is one connection's: its sender's cookie (ident) and
+ * its receiver's (rx_ident).  Either side can meet it first, before the other
+ * socket has a cookie: a side takes over a queue its peer made (its own
+ * identity still 0, the peer's matching) and starts afresh one an older
+ * socket at the receiver's address left.  A connected stream socket's peer
+ * never changes, so a side's own cookie in the queue proves the queue is its.
+ * Both sides of a new queue can take it over at once: neither resets it.
+ */
+static __always_inline void unix_queue_claim(struct timing_queue *q, bool sender, __u64 mine,
+					     __u64 peers)
+{
+	__u64 *own = sender ? &q->ident : &q->rx_ident;
+	__u64 *other = sender ? &q->rx_ident : &q->ident;
+
+	if (*own == mine)
+		return;
+	/* The other side's identity 0: a new queue, or made by a peer without a cookie yet. */
+	if (!*own && (*other == peers || !*other))
+		*own = mine;
+	else if (sender)
+		tq_reset(q, mine, peers);
+	else
+		tq_reset(q, peers, mine);
 }
 
 /* The queue that data sent on sk goes into, or NULL. */
@@ -444,9 +471,9 @@ static __always_inline struct timing_queue *stream_queue_send(struct sock *sk, i
 		if (!peer)
 			return NULL;
 		struct timing_queue *q = sock_queue((__u64)peer, true);
-		__u64 cookie = sock_cookie(sk);
-		if (q && q->ident != cookie)
-			tq_reset(q, cookie);
+		if (q)
+			unix_queue_claim(q, true, sock_cookie(sk),
+					 LT_RD_AS(struct sock, peer, __sk_common.skc_cookie.counter));
 		return q;
 	}
 	struct tq_key k = {};
@@ -579,6 +606,28 @@ static __always_inline bool tq_enqueue(struct timing_queue *q, int transport, __
 		s->receiver = 0;
 		s->clock = clock;
 		s->seq = idx + 1;
+		/*
+		 * A recv that returned it between the check above and now has
+		 * popped without it, and the connection may carry nothing more:
+		 * take it back and time it from that recv.  Both sides publish,
+		 * then read the other's progress through a full barrier (the
+		 * receiver's is the exchange of its recent entry's ts), so one of
+		 * them sees the other.
+		 */
+		__u32 seen = __sync_fetch_and_add(&q->recv_end, 0);
+		__u64 receiver = 0, got = 0;
+		if ((__s32)(seen - start) > 0 && q->nrecent)
+			got = tq_recent(q, start, &receiver);
+		/* Not among the recent recvs: the next recv pops it, as usual. */
+		if (receiver && __sync_val_compare_and_swap(&q->head, idx, idx + 1) == idx) {
+			s->receiver = receiver;
+			s->attributed = 1;
+			count_pair(id, receiver, transport, 1, 0);
+			if (!ts || got < ts)
+				return false;
+			emit(EV_MESSAGE(transport, weight), receiver, id, got - ts, send_ns);
+			return true;
+		}
 		return ts != 0;
 	}
 	/* Unpicked: one more message in the run of the last slot. */
@@ -707,16 +756,16 @@ static __always_inline void stream_received(struct sock *sk, int transport, __u6
 		if (!q)
 			return;
 		end = LT_RD_AS(struct tcp_sock, sk, copied_seq);
-		q->recv_end = end;
+		q->recv_end = end; /* read with a barrier by late senders: see tq_enqueue */
 	} else {
 		q = sock_queue((__u64)sk, true);
 		if (!q)
 			return;
 		/* Queued by our peer, or left by an older socket at our address? */
 		struct sock *peer = LT_RD_AS(struct unix_sock, sk, peer);
-		__u64 cookie = peer ? LT_RD_AS(struct sock, peer, __sk_common.skc_cookie.counter) : 0;
-		if (cookie && q->ident != cookie)
-			tq_reset(q, cookie);
+		if (peer)
+			unix_queue_claim(q, false, sock_cookie(sk),
+					 LT_RD_AS(struct sock, peer, __sk_common.skc_cookie.counter));
 		end = __sync_fetch_and_add(&q->recv_end, ret) + ret;
 	}
 	/* Racing recvs may share a slot: it is a hint for late senders only. */
@@ -724,7 +773,8 @@ static __always_inline void stream_received(struct sock *sk, int transport, __u6
 	r->start = end - ret;
 	r->end = end;
 	r->id = me;
-	r->ts = now;
+	/* A full barrier between this recv's progress and its pop: see tq_enqueue. */
+	__sync_lock_test_and_set(&r->ts, now);
 
 	if (q->desync) {
 		if (LT_RD(sk, sk_receive_queue.qlen) == 0) {
@@ -839,7 +889,7 @@ static __always_inline void udp_queued(struct sock *sk)
 		return;
 	__u64 cookie = sock_cookie(sk);
 	if (q->ident != cookie)
-		tq_reset(q, cookie);
+		tq_reset(q, cookie, 0);
 	if (q->tail == 0 && q->sent_off == 0) {
 		/* Datagrams queued before this one were not numbered: skip them. */
 		__u32 older = LT_RD(sk, sk_receive_queue.qlen) - 1 +
