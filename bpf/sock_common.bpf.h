@@ -837,9 +837,15 @@ static __always_inline void lt_xmit(const struct sk_buff *skb, const struct net_
 	if (!(LT_RD(dev, flags) & IFF_LOOPBACK))
 		return;
 	struct lt_send_ctx *ctx = task_ctx(false);
-	bool mine = ctx && ctx->ts && ctx->sk == (__u64)LT_RD(skb, sk);
-	if (mine)
+	/*
+	 * The send start is copied out here: the verifier does not carry "mine
+	 * implies ctx" to a later ctx->ts (kprobe backend: "invalid mem access").
+	 */
+	__u64 ts = 0;
+	if (ctx && ctx->ts && ctx->sk == (__u64)LT_RD(skb, sk)) {
 		ctx->lo_tx = 1;
+		ts = ctx->ts;
+	}
 
 	unsigned char *head = LT_RD(skb, head);
 	__u16 nh = LT_RD(skb, network_header);
@@ -852,7 +858,7 @@ static __always_inline void lt_xmit(const struct sk_buff *skb, const struct net_
 	if (l4 != IPPROTO_UDP)
 		return;
 	/* No check: the stamp is looked up by this skb where it is queued. */
-	stamp((__u64)skb, mine ? ctx->ts : 0, 0, mine ? current_id() : 0, LT_UDP);
+	stamp((__u64)skb, ts, 0, ts ? current_id() : 0, LT_UDP);
 }
 
 /* The unstamped-datagram state of a sending socket, made if missing. */
