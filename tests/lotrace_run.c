@@ -97,8 +97,11 @@ bool lotrace_start_in(struct lotrace_proc *p, const char *netns, const char *con
 	p->pid = pid;
 	p->out_fd = out[0];
 	p->err_fd = err[0];
-	/* Ready when it says it traces; BPF loading takes well under 10 s. */
-	for (int i = 0; i < 100 && !strstr(p->err, "lotrace: tracing with"); i++) {
+	/*
+	 * Ready when it says it traces: well under a second here, but a cold
+	 * guest under TCG emulation has taken more than 10 s to attach.
+	 */
+	for (int i = 0; i < 300 && !strstr(p->err, "lotrace: tracing with"); i++) {
 		drain_err(p, 100);
 		if (waitpid(pid, NULL, WNOHANG) == pid) {
 			drain_err(p, 0);
@@ -108,7 +111,11 @@ bool lotrace_start_in(struct lotrace_proc *p, const char *netns, const char *con
 		}
 	}
 	if (!strstr(p->err, "lotrace: tracing with")) {
-		fprintf(stderr, "lotrace did not start: %s\n", p->err);
+		fprintf(stderr, "lotrace did not start within 30 s: %s\n", p->err);
+		/* Not left to attach later, under the next test. */
+		kill(pid, SIGKILL);
+		waitpid(pid, NULL, 0);
+		p->pid = 0;
 		return false;
 	}
 	return true;
