@@ -12,7 +12,7 @@
 # getppid, untraced and then under `lotrace stat --backend B` for each mode;
 # each mode is measured twice, best of 3 runs each, after a discarded warm-up;
 # the lower is shown.  Untraced, the two agree to the instruction; traced,
-# lotrace's own reader and timers land in the runs and move them by ~0.5 %.
+# lotrace's own reader and timers land in the runs and move them by up to ~2 %.
 # Prints the untraced instructions and what each backend adds per message.
 # Needs `make lotrace bench/hookfloor` first.  Exit status: 1 when the two
 # runs of a mode differ by more than 1 % or a run failed.
