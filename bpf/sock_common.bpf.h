@@ -591,7 +591,13 @@ static __always_inline bool tq_enqueue(struct timing_queue *q, int transport, __
 			count_pair(id, receiver, transport, 1, 0);
 			return true;
 		}
-		weight = 0; /* too late to tell when: untimed (unmatched) */
+		/*
+		 * No recent recv holds it: that recv may not have written its
+		 * entry yet (it moves recv_end first).  Published, it is taken
+		 * back below once the entry is there, else popped by that recv.
+		 */
+		if (receiver)
+			weight = 0; /* returned before its send began: untimed (unmatched) */
 	}
 	if (weight) {
 		__u32 idx = __sync_fetch_and_add(&q->tail, 1);
