@@ -5,14 +5,16 @@
  *
  *   hookfloor attach SET   attach SET's programs until SIGINT/SIGTERM
  *   hookfloor loop         on CPU 0, best of 7 runs: ns per write + read of
- *                          64 B on a Unix socketpair, and ns per getppid()
- *                          (what every system call on the host pays)
+ *                          64 B on a Unix socketpair, ns per getppid()
+ *                          (what every system call on the host pays) and
+ *                          per 64 B write to /dev/null (a write, not a send)
  *   hookfloor loop T [N [R]]  the same write + read on transport T (unix_stream,
  *                          unix_dgram, unix_seqpacket, tcp, udp over 127.0.0.1),
  *                          N calls, best of R runs: under qemu -icount, where
  *                          ns are instructions, bench/icount.sh's workload
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdio.h>
@@ -32,16 +34,18 @@
 struct prog_set {
 	const char *name;
 	const char *what;
-	bool sys_enter, send, recv, count;
+	bool sys_enter, send, recv, count, syscalls;
 };
 
 static const struct prog_set sets[] = {
 	{"empty-sock", "empty programs on sock_send_length and sock_recv_length",
-	 false, true, true, false},
+	 false, true, true, false, false},
 	{"empty-all", "empty programs on sys_enter, sock_send_length and sock_recv_length",
-	 true, true, true, false},
+	 true, true, true, false, false},
 	{"count-all", "empty sys_enter; per-process message and byte counters on the sock tracepoints",
-	 true, false, false, true},
+	 true, false, false, true, false},
+	{"empty-syscalls", "empty programs on syscalls:sys_enter_{write,writev,sendto,sendmsg,sendmmsg}",
+	 false, false, false, false, true},
 };
 
 #define N_SETS (sizeof(sets) / sizeof(sets[0]))
@@ -56,9 +60,12 @@ static void usage(FILE *to)
 	fprintf(to, "  loop        on CPU 0, best of 7 runs, print as JSON the ns one write + read\n"
 		    "              of 64 B on a Unix socketpair takes (write_read_ns) and the ns\n"
 		    "              one getppid() takes (syscall_ns: what any system call pays)\n"
+		    "              and one 64 B write to /dev/null (null_write_ns: a write that\n"
+		    "              is not a send)\n"
 		    "  loop T [N [R]]  the same on transport T (unix_stream, unix_dgram,\n"
 		    "              unix_seqpacket, tcp, udp on 127.0.0.1): N write + read pairs\n"
-		    "              (default 200000), best of R runs (default 7); getppid as well\n");
+		    "              (default 200000), best of R runs (default 7); getppid and the\n"
+		    "              /dev/null write as well\n");
 }
 
 static volatile sig_atomic_t stop;
@@ -90,6 +97,11 @@ static int attach(const char *name)
 	bpf_program__set_autoload(skel->progs.hf_recv, set->recv);
 	bpf_program__set_autoload(skel->progs.hf_count_send, set->count);
 	bpf_program__set_autoload(skel->progs.hf_count_recv, set->count);
+	bpf_program__set_autoload(skel->progs.hf_enter_write, set->syscalls);
+	bpf_program__set_autoload(skel->progs.hf_enter_writev, set->syscalls);
+	bpf_program__set_autoload(skel->progs.hf_enter_sendto, set->syscalls);
+	bpf_program__set_autoload(skel->progs.hf_enter_sendmsg, set->syscalls);
+	bpf_program__set_autoload(skel->progs.hf_enter_sendmmsg, set->syscalls);
 	int err = hookfloor_bpf__load(skel);
 	if (!err)
 		err = hookfloor_bpf__attach(skel);
@@ -139,6 +151,15 @@ static bool write_read(void)
 static bool any_syscall(void)
 {
 	return syscall(SYS_getppid) > 0;
+}
+
+static int null_fd;
+
+/* A write that is not a send: what send-start hooks on write(2) cost everything else. */
+static bool null_write(void)
+{
+	char buf[64] = {0};
+	return write(null_fd, buf, sizeof(buf)) == sizeof(buf);
 }
 
 /* A connected pair of T on 127.0.0.1 in sv; false on an error. */
@@ -200,15 +221,22 @@ static int loop(const char *transport, long n, int runs)
 		perror("hookfloor: loop setup");
 		return 1;
 	}
+	null_fd = open("/dev/null", O_WRONLY | O_CLOEXEC);
+	if (null_fd < 0) {
+		perror("hookfloor: /dev/null");
+		return 1;
+	}
 	n_runs = runs;
 	double wr = best_ns(write_read, n);
 	double sys = best_ns(any_syscall, 5 * n); /* a cheaper call: more of them */
-	if (wr < 0 || sys < 0) {
+	double nw = best_ns(null_write, 5 * n);
+	if (wr < 0 || sys < 0 || nw < 0) {
 		perror("hookfloor: loop");
 		return 1;
 	}
-	printf("{\"transport\": \"%s\", \"write_read_ns\": %.1f, \"syscall_ns\": %.1f}\n",
-	       transport, wr, sys);
+	printf("{\"transport\": \"%s\", \"write_read_ns\": %.1f, \"syscall_ns\": %.1f, "
+	       "\"null_write_ns\": %.1f}\n",
+	       transport, wr, sys, nw);
 	return 0;
 }
 

@@ -17,5 +17,6 @@
 #define ETH_P_IPV6 0x86DD
 #define ETH_HLEN 14
 #define TC_ACT_UNSPEC (-1)
+#define EEXIST 17
 
 #endif

@@ -45,7 +45,7 @@ enum lotrace_direction {
  */
 
 /*
- * Per-process traffic counters: kept in the kernel (LRU per-CPU hash).  Rows
+ * Per-process traffic counters: kept in the kernel (LRU hash).  Rows
  * the LRU evicts are not lost: every count also goes into the exact totals
  * below, and totals - sum(rows) is what was folded.
  */

@@ -28,9 +28,23 @@ extern const volatile __u64 lt_wakeup_bytes;
 #endif
 
 /*
+ * Set for the tracepoint backend, whose send start is a system call's entry:
+ * its programs the fentry backend shares (lo transmit) must not judge a
+ * function-entry start by the system call it happens in (io_uring has none).
+ */
+#ifdef LT_MAPS_OWNER
+const volatile __u8 lt_send_start_at_syscall = 0;
+#else
+extern const volatile __u8 lt_send_start_at_syscall;
+#endif
+
+/*
  * Counter maps are LRU: a full map evicts its least recently used rows
  * (idle processes) instead of refusing new ones, so no process can keep
  * another's traffic from being counted.  Evicted counts stay in `totals`.
+ * The row maps are shared by all CPUs (atomic adds), not per-CPU: a per-CPU
+ * row is one copy per possible CPU, 160 MiB for proc_counts alone on a
+ * 256-CPU host (bench/mapmem); only the small arrays below stay per-CPU.
  */
 #define LOTRACE_MAX_PROCS 16384
 #define LOTRACE_MAX_PAIRS 16384
@@ -52,7 +66,7 @@ LT_SHARED struct {
 /* Per-socket state, freed with the socket. */
 struct lt_sock_state {
 	__u32 owner_tgid; /* last process that sent or received on it */
-	__u32 pad;
+	__u32 had_queue;  /* unix stream: a timing queue was made for what it receives */
 };
 
 LT_SHARED struct {
@@ -63,7 +77,7 @@ LT_SHARED struct {
 } sock_states SEC(".maps");
 
 LT_SHARED struct {
-	__uint(type, BPF_MAP_TYPE_LRU_PERCPU_HASH);
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, LOTRACE_MAX_PROCS);
 	__type(key, struct lt_lo_key);
 	__type(value, struct lt_lo_val);
@@ -147,29 +161,42 @@ enum dg_state {
 	DG_TAKEN = 2, /* received or dropped first: the sender reports apart */
 };
 
+/*
+ * A stamp's key: the skb and, for unix datagrams, the sending socket (skb->sk).
+ * A sender stamps its skb after queueing it, so a receiver may have taken and
+ * freed it by then, and the next datagram at that address (the reply, as a
+ * rule: the receiver's CPU reuses what it freed) may be stamped already: with
+ * the sender in the key, a late stamp can neither overwrite nor delete another
+ * sender's.
+ */
+struct dg_key {
+	__u64 skb;
+	__u64 sender; /* unix: sending socket; UDP: 0 */
+};
+
 struct dg_stamp {
 	__u64 ts;        /* sender's send-call entry; 0: no send start seen */
-	__u64 check;     /* unix: sending socket (UDP: 0) */
 	__u64 id;        /* sender */
 	__u32 state;     /* enum dg_state */
 	__u32 send_ns;   /* once state is DG_SENT */
 	__u32 transport;
-	__u32 pad;
+	__u32 tid;       /* unix: the sending thread (several can send on one socket) */
 };
 
 /* Per-thread state of the send and recv calls in progress. */
 struct lt_send_ctx {
 	__u64 ts;        /* when the current message's send started */
 	__u64 sk;        /* socket it sends on */
-	__u64 stamp;     /* datagram: the skb stamped for it (dgram_stamps key) */
-	__u64 rx_skb;    /* datagram recv: the stamped skb it copied from... */
+	__u64 stamp;     /* unix datagram: the skb stamped for it (with sk: its key) */
+	struct dg_key rx_key; /* datagram recv: the stamp it took from its skb... */
 	struct dg_stamp rx_stamp; /* ...and its stamp, taken while the skb lived */
 	__u32 peer_qlen; /* unix stream: skbs queued at the receiver when the send began */
 	__u32 remaining; /* messages left in this call (sendmmsg) */
 	__u8 lo_tx;      /* a packet of this send left through a loopback device */
 	__u8 send_depth; /* kprobe backend: nested hooked calls */
 	__u8 recv_depth;
-	__u8 pad[5];
+	__u8 pad;
+	__u32 barrier;   /* target of a locked add that serves as a full barrier */
 	__u64 recv_sk;   /* kretprobe: the recv's socket and flags, saved at entry */
 	__s64 recv_flags;
 	__u64 outer_sk[2];  /* kprobe backend: socket and start of the outermost */
@@ -218,7 +245,7 @@ LT_SHARED struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(map_flags, BPF_F_NO_COMMON_LRU);
 	__uint(max_entries, DG_MAX_STAMPS);
-	__type(key, __u64); /* skb address */
+	__type(key, struct dg_key);
 	__type(value, struct dg_stamp);
 } dgram_stamps SEC(".maps");
 
@@ -244,7 +271,12 @@ struct dg_unstamped {
 	__u32 taken_bytes;
 	__u32 state;     /* enum dg_unstamped_state */
 	__u32 transport;
-	__u32 pad;
+	/*
+	 * Inode number of the socket that raced (sockfs numbers are not reused):
+	 * keyed by address, this state can be a freed socket's, whose raced
+	 * datagram was never copied; a new socket there must not take it.
+	 */
+	__u32 raced_ino;
 };
 
 LT_SHARED struct {
@@ -262,14 +294,14 @@ LT_SHARED struct {
 } send_ctxs SEC(".maps");
 
 LT_SHARED struct {
-	__uint(type, BPF_MAP_TYPE_LRU_PERCPU_HASH);
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, LOTRACE_MAX_PROCS);
 	__type(key, struct lt_proc_key);
 	__type(value, struct lt_proc_val);
 } proc_counts SEC(".maps");
 
 LT_SHARED struct {
-	__uint(type, BPF_MAP_TYPE_LRU_PERCPU_HASH);
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, LOTRACE_MAX_PAIRS);
 	__type(key, struct lt_pair_key);
 	__type(value, struct lt_pair_val);

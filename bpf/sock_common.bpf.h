@@ -15,8 +15,8 @@
  *   lt_copy_datagram(skb)             - a recv copies skb's data to user space
  *   lt_dropped(skb)                   - the kernel drops skb
  *
- * Counting (messages, bytes) is done in per-CPU hash maps and never depends on
- * the ring buffer; the ring buffer carries only timing samples.
+ * Counting (messages, bytes) is done in hash maps with atomic adds and never
+ * depends on the ring buffer; the ring buffer carries only timing samples.
  *
  * Message latency, from the sender's send-call entry to the recv return that
  * delivers the message's first byte:
@@ -70,6 +70,13 @@ extern void *bpf_rdonly_cast(const void *obj, __u32 btf_id) __ksym __weak;
 #endif
 
 /*
+ * One load or store the compiler keeps, in program order with the other such
+ * accesses: fields shared with other CPUs without a lock (x86 keeps loads in
+ * order and stores in order).
+ */
+#define LT_ONCE(x) (*(volatile typeof(x) *)&(x))
+
+/*
  * A process identity, (tgid, tag) of lotrace.h's lt_proc_key, in one u64:
  * tag << 32 | tgid.  The tag tells a reused pid's new process from the old.
  */
@@ -93,6 +100,27 @@ static __always_inline struct lt_send_ctx *task_ctx(bool create)
 {
 	return bpf_task_storage_get(&send_ctxs, bpf_get_current_task_btf(), 0,
 				    create ? BPF_LOCAL_STORAGE_GET_F_CREATE : 0);
+}
+
+/*
+ * Whether the thread's send start is that of a send in progress on sk (0: on
+ * any socket).  A backend whose send start is not a function entry (the
+ * tracepoint backend: system call entry) also says whether the thread is
+ * still in a send system call (LT_SEND_SYSCALLS); a start left by a call that
+ * never reached its socket is dropped.
+ */
+static __always_inline bool send_started(struct lt_send_ctx *ctx, __u64 sk)
+{
+	if (!ctx || !ctx->ts || (sk && ctx->sk != sk))
+		return false;
+#ifdef LT_SEND_SYSCALLS
+	if (lt_send_start_at_syscall && !lt_in_send_syscall()) {
+		ctx->ts = 0;
+		ctx->sk = 0;
+		return false;
+	}
+#endif
+	return true;
 }
 
 static __always_inline int lt_transport_of(struct sock *sk)
@@ -296,7 +324,7 @@ __weak __noinline int count_proc(__u64 id, int transport, int direction, __u64 b
 			return 0;
 		}
 	}
-	/* Atomic even per CPU: a preemptible kernel can interleave two tasks. */
+	/* The row is shared by all CPUs. */
 	__sync_fetch_and_add(&v->messages, 1);
 	__sync_fetch_and_add(&v->bytes, bytes);
 	return 0;
@@ -379,6 +407,11 @@ static __always_inline void emit_send_duration(int transport, __u64 id, __u64 du
 static __always_inline void note_owner(struct sock *sk, __u32 tgid)
 {
 }
+
+static __always_inline bool had_stream_queue(struct sock *sk)
+{
+	return false;
+}
 #else
 static __always_inline void note_owner(struct sock *sk, __u32 tgid)
 {
@@ -387,6 +420,19 @@ static __always_inline void note_owner(struct sock *sk, __u32 tgid)
 
 	if (st && st->owner_tgid != tgid)
 		st->owner_tgid = tgid;
+}
+
+/*
+ * Whether a timing queue was made before for what unix stream socket sk
+ * receives (there is one now).  Asked once per queue, when its receiver
+ * first meets it.
+ */
+static __always_inline bool had_stream_queue(struct sock *sk)
+{
+	struct lt_sock_state *st = bpf_sk_storage_get(&sock_states, sk, 0,
+						       BPF_SK_STORAGE_GET_F_CREATE);
+
+	return st && __sync_lock_test_and_set(&st->had_queue, 1);
 }
 #endif
 
@@ -447,15 +493,26 @@ static __always_inline void tq_reset(struct timing_queue *q, __u64 cookie, __u64
  * Both sides of a new queue can take it over at once: neither resets it.
  */
 static __always_inline void unix_queue_claim(struct timing_queue *q, bool sender, __u64 mine,
-					     __u64 peers)
+					     struct sock *peer)
 {
 	__u64 *own = sender ? &q->ident : &q->rx_ident;
 	__u64 *other = sender ? &q->rx_ident : &q->ident;
 
 	if (*own == mine)
 		return;
+	/*
+	 * The other side's identity, then its socket's cookie: that side made
+	 * its cookie before it wrote its identity, so (loads in order) an
+	 * identity seen here is its cookie seen after it.  The cookie read
+	 * first could still be 0 while the identity is not: a queue wrongly
+	 * started afresh, and a first message lost.
+	 */
+	__u64 theirs = LT_ONCE(*other);
+	__asm__ __volatile__("" ::: "memory");
+	__u64 peers = LT_RD_AS(struct sock, peer, __sk_common.skc_cookie.counter);
+
 	/* The other side's identity 0: a new queue, or made by a peer without a cookie yet. */
-	if (!*own && (*other == peers || !*other))
+	if (!*own && (theirs == peers || !theirs))
 		*own = mine;
 	else if (sender)
 		tq_reset(q, mine, peers);
@@ -470,10 +527,25 @@ static __always_inline struct timing_queue *stream_queue_send(struct sock *sk, i
 		struct sock *peer = LT_RD_AS(struct unix_sock, sk, peer);
 		if (!peer)
 			return NULL;
-		struct timing_queue *q = sock_queue((__u64)peer, true);
-		if (q)
-			unix_queue_claim(q, true, sock_cookie(sk),
-					 LT_RD_AS(struct sock, peer, __sk_common.skc_cookie.counter));
+		struct timing_queue *q = sock_queue((__u64)peer, false);
+		bool made = !q;
+		if (made && !(q = sock_queue((__u64)peer, true)))
+			return NULL;
+		__u64 mine = sock_cookie(sk);
+		if (q->ident == mine)
+			return q;
+		/*
+		 * This socket's first send into this queue.  If the LRU evicted one
+		 * it sent into before and the receiver made this one, that receiver
+		 * counted bytes sent before the queue: offsets are unknown until
+		 * the stream drains.
+		 */
+		bool evicted = had_stream_queue(sk) && !made;
+		unix_queue_claim(q, true, mine, peer);
+		if (evicted) {
+			tq_reset(q, mine, LT_RD_AS(struct sock, peer, __sk_common.skc_cookie.counter));
+			q->desync = 1;
+		}
 		return q;
 	}
 	struct tq_key k = {};
@@ -539,6 +611,29 @@ static __always_inline void tq_attribute(struct tq_slot *s, int transport)
 		count_pair(s->sender, receiver, transport, msgs - done, 0);
 }
 
+/*
+ * A recent-recv entry is rewritten in place while late senders read it, so
+ * it is published like a seqlock: its ts is cleared, the fields are written,
+ * then ts is set by an exchange (also the full barrier tq_enqueue relies on).
+ * x86 keeps stores in order and loads in order, so a reader that sees the
+ * same nonzero ts before and after reading the fields has read one whole
+ * entry; otherwise the entry is being rewritten and does not count.  (A torn
+ * read, the new range with the old ts, made a message look received before
+ * its send began: untimed: about one TCP ping-pong message in 150,000.)
+ */
+static __always_inline void tq_note_recv(struct timing_queue *q, __u32 start, __u32 end,
+					 __u64 me, __u64 now)
+{
+	/* Racing recvs may share an entry: it is a hint for late senders only. */
+	struct tq_recv *r = &q->recent[q->nrecent++ & (TQ_RECENT - 1)];
+
+	LT_ONCE(r->ts) = 0;
+	LT_ONCE(r->start) = start;
+	LT_ONCE(r->end) = end;
+	LT_ONCE(r->id) = me;
+	__sync_lock_test_and_set(&r->ts, now);
+}
+
 /* When the recv that returned offset start got it, from the recent recvs; 0 if gone. */
 static __always_inline __u64 tq_recent(struct timing_queue *q, __u32 start, __u64 *id)
 {
@@ -546,11 +641,16 @@ static __always_inline __u64 tq_recent(struct timing_queue *q, __u32 start, __u6
 
 	for (int i = 0; i < TQ_RECENT; i++) {
 		struct tq_recv *r = &q->recent[i];
-		__u64 ts = r->ts;
-		if (ts && (__s32)(start - r->start) >= 0 && (__s32)(r->end - start) > 0 &&
-		    (!best || ts < best)) {
+		__u64 ts = LT_ONCE(r->ts);
+		if (!ts)
+			continue;
+		__u32 from = LT_ONCE(r->start), to = LT_ONCE(r->end);
+		__u64 who = LT_ONCE(r->id);
+		if (LT_ONCE(r->ts) != ts)
+			continue; /* rewritten while read */
+		if ((__s32)(start - from) >= 0 && (__s32)(to - start) > 0 && (!best || ts < best)) {
 			best = ts;
-			*id = r->id;
+			*id = who;
 		}
 	}
 	return best;
@@ -581,8 +681,12 @@ static __always_inline bool tq_enqueue(struct timing_queue *q, int transport, __
 	if (send_ns > 0xffffffffu)
 		send_ns = 0xffffffffu;
 
-	/* recv_end means nothing until a recv set it (TCP offsets are sequence numbers). */
-	if (weight && ts && q->nrecent && (__s32)(q->recv_end - start) > 0) {
+	/*
+	 * recv_end means nothing until a recv set it (TCP offsets are sequence
+	 * numbers), nor while the offsets are unknown (desync).
+	 */
+	bool synced = q->nrecent && !q->desync;
+	if (weight && ts && synced && (__s32)(q->recv_end - start) > 0) {
 		/* Its receiver ran first: time it from the recv that returned it. */
 		__u64 receiver = 0;
 		__u64 got = tq_recent(q, start, &receiver);
@@ -622,7 +726,8 @@ static __always_inline bool tq_enqueue(struct timing_queue *q, int transport, __
 		 */
 		__u32 seen = __sync_fetch_and_add(&q->recv_end, 0);
 		__u64 receiver = 0, got = 0;
-		if ((__s32)(seen - start) > 0 && q->nrecent)
+		/* Read again: a recv may have set them since (the first, on a new queue). */
+		if ((__s32)(seen - start) > 0 && q->nrecent && !q->desync)
 			got = tq_recent(q, start, &receiver);
 		/* Not among the recent recvs: the next recv pops it, as usual. */
 		if (receiver && __sync_val_compare_and_swap(&q->head, idx, idx + 1) == idx) {
@@ -770,17 +875,11 @@ static __always_inline void stream_received(struct sock *sk, int transport, __u6
 		/* Queued by our peer, or left by an older socket at our address? */
 		struct sock *peer = LT_RD_AS(struct unix_sock, sk, peer);
 		if (peer)
-			unix_queue_claim(q, false, sock_cookie(sk),
-					 LT_RD_AS(struct sock, peer, __sk_common.skc_cookie.counter));
+			unix_queue_claim(q, false, sock_cookie(sk), peer);
 		end = __sync_fetch_and_add(&q->recv_end, ret) + ret;
 	}
-	/* Racing recvs may share a slot: it is a hint for late senders only. */
-	struct tq_recv *r = &q->recent[q->nrecent++ & (TQ_RECENT - 1)];
-	r->start = end - ret;
-	r->end = end;
-	r->id = me;
-	/* A full barrier between this recv's progress and its pop: see tq_enqueue. */
-	__sync_lock_test_and_set(&r->ts, now);
+	/* Its exchange is the full barrier between this recv's progress and its pop. */
+	tq_note_recv(q, end - ret, end, me, now);
 
 	if (q->desync) {
 		if (LT_RD(sk, sk_receive_queue.qlen) == 0) {
@@ -821,15 +920,58 @@ static __always_inline void stream_received(struct sock *sk, int transport, __u6
 
 /* ---- Datagram stamps (UDP, unix_dgram, unix_seqpacket) ---- */
 
-static __always_inline int stamp(__u64 skb, __u64 ts, __u64 check, __u64 id, int transport)
+/* tid: the sending thread, for unix datagrams (claim_stamp); 0 for UDP. */
+static __always_inline long stamp(__u64 skb, __u64 ts, __u64 sender, __u64 id, __u32 tid,
+				  int transport, __u64 flags)
 {
+	struct dg_key key = { .skb = skb, .sender = sender };
 	struct dg_stamp st = {
 		.ts = ts,
-		.check = check,
 		.id = id,
 		.transport = transport,
+		.tid = tid,
 	};
-	return bpf_map_update_elem(&dgram_stamps, &skb, &st, BPF_ANY);
+	return bpf_map_update_elem(&dgram_stamps, &key, &st, flags);
+}
+
+/*
+ * Claim the unix datagram skb for this thread's send in progress: -EEXIST if
+ * another thread sending on the same socket claimed it (its datagram and this
+ * one were queued before either thread looked).  A stamp this thread made
+ * there before is stale (its skb at this address was freed) and replaced, as
+ * is one without a thread (tid 0: a copy put a RACED send's stamp there, and
+ * takes whatever stamp it finds next).
+ */
+static __always_inline long claim_stamp(__u64 skb, __u64 ts, __u64 sender, __u64 id,
+					int transport)
+{
+	__u32 tid = (__u32)bpf_get_current_pid_tgid();
+	long err = stamp(skb, ts, sender, id, tid, transport, BPF_NOEXIST);
+	if (err != -EEXIST)
+		return err;
+	struct dg_key key = { .skb = skb, .sender = sender };
+	struct dg_stamp *old = bpf_map_lookup_elem(&dgram_stamps, &key);
+	if (old && old->tid && old->tid != tid)
+		return -EEXIST;
+	return stamp(skb, ts, sender, id, tid, transport, BPF_ANY);
+}
+
+/*
+ * The key skb's stamp has where it is received or dropped (see dg_key); false
+ * for a unix stream's skb, which is never stamped.
+ */
+static __always_inline bool dg_key_of(const struct sk_buff *skb, struct dg_key *key)
+{
+	struct sock *ssk = LT_RD(skb, sk);
+
+	key->skb = (__u64)skb;
+	key->sender = 0;
+	if (!ssk || LT_RD(ssk, __sk_common.skc_family) != AF_UNIX)
+		return true;
+	if (LT_RD(ssk, sk_type) == SOCK_STREAM)
+		return false;
+	key->sender = (__u64)ssk;
+	return true;
 }
 
 /*
@@ -848,7 +990,7 @@ static __always_inline void lt_xmit(const struct sk_buff *skb, const struct net_
 	 * implies ctx" to a later ctx->ts (kprobe backend: "invalid mem access").
 	 */
 	__u64 ts = 0;
-	if (ctx && ctx->ts && ctx->sk == (__u64)LT_RD(skb, sk)) {
+	if (send_started(ctx, (__u64)LT_RD(skb, sk))) {
 		ctx->lo_tx = 1;
 		ts = ctx->ts;
 	}
@@ -863,8 +1005,41 @@ static __always_inline void lt_xmit(const struct sk_buff *skb, const struct net_
 		bpf_probe_read_kernel(&l4, 1, head + nh + 6);
 	if (l4 != IPPROTO_UDP)
 		return;
+	/*
+	 * A GSO skb (UDP_SEGMENT) is cut into new skbs where it arrives and is
+	 * never queued itself: its stamp would stay behind at its address.  Its
+	 * datagrams are counted, untimed.
+	 */
+	/* A helper read: this program is the fentry backend's too (6.1: no rdonly_cast). */
+	struct skb_shared_info *shinfo = (void *)(head + LT_RD(skb, end));
+	if (BPF_CORE_READ(shinfo, gso_size))
+		return;
 	/* No check: the stamp is looked up by this skb where it is queued. */
-	stamp((__u64)skb, ts, 0, ts ? current_id() : 0, LT_UDP);
+	stamp((__u64)skb, ts, 0, ts ? current_id() : 0, 0, LT_UDP, BPF_ANY);
+	if (ts && ctx)
+		ctx->stamp = (__u64)skb; /* for udp_queued: which datagram is this thread's */
+}
+
+/* How many skbs back from a receive queue's tail a sender looks for its own datagram. */
+#define DG_LOOK_BACK 32
+
+/*
+ * The inode number of the socket sk (an address), 0 once it is closed.  Helper
+ * reads: the programs that call this are the fentry backend's too (6.1: no
+ * bpf_rdonly_cast), and they do on rare paths only.
+ */
+static __always_inline __u32 sock_ino(__u64 sk)
+{
+	struct socket *so = BPF_CORE_READ((struct sock *)sk, sk_socket);
+	if (!so)
+		return 0;
+	return BPF_CORE_READ((struct socket_alloc *)so, vfs_inode.i_ino);
+}
+
+/* A RACED left at this address by a socket closed since (raced_ino read first). */
+static __always_inline bool raced_by_another(__u32 raced_ino, __u32 ino)
+{
+	return raced_ino && ino && raced_ino != ino;
 }
 
 /* The unstamped-datagram state of a sending socket, made if missing. */
@@ -887,16 +1062,54 @@ static __always_inline struct dg_unstamped *unstamped_of(__u64 sender)
  */
 static __always_inline void udp_queued(struct sock *sk)
 {
+	__u64 head = (__u64)&sk->sk_receive_queue;
 	struct sk_buff *skb = LT_RD(sk, sk_receive_queue.prev);
-	if ((__u64)skb == (__u64)&sk->sk_receive_queue) {
-		__u64 head = (__u64)&((struct udp_sock *)sk)->reader_queue;
+	if ((__u64)skb == head) {
+		head = (__u64)&((struct udp_sock *)sk)->reader_queue;
 		skb = LT_RD_AS(struct udp_sock, sk, reader_queue.prev);
 		if ((__u64)skb == head)
 			skb = NULL;
 	}
-	__u64 key = (__u64)skb;
+	/*
+	 * Another sender's datagram, queued after this thread's but before its
+	 * sk_data_ready, can be the tail: this thread's own (lt_xmit noted it)
+	 * is a few skbs back.  (Taking the tail's stamp, one in 100 of three
+	 * senders' datagrams into one socket went to no pair.)
+	 */
+	struct lt_send_ctx *ctx = task_ctx(false);
+	/* Copied out: the verifier does not carry "mine implies ctx" (see lt_xmit). */
+	__u64 mine = 0, my_ts = 0;
+	if (ctx && ctx->ts && ctx->lo_tx) {
+		mine = ctx->stamp;
+		my_ts = ctx->ts;
+	}
+	if (mine && skb && (__u64)skb != mine) {
+		struct sk_buff *s = skb;
+		/* Helper reads: skb may be a number here (fentry, from the reader queue). */
+		for (int i = 0; i < DG_LOOK_BACK; i++) {
+			s = BPF_CORE_READ(s, prev);
+			if (!s || (__u64)s == head)
+				break;
+			if ((__u64)s == mine) {
+				skb = s;
+				break;
+			}
+		}
+	}
+	struct dg_key key = { .skb = (__u64)skb };
 	struct dg_stamp *st = skb ? bpf_map_lookup_elem(&dgram_stamps, &key) : NULL;
-	struct timing_queue *q = sock_queue((__u64)sk, st != NULL);
+	/*
+	 * Not found, and the tail is another sender's stamped datagram: this
+	 * thread's was read already.  Its own send is what was queued; the
+	 * other's stamp stays for its sender.
+	 */
+	if (mine && (__u64)skb != mine && st && st->ts != my_ts) {
+		struct dg_key own = { .skb = mine };
+		bpf_map_delete_elem(&dgram_stamps, &own);
+		st = NULL;
+		skb = NULL;
+	}
+	struct timing_queue *q = sock_queue((__u64)sk, st || mine);
 	if (!q)
 		return;
 	__u64 cookie = sock_cookie(sk);
@@ -926,7 +1139,6 @@ static __always_inline void udp_queued(struct sock *sk)
 		 * rule: a send in progress on this thread that left through lo is
 		 * its; else it joins the current run, untimed.
 		 */
-		struct lt_send_ctx *ctx = task_ctx(false);
 		if (ctx && ctx->ts && ctx->lo_tx)
 			tq_enqueue(q, LT_UDP, n, 1, ctx->ts, 0, current_id(), true);
 		else
@@ -938,7 +1150,12 @@ static __always_inline void udp_queued(struct sock *sk)
 /*
  * Data was queued to sk: a UDP datagram (see udp_queued), or a unix datagram
  * appended to its receive queue just before: stamp it if this thread sent it
- * (the last, or one of the few before it when other senders raced in).
+ * (the last, or one of the few before it when other senders raced in: it is
+ * looked for DG_LOOK_BACK deep; of one socket's, the newest that no other
+ * thread claimed).  One not found there goes the RACED way,
+ * which keeps one datagram per sending socket: two of a socket's that are
+ * both deeper than that before either is copied lose the later one's pair.
+ * (8 deep, 4 senders and a slow receiver under TCG lost 1 or 2 of 900.)
  */
 static __always_inline void lt_data_ready(struct sock *sk)
 {
@@ -950,22 +1167,40 @@ static __always_inline void lt_data_ready(struct sock *sk)
 	if (family != AF_UNIX || LT_RD(sk, sk_type) == SOCK_STREAM)
 		return;
 	struct lt_send_ctx *ctx = task_ctx(false);
-	if (!ctx || !ctx->ts)
+	if (!send_started(ctx, 0))
 		return;
 	struct sk_buff *skb = LT_RD(sk, sk_receive_queue.prev);
 	__u64 empty = (__u64)&sk->sk_receive_queue; /* the list head: queue empty */
 	int transport = LT_RD(sk, sk_type) == SOCK_DGRAM ? LT_UNIX_DGRAM : LT_UNIX_SEQPACKET;
 	__u64 me = current_id();
-	for (int i = 0; i < 8 && (__u64)skb != empty; i++) {
+	for (int i = 0; i < DG_LOOK_BACK && (__u64)skb != empty; i++) {
 		if ((__u64)LT_RD(skb, sk) == ctx->sk) {
-			if (stamp((__u64)skb, ctx->ts, ctx->sk, me, transport))
+			/* An empty datagram is no message (its send returns 0). */
+			if (!LT_RD(skb, len))
+				return;
+			long err = claim_stamp((__u64)skb, ctx->ts, ctx->sk, me, transport);
+			if (err == -EEXIST) {
+				/* Another thread's send on this socket took it: look further back. */
+				skb = LT_RD(skb, prev);
+				continue;
+			}
+			if (err)
 				break; /* no room: its copy finds its stamp below */
 			ctx->stamp = (__u64)skb;
-			/* A copy can have missed the stamp by a hair: then it is timed here. */
+			/*
+			 * A copy can have missed the stamp by a hair: then it is timed
+			 * here.  The copy marks TAKEN, then (full barrier) looks for the
+			 * stamp; the stamp's insertion ends in a plain store, which x86
+			 * may hold past later loads, so a full barrier goes between it
+			 * and the look at TAKEN: one side sees the other.  (Without it
+			 * both could miss: about one message in 100,000 of a ping-pong
+			 * with spinning receivers went untimed and out of its pair.)
+			 */
+			__sync_fetch_and_add(&ctx->barrier, 0);
 			struct dg_unstamped *u = bpf_map_lookup_elem(&dgram_unstamped, &ctx->sk);
-			if (u && u->taken_ts >= ctx->ts &&
+			if (u && u->taken_ts >= ctx->ts && u->taken_bytes &&
 			    __sync_val_compare_and_swap(&u->state, DG_U_TAKEN, DG_U_EMPTY) == DG_U_TAKEN) {
-				__u64 key = (__u64)skb;
+				struct dg_key key = { .skb = (__u64)skb, .sender = ctx->sk };
 				bpf_map_delete_elem(&dgram_stamps, &key);
 				ctx->stamp = 0;
 				emit(EV_MESSAGE(transport, 1), u->taken_by, me, u->taken_ts - ctx->ts, 0);
@@ -979,45 +1214,86 @@ static __always_inline void lt_data_ready(struct sock *sk)
 	struct dg_unstamped *u = unstamped_of(ctx->sk);
 	if (!u)
 		return;
+	__u32 ino = sock_ino(ctx->sk);
+	/*
+	 * Another socket's RACED (it lived at this address; its datagram will
+	 * never be copied) is dropped before this one's fields are written: a
+	 * copy that owns a RACED then reads fields of one socket only.
+	 */
+	if (LT_ONCE(u->state) == DG_U_RACED && raced_by_another(LT_ONCE(u->raced_ino), ino))
+		__sync_val_compare_and_swap(&u->state, DG_U_RACED, DG_U_EMPTY);
 	u->raced_ts = ctx->ts;
 	u->raced_id = me;
 	u->transport = transport;
+	u->raced_ino = ino;
 	if (__sync_val_compare_and_swap(&u->state, DG_U_EMPTY, DG_U_RACED) != DG_U_TAKEN)
 		return;
 	if (u->taken_ts < ctx->ts) { /* a copy from before this send: queued before tracing */
 		__sync_val_compare_and_swap(&u->state, DG_U_TAKEN, DG_U_RACED);
 		return;
 	}
-	if (__sync_val_compare_and_swap(&u->state, DG_U_TAKEN, DG_U_EMPTY) == DG_U_TAKEN) {
-		/* Copied already: time it from its copy. */
+	/* Copied already: time it from its copy (an empty one delivered no message). */
+	if (__sync_val_compare_and_swap(&u->state, DG_U_TAKEN, DG_U_EMPTY) == DG_U_TAKEN &&
+	    u->taken_bytes) {
 		emit(EV_MESSAGE(transport, 1), u->taken_by, me, u->taken_ts - ctx->ts, 0);
 		count_pair(me, u->taken_by, transport, 1, u->taken_bytes);
 	}
 }
 
-/* A recv copies skb: if it is stamped, the recv's return takes the stamp. */
+static __always_inline void dgram_received(struct dg_stamp *st, int transport, __u64 me,
+					   __u64 now, int ret)
+{
+	/* The send duration rides along if its sender returned first. */
+	if (st->ts && now >= st->ts)
+		emit(EV_MESSAGE(transport, 1), me, st->id, now - st->ts,
+		     st->state == DG_SENT ? st->send_ns : 0);
+	if (st->id)
+		count_pair(st->id, me, transport, 1, ret);
+}
+
+/*
+ * A recv copies skb: if it is a stamped unix datagram, the recv's return takes
+ * the stamp (UDP stamps moved to their socket's queue when queued).
+ */
 static __always_inline void lt_copy_datagram(const struct sk_buff *skb, int len)
 {
-	__u64 key = (__u64)skb;
+	struct dg_key key;
+	if (!dg_key_of(skb, &key) || !key.sender)
+		return;
+	__u64 sender = key.sender;
 	struct dg_stamp *st = bpf_map_lookup_elem(&dgram_stamps, &key);
-	struct sock *ssk = LT_RD(skb, sk);
-	__u64 sender = (__u64)ssk;
 	if (!st) {
 		/* Not stamped (yet): see dgram_unstamped. */
-		if (!ssk || LT_RD(ssk, __sk_common.skc_family) != AF_UNIX)
-			return;
 		struct dg_unstamped *u = unstamped_of(sender);
 		if (!u)
 			return;
 		u->taken_ts = bpf_ktime_get_ns();
 		u->taken_by = current_id();
 		u->taken_bytes = len;
-		__u32 was = __sync_val_compare_and_swap(&u->state, DG_U_EMPTY, DG_U_TAKEN);
-		if (was == DG_U_RACED) {
-			if (__sync_val_compare_and_swap(&u->state, DG_U_RACED, DG_U_EMPTY) != DG_U_RACED)
-				return;
+		__u32 ino = sock_ino(sender);
+		bool raced = false;
+		/*
+		 * Put TAKEN up, or own the sender's RACED.  A RACED another socket
+		 * left at this address (raced_ino, read before owning it: a sender
+		 * never writes over another socket's RACED) is dropped, and the
+		 * state looked at again; so is one that changed under us.
+		 */
+		for (int i = 0; i < 3; i++) {
+			if (__sync_val_compare_and_swap(&u->state, DG_U_EMPTY, DG_U_TAKEN) !=
+			    DG_U_RACED)
+				break;
+			__u32 raced_ino = LT_ONCE(u->raced_ino);
+			if (__sync_val_compare_and_swap(&u->state, DG_U_RACED, DG_U_EMPTY) !=
+			    DG_U_RACED)
+				continue;
+			if (raced_by_another(raced_ino, ino))
+				continue;
+			raced = true;
+			break;
+		}
+		if (raced) {
 			struct dg_stamp found = { .ts = u->raced_ts, .id = u->raced_id,
-						  .check = sender, .transport = u->transport };
+						  .transport = u->transport };
 			bpf_map_update_elem(&dgram_stamps, &key, &found, BPF_ANY);
 		} else {
 			/*
@@ -1033,27 +1309,36 @@ static __always_inline void lt_copy_datagram(const struct sk_buff *skb, int len)
 		if (!st)
 			return;
 	}
-	/* A unix skb names its sending socket: a stale stamp at a reused address won't. */
-	if (st->transport == LT_UDP || st->check != sender)
-		return;
 	struct lt_send_ctx *ctx = task_ctx(true);
-	if (!ctx)
-		return;
 	/*
 	 * Take the stamp now: the skb is freed before the recv returns, and a new
 	 * datagram at its address can be stamped in between.  TAKEN first, so a
 	 * sender still to return reports its own send duration.
 	 */
 	__sync_val_compare_and_swap(&st->state, DG_OPEN, DG_TAKEN);
+	if (!ctx) {
+		/*
+		 * No per-thread state for the recv's return (the kernel could not
+		 * allocate it): the message is timed and paired at its copy, a
+		 * moment early, rather than lost with its stamp left behind.
+		 */
+		struct dg_stamp taken = *st;
+		bpf_map_delete_elem(&dgram_stamps, &key);
+		/* A stamp keyed by its sending socket is a unix datagram's. */
+		dgram_received(&taken, taken.transport, current_id(), bpf_ktime_get_ns(), len);
+		return;
+	}
 	ctx->rx_stamp = *st;
-	ctx->rx_skb = key;
+	ctx->rx_key = key;
 	bpf_map_delete_elem(&dgram_stamps, &key);
 }
 
 /* The kernel drops skb: a stamped datagram will never be received. */
 static __always_inline void lt_dropped(const struct sk_buff *skb)
 {
-	__u64 key = (__u64)skb;
+	struct dg_key key;
+	if (!dg_key_of(skb, &key))
+		return;
 	struct dg_stamp *st = bpf_map_lookup_elem(&dgram_stamps, &key);
 	if (!st)
 		return;
@@ -1075,9 +1360,9 @@ static __always_inline void dgram_sent(int transport, struct lt_send_ctx *ctx, _
 		return;
 	}
 	__u64 dur = now - ctx->ts;
-	__u64 key = ctx->stamp;
+	struct dg_key key = { .skb = ctx->stamp, .sender = ctx->sk };
 	/* UDP stamps travel on in socket queues: the sender reports its own. */
-	struct dg_stamp *st = key ? bpf_map_lookup_elem(&dgram_stamps, &key) : NULL;
+	struct dg_stamp *st = key.skb ? bpf_map_lookup_elem(&dgram_stamps, &key) : NULL;
 	if (st && st->ts == ctx->ts && st->id == id && dur <= 0xffffffffu) {
 		st->send_ns = dur ? dur : 1;
 		if (__sync_val_compare_and_swap(&st->state, DG_OPEN, DG_SENT) == DG_OPEN)
@@ -1093,26 +1378,15 @@ static __always_inline void dgram_sent(int transport, struct lt_send_ctx *ctx, _
 static __always_inline struct dg_stamp *dgram_stamp_of(int transport, struct lt_send_ctx *ctx,
 						       int flags)
 {
-	if (!ctx || !ctx->rx_skb)
+	if (!ctx || !ctx->rx_key.skb)
 		return NULL;
-	__u64 key = ctx->rx_skb;
-	ctx->rx_skb = 0;
+	struct dg_key key = ctx->rx_key;
+	ctx->rx_key.skb = 0;
 	if (flags & MSG_PEEK) {
 		bpf_map_update_elem(&dgram_stamps, &key, &ctx->rx_stamp, BPF_NOEXIST);
 		return NULL;
 	}
 	return ctx->rx_stamp.transport == transport ? &ctx->rx_stamp : NULL;
-}
-
-static __always_inline void dgram_received(struct dg_stamp *st, int transport, __u64 me,
-					   __u64 now, int ret)
-{
-	/* The send duration rides along if its sender returned first. */
-	if (st->ts && now >= st->ts)
-		emit(EV_MESSAGE(transport, 1), me, st->id, now - st->ts,
-		     st->state == DG_SENT ? st->send_ns : 0);
-	if (st->id)
-		count_pair(st->id, me, transport, 1, ret);
 }
 
 /* ---- The calls every backend makes ---- */
@@ -1146,7 +1420,7 @@ static __always_inline void lt_send_exit(struct sock *sk, int ret)
 	if (transport < 0)
 		return;
 	struct lt_send_ctx *ctx = task_ctx(false);
-	bool timed = ctx && ctx->ts && ctx->sk == (__u64)sk;
+	bool timed = send_started(ctx, (__u64)sk);
 
 	if (!lt_is_unix(transport) && !(timed && ctx->lo_tx) && !lt_inet_on_loopback(sk)) {
 		if (ctx) {
@@ -1192,11 +1466,7 @@ static __always_inline bool udp_received(struct sock *sk, __u64 now, __u64 me)
 	if (!q || q->ident != sock_cookie(sk))
 		return false;
 	__u32 end = __sync_fetch_and_add(&q->recv_end, 1) + 1;
-	struct tq_recv *r = &q->recent[q->nrecent++ & (TQ_RECENT - 1)];
-	r->start = end - 1;
-	r->end = end;
-	r->id = me;
-	r->ts = now;
+	tq_note_recv(q, end - 1, end, me, now);
 	struct pop_tally tally = {};
 	tq_pop(q, LT_UDP, end - 1, end, now, me, &tally);
 	if (tally.msgs)

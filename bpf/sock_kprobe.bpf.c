@@ -96,8 +96,9 @@ int lt_kp_drop(struct trace_event_raw_kfree_skb *ctx)
 }
 
 /*
- * A socket is freed: its queue (unix_stream, UDP) goes with it, so that a new socket
- * at the same address starts clean (this backend has no socket storage).
+ * A socket is freed: its queue (unix_stream, UDP) and unstamped-datagram state
+ * go with it, so that a new socket at the same address starts clean (this
+ * backend has no socket storage or cookies).
  */
 SEC("kprobe/sk_free")
 int BPF_KPROBE(lt_kp_sk_free, struct sock *sk)
@@ -105,5 +106,6 @@ int BPF_KPROBE(lt_kp_sk_free, struct sock *sk)
 	__u64 key = (__u64)sk;
 
 	bpf_map_delete_elem(&sock_queues, &key);
+	bpf_map_delete_elem(&dgram_unstamped, &key);
 	return 0;
 }

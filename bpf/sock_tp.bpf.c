@@ -7,14 +7,43 @@
  */
 /* This backend needs 6.3 anyway: read through bpf_rdonly_cast (6.2+). */
 #define LT_RDONLY_CAST
-#include "sock_common.bpf.h"
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include "kernel_defs.h"
 
 /* x86_64 system call numbers of the calls that send on a socket. */
 #define NR_write 1
 #define NR_writev 20
+#define NR_sendfile 40
 #define NR_sendto 44
 #define NR_sendmsg 46
+#define NR_splice 275
 #define NR_sendmmsg 307
+
+static __always_inline bool is_send_nr(long nr)
+{
+	return nr == NR_write || nr == NR_writev || nr == NR_sendto || nr == NR_sendmsg ||
+	       nr == NR_sendmmsg || nr == NR_sendfile || nr == NR_splice;
+}
+
+/*
+ * The send start is taken at system call entry, so one exists only while the
+ * thread is in one of those calls: a call that failed before it reached its
+ * socket (EMSGSIZE) leaves its start behind, which a send that no entry
+ * precedes (io_uring) must not take.  A 32-bit process's numbers are the i386
+ * table's: those would be other calls.
+ */
+static __always_inline bool lt_in_send_syscall(void)
+{
+	struct task_struct *task = bpf_get_current_task_btf();
+
+	if (task->thread_info.status & TS_COMPAT)
+		return false;
+	return is_send_nr(((struct pt_regs *)bpf_task_pt_regs(task))->orig_ax);
+}
+#define LT_SEND_SYSCALLS
+
+#include "sock_common.bpf.h"
 
 #define S_IFMT 00170000
 #define S_IFSOCK 0140000
@@ -41,18 +70,20 @@ static __always_inline struct sock *sock_of_fd(unsigned long fd)
 SEC("tp_btf/sys_enter")
 int BPF_PROG(lt_tp_sys_enter, struct pt_regs *regs, long id)
 {
-	if (id != NR_write && id != NR_writev && id != NR_sendto && id != NR_sendmsg &&
-	    id != NR_sendmmsg)
+	if (!is_send_nr(id))
 		return 0;
-	/* A 32-bit process's numbers are the i386 table's: those would be other calls. */
 	if (bpf_get_current_task_btf()->thread_info.status & TS_COMPAT)
 		return 0;
-	struct sock *sk = sock_of_fd(regs->di);
+	/* splice(fd_in, off_in, fd_out, ...): the socket is fd_out. */
+	struct sock *sk = sock_of_fd(id == NR_splice ? regs->dx : regs->di);
 	if (!sk)
 		return 0;
 	__u32 messages = 1;
 	if (id == NR_sendmmsg)
 		messages = regs->dx < UIO_MAXIOV ? (__u32)regs->dx : UIO_MAXIOV;
+	else if (id == NR_sendfile || id == NR_splice)
+		/* One socket send per chunk, each a message that starts as the last returns. */
+		messages = ~0u;
 	lt_send_enter(sk, messages);
 	return 0;
 }

@@ -259,6 +259,25 @@ int64_t jint(json_object *obj, const char *path)
 	return v ? json_object_get_int64(v) : -1;
 }
 
+const char *accounting_of(json_object *doc, char *buf, size_t len)
+{
+	json_object *causes = json_object_object_get(doc, "untimed_by_cause");
+	int n = snprintf(buf, len, "(lotrace: missed_program_runs %lld, lost_events %lld, untimed",
+			 (long long)jint(doc, "missed_program_runs"),
+			 (long long)jint(doc, "lost_events"));
+	if (causes) {
+		json_object_object_foreach(causes, cause, v)
+		{
+			if (n >= 0 && (size_t)n < len)
+				n += snprintf(buf + n, len - (size_t)n, " %s %lld", cause,
+					      (long long)json_object_get_int64(v));
+		}
+	}
+	if (n >= 0 && (size_t)n < len)
+		snprintf(buf + n, len - (size_t)n, ")");
+	return buf;
+}
+
 long owned_map_max_entries(pid_t owner, const char *name)
 {
 	char dir[64], path[320], line[256];

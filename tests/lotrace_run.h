@@ -49,6 +49,12 @@ json_object *find_process(json_object *doc, int pid, const char *transport, cons
 json_object *find_pair(json_object *doc, int sender, int receiver, const char *transport);
 int64_t jint(json_object *obj, const char *path); /* "a.b.c"; -1 if missing */
 double jnum(json_object *obj, const char *path);  /* "a.b.c" as a number; NAN if missing */
+/*
+ * What lotrace said about its own accounting (untimed by cause, missed
+ * program runs, lost events), for a failure message: a count that is off
+ * then says whether lotrace knew.  Returns buf.
+ */
+const char *accounting_of(json_object *doc, char *buf, size_t len);
 
 /*
  * Issue 11 (counter maps): max_entries of the BPF map named `name` that

@@ -280,6 +280,59 @@ Test(table, side_by_side_rows_and_transport_comparison)
 	agg_free(a);
 }
 
+/*
+ * A stream read in big recvs: 100 messages in 10 recv calls, 25 timed (with
+ * weight 4).  The timed fraction is of the 100 messages, in the JSON recv row
+ * and pair and in the table's TIMED column, never of the 10 calls.
+ */
+Test(table, timed_share_of_the_messages_delivered)
+{
+	struct agg *a = agg_new();
+	a->backend = "tracepoint";
+	a->lo_attach = "tcx";
+	struct lt_proc_key s = { .tgid = 100, .transport = LT_TCP, .direction = LT_SEND };
+	struct lt_proc_key r = { .tgid = 200, .transport = LT_TCP, .direction = LT_RECV };
+	agg_set_proc(a, &s, 100, 100000, 0, "writer");
+	agg_set_proc(a, &r, 10, 100000, 0, "reader");
+	struct lt_pair_key pk = { .sender_tgid = 100, .receiver_tgid = 200, .transport = LT_TCP };
+	agg_set_pair(a, &pk, 100, 100000);
+	agg_count_delivered(a);
+	for (int i = 0; i < 25; i++) {
+		struct lt_event e = { .kind = LT_EV_MESSAGE, .transport = LT_TCP, .tgid = 200,
+				      .peer_tgid = 100, .value_ns = 50000, .weight = 4 };
+		cr_assert_eq(agg_event(a, &e, sizeof(e)), 0);
+	}
+	struct report_filter f = { 0, NULL };
+	json_object *d = json_of(a, &f);
+	json_object *rows = get(d, "processes"), *recv = NULL;
+	for (size_t i = 0; i < json_object_array_length(rows); i++) {
+		json_object *row = json_object_array_get_idx(rows, i);
+		if (!strcmp(json_object_get_string(get(row, "direction")), "recv"))
+			recv = row;
+	}
+	cr_assert_not_null(recv);
+	cr_expect_float_eq(json_object_get_double(get(recv, "timed_fraction")), 0.25, 1e-9);
+	json_object *pair = json_object_array_get_idx(get(d, "pairs"), 0);
+	cr_expect_float_eq(json_object_get_double(get(pair, "timed_fraction")), 0.25, 1e-9);
+	json_object_put(d);
+
+	char *buf = NULL;
+	size_t len = 0;
+	FILE *m = open_memstream(&buf, &len);
+	report_table(m, a, &f);
+	fclose(m);
+	cr_expect(strstr(buf, " TIMED ") != NULL, "%s", buf);
+	/* The reader's row and the pair: 25 % each. */
+	const char *row = strstr(buf, "reader");
+	cr_assert_not_null(row, "%s", buf);
+	cr_expect(strstr(row, "  25% ") != NULL, "%s", buf);
+	const char *pairs = strstr(buf, "SENDER");
+	cr_assert_not_null(pairs, "%s", buf);
+	cr_expect(strstr(pairs, "  25%") != NULL, "%s", buf);
+	free(buf);
+	agg_free(a);
+}
+
 Test(format, durations_read_naturally)
 {
 	char b[32];

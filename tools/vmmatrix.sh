@@ -7,9 +7,11 @@
 #   6.1:  fentry and kprobe pass, tracepoint is refused (no sock tracepoints)
 #   6.12: all three pass
 #   host: whatever loads must pass; auto must pick a backend that works
+# Then checks the instructions lotrace adds per message against the committed
+# bench/icount-6.12.txt and bench/icount-6.1.txt (bench/icount.sh --check).
 set -uo pipefail
 cd "$(dirname "$0")/.."
-for f in lotrace tools/lobench build/test_integration build/test_latency; do
+for f in lotrace tools/lobench build/test_integration build/test_latency bench/hookfloor; do
 	[ -x "$f" ] || { echo "vmmatrix.sh: $f missing: run make vmtest" >&2; exit 2; }
 done
 
@@ -63,4 +65,12 @@ echo
 grep '^AUTO' "$rows" | while read -r _ kernel backend; do echo "auto on $kernel: $backend"; done
 grep -q '^AUTO .* none$' "$rows" && fail=1
 [ "$(grep -c '^AUTO' "$rows")" -eq 3 ] || fail=1
+
+# The cost per message in guest instructions (bench/icount.sh) against the
+# committed tables: deterministic, so growth beyond 2 % is a regression.
+for k in 6.12 6.1; do
+	echo
+	echo "icount, kernel $k, against bench/icount-$k.txt:"
+	bench/icount.sh --kernel "$k" --check "bench/icount-$k.txt" || fail=1
+done
 exit $fail

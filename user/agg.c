@@ -364,6 +364,26 @@ double agg_timed_fraction(const struct hist *latency, uint64_t messages)
 	return f > 1.0 ? 1.0 : f;
 }
 
+uint64_t agg_recv_messages(const struct agg_proc *p)
+{
+	return p->delivered ? p->delivered : p->messages;
+}
+
+void agg_count_delivered(struct agg *a)
+{
+	for (size_t i = 0; i < a->nprocs; i++)
+		a->procs[i].delivered = 0;
+	for (size_t i = 0; i < a->npairs; i++) {
+		const struct agg_pair *p = &a->pairs[i];
+		struct proc_want want = { p->receiver, p->receiver_tag, p->transport, LT_RECV };
+		long row = index_find(a, &a->proc_index,
+				      proc_key(p->receiver, p->receiver_tag, p->transport, LT_RECV),
+				      proc_keyof, proc_same, &want);
+		if (row >= 0)
+			a->procs[row].delivered += p->messages;
+	}
+}
+
 uint64_t agg_untimed_total(const struct agg *a)
 {
 	uint64_t n = 0;

@@ -23,6 +23,11 @@ struct agg_proc {
 	char comm[LOTRACE_COMM_LEN];
 	uint64_t messages;
 	uint64_t bytes;
+	/*
+	 * recv rows: the messages sent to it (its pairs' sum; a recv call can
+	 * return several), what its timed fraction is a share of.
+	 */
+	uint64_t delivered;
 	struct hist *latency;  /* recv rows: message latency */
 	struct hist *send_dur; /* send rows: time inside the send call */
 };
@@ -135,5 +140,9 @@ void agg_account_untimed(struct agg *a, const uint64_t *stats);
 const char *lt_untimed_cause_name(int cause);
 /* Timed share of a row's or pair's messages (0 when it has none). */
 double agg_timed_fraction(const struct hist *latency, uint64_t messages);
+/* The messages a recv row's timed fraction is a share of: delivered, else its recv calls. */
+uint64_t agg_recv_messages(const struct agg_proc *p);
+/* Recount every recv row's delivered from the pairs (after a snapshot). */
+void agg_count_delivered(struct agg *a);
 
 #endif

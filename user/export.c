@@ -63,9 +63,10 @@ static int kernel_comm(void *ctx, uint32_t tgid, uint32_t tag, int transport, in
 	struct exp_run *r = ctx;
 	struct lt_proc_key k = { .tgid = tgid, .tag = tag, .transport = (__u8)transport,
 				 .direction = (__u8)direction };
-	if (bpf_map_lookup_elem(bpf_map__fd(r->t.skel->maps.proc_counts), &k, r->lookup.percpu))
+	struct kmap_entry e;
+	if (kmap_lookup(&r->lookup, bpf_map__fd(r->t.skel->maps.proc_counts), &k,
+			sizeof(struct lt_proc_val), &e))
 		return -1;
-	struct kmap_entry e = { &k, NULL, r->lookup.percpu, r->lookup.stride, r->lookup.ncpu };
 	const char *comm = kmap_proc_comm(&e);
 	if (!comm)
 		return -1;

@@ -143,6 +143,9 @@ struct exp_task {
 	uint64_t prev_bytes[LT_TRANSPORT_COUNT][LT_DIRECTION_COUNT];
 	uint64_t prev_lo_pkts[LT_L4_COUNT];
 	uint64_t prev_lo_bytes[LT_L4_COUNT];
+	/* The label's entry per transport, valid while entry_gen equals the exporter's. */
+	struct exp_entry *entry[LT_TRANSPORT_COUNT];
+	uint64_t entry_gen[LT_TRANSPORT_COUNT];
 };
 
 struct exporter {
@@ -152,6 +155,7 @@ struct exporter {
 	unsigned own[LT_TRANSPORT_COUNT];
 	struct exp_vals other[LT_TRANSPORT_COUNT];
 	size_t label_limit; /* entries at most: exp_label_limit() */
+	uint64_t entries_gen; /* bumped when an entry is freed: tasks' cached entries go stale */
 	uint64_t rng;       /* picks eviction candidates */
 	uint64_t lo_packets[LT_L4_COUNT], lo_bytes[LT_L4_COUNT];
 	/* Counts of kernel rows evicted before a scan read them (in "other" and lo_*). */
@@ -417,6 +421,7 @@ static bool evict_one(struct exporter *x)
 	pend_apply(x, victim);
 	htab_remove(&x->entries, &victim->node);
 	entry_free(&victim->node);
+	x->entries_gen++;
 	return true;
 }
 
@@ -466,6 +471,21 @@ static void count(struct exporter *x, const char *label, int transport, int dir,
 	}
 }
 
+/*
+ * t's entry for transport: cached in the task, as every latency sample needs
+ * it and finding it again means hashing the label.
+ */
+static struct exp_entry *task_entry(struct exporter *x, struct exp_task *t, int transport,
+				    int dir)
+{
+	if (t->entry[transport] && t->entry_gen[transport] == x->entries_gen)
+		return t->entry[transport];
+	struct exp_entry *e = entry_get(x, task_label(x, t, transport, dir, NULL), transport);
+	t->entry[transport] = e;
+	t->entry_gen[transport] = x->entries_gen; /* after entry_get, which may evict */
+	return e;
+}
+
 /* One histogram sample for tgid's series, standing for weight messages. */
 static void sample(struct exporter *x, uint32_t tgid, uint32_t tag, int transport, int dir,
 		   uint64_t ns, uint64_t weight)
@@ -473,7 +493,7 @@ static void sample(struct exporter *x, uint32_t tgid, uint32_t tag, int transpor
 	struct exp_task *t = task_get(x, tgid, tag);
 	if (!t)
 		return;
-	struct exp_entry *e = entry_get(x, task_label(x, t, transport, dir, NULL), transport);
+	struct exp_entry *e = task_entry(x, t, transport, dir);
 	struct prom_hist *h = &x->other[transport].hist[dir];
 	if (e) {
 		e->touched = true;
@@ -756,6 +776,7 @@ static bool entry_expired(void *ctx, struct hnode *n)
 		demote(c->x, e);
 	pend_apply(c->x, e);
 	entry_free(n);
+	c->x->entries_gen++;
 	return true;
 }
 

@@ -27,23 +27,44 @@ int kmap_reader_init(struct kmap_reader *r, size_t max_value_size)
 		return -1;
 	}
 	r->stride = percpu_stride(max_value_size);
-	r->percpu = calloc((size_t)r->ncpu, r->stride);
-	return r->percpu ? 0 : -1;
+	r->buf = calloc((size_t)r->ncpu, r->stride);
+	return r->buf ? 0 : -1;
 }
 
 void kmap_reader_free(struct kmap_reader *r)
 {
-	free(r->percpu);
-	r->percpu = NULL;
+	free(r->buf);
+	r->buf = NULL;
 }
 
-static void sum_percpu(const struct kmap_reader *r, size_t value_size, size_t nfields,
+/*
+ * Values per key in map fd: one per possible CPU for the per-CPU types, else
+ * one (the counters shared by all CPUs, updated with atomic adds).
+ */
+static int copies_of(const struct kmap_reader *r, int fd)
+{
+	struct bpf_map_info info;
+	__u32 len = sizeof(info);
+	memset(&info, 0, sizeof(info));
+	if (bpf_obj_get_info_by_fd(fd, &info, &len))
+		return -1;
+	switch (info.type) {
+	case BPF_MAP_TYPE_PERCPU_ARRAY:
+	case BPF_MAP_TYPE_PERCPU_HASH:
+	case BPF_MAP_TYPE_LRU_PERCPU_HASH:
+		return r->ncpu;
+	default:
+		return 1;
+	}
+}
+
+static void sum_copies(int copies, const void *values, size_t value_size, size_t nfields,
 		       uint64_t *sum)
 {
 	size_t stride = percpu_stride(value_size);
 	memset(sum, 0, nfields * sizeof(*sum));
-	for (int c = 0; c < r->ncpu; c++) {
-		const uint64_t *v = (const uint64_t *)((const char *)r->percpu + (size_t)c * stride);
+	for (int c = 0; c < copies; c++) {
+		const uint64_t *v = (const uint64_t *)((const char *)values + (size_t)c * stride);
 		for (size_t f = 0; f < nfields; f++)
 			sum[f] += v[f];
 	}
@@ -57,16 +78,17 @@ long kmap_foreach(struct kmap_reader *r, int fd, size_t key_size, size_t value_s
 	const void *prev = NULL;
 	long n = 0;
 
-	if (key_size > KMAP_MAX_KEY || nfields > KMAP_MAX_FIELDS ||
+	int copies = copies_of(r, fd);
+	if (copies < 0 || key_size > KMAP_MAX_KEY || nfields > KMAP_MAX_FIELDS ||
 	    percpu_stride(value_size) > r->stride)
 		return -1;
 	while (!bpf_map_get_next_key(fd, prev, next)) {
 		memcpy(key, next, key_size);
 		prev = key;
-		if (bpf_map_lookup_elem(fd, key, r->percpu))
+		if (bpf_map_lookup_elem(fd, key, r->buf))
 			continue;
-		sum_percpu(r, value_size, nfields, sum);
-		struct kmap_entry e = { key, sum, r->percpu, percpu_stride(value_size), r->ncpu };
+		sum_copies(copies, r->buf, value_size, nfields, sum);
+		struct kmap_entry e = { key, sum, r->buf, percpu_stride(value_size), copies };
 		fn(ctx, &e);
 		n++;
 	}
@@ -76,26 +98,41 @@ long kmap_foreach(struct kmap_reader *r, int fd, size_t key_size, size_t value_s
 int kmap_take(struct kmap_reader *r, int fd, const void *key, size_t value_size, size_t nfields,
 	      uint64_t *sum)
 {
+	int copies = copies_of(r, fd);
+	if (copies < 0)
+		return -errno;
 	if (nfields > KMAP_MAX_FIELDS || percpu_stride(value_size) > r->stride)
 		return -EINVAL;
-	int err = bpf_map_lookup_and_delete_elem(fd, key, r->percpu);
+	int err = bpf_map_lookup_and_delete_elem(fd, key, r->buf);
 	if (err == -EINVAL || err == -ENOTSUPP || err == -EOPNOTSUPP) {
-		/* Before Linux 5.14 per-CPU hashes cannot do it in one step. */
-		err = bpf_map_lookup_elem(fd, key, r->percpu);
+		/* Before Linux 5.14 hashes cannot do it in one step. */
+		err = bpf_map_lookup_elem(fd, key, r->buf);
 		if (!err)
 			err = bpf_map_delete_elem(fd, key);
 	}
 	if (err)
 		return err < 0 ? err : -errno;
-	sum_percpu(r, value_size, nfields, sum);
+	sum_copies(copies, r->buf, value_size, nfields, sum);
+	return 0;
+}
+
+int kmap_lookup(struct kmap_reader *r, int fd, const void *key, size_t value_size,
+		struct kmap_entry *e)
+{
+	int copies = copies_of(r, fd);
+	if (copies < 0 || percpu_stride(value_size) > r->stride)
+		return -1;
+	if (bpf_map_lookup_elem(fd, key, r->buf))
+		return -1;
+	*e = (struct kmap_entry){ key, NULL, r->buf, percpu_stride(value_size), copies };
 	return 0;
 }
 
 const char *kmap_proc_comm(const struct kmap_entry *e)
 {
-	for (int c = 0; c < e->ncpu; c++) {
+	for (int c = 0; c < e->copies; c++) {
 		const struct lt_proc_val *v =
-			(const void *)((const char *)e->percpu + (size_t)c * e->stride);
+			(const void *)((const char *)e->values + (size_t)c * e->stride);
 		if (v->comm[0])
 			return v->comm;
 	}
@@ -104,9 +141,9 @@ const char *kmap_proc_comm(const struct kmap_entry *e)
 
 uint64_t kmap_proc_start(const struct kmap_entry *e)
 {
-	for (int c = 0; c < e->ncpu; c++) {
+	for (int c = 0; c < e->copies; c++) {
 		const struct lt_proc_val *v =
-			(const void *)((const char *)e->percpu + (size_t)c * e->stride);
+			(const void *)((const char *)e->values + (size_t)c * e->stride);
 		if (v->start_ns)
 			return v->start_ns;
 	}

@@ -1,6 +1,7 @@
 /*
- * Reading lotrace's per-CPU counter maps from user space: one place that sums
- * the per-CPU copies, for `stat` snapshots and `export` scans alike.
+ * Reading lotrace's counter maps from user space: one place that sums the
+ * per-CPU copies (of the per-CPU maps) for `stat` snapshots and `export`
+ * scans alike.
  */
 #ifndef LOTRACE_KMAPS_H
 #define LOTRACE_KMAPS_H
@@ -13,16 +14,19 @@
 struct kmap_reader {
 	int ncpu;
 	size_t stride;   /* bytes per CPU in a value buffer (8-aligned) */
-	void *percpu;    /* one value per possible CPU */
+	void *buf;       /* room for one value per possible CPU */
 };
 
-/* One entry: its key, the per-CPU sums of the value's leading __u64 counters, the raw values. */
+/*
+ * One entry: its key, the sums of the value's leading __u64 counters over its
+ * copies, and the raw copies (one per possible CPU in a per-CPU map, else one).
+ */
 struct kmap_entry {
 	const void *key;
 	const uint64_t *sum;
-	const void *percpu;
+	const void *values;
 	size_t stride;
-	int ncpu;
+	int copies;
 };
 
 typedef void (*kmap_fn)(void *ctx, const struct kmap_entry *e);
@@ -30,8 +34,11 @@ typedef void (*kmap_fn)(void *ctx, const struct kmap_entry *e);
 /* Sized for values up to max_value_size bytes.  0, or -1 (errno set). */
 int kmap_reader_init(struct kmap_reader *r, size_t max_value_size);
 void kmap_reader_free(struct kmap_reader *r);
+/* The entry of key in map fd, its copies in r's buffer (sum NULL).  0, or -1. */
+int kmap_lookup(struct kmap_reader *r, int fd, const void *key, size_t value_size,
+		struct kmap_entry *e);
 /*
- * Calls fn for every entry of the per-CPU map fd whose values start with
+ * Calls fn for every entry of the map fd (per-CPU or not) whose values start with
  * nfields __u64 counters.  Returns the number of entries, or -1.
  */
 long kmap_foreach(struct kmap_reader *r, int fd, size_t key_size, size_t value_size,

@@ -228,6 +228,7 @@ static int try_backend(struct tracer *t, const struct backend_def *b, const stru
 	}
 	bpf_map__set_max_entries(t->skel->maps.events, (__u32)opts->ring_bytes);
 	t->skel->rodata->lt_wakeup_bytes = opts->ring_bytes / 4;
+	t->skel->rodata->lt_send_start_at_syscall = b->id == LT_BACKEND_TRACEPOINT;
 	bpf_object__for_each_program(prog, t->skel->obj) {
 		const char *sec = bpf_program__section_name(prog);
 		/* The lo counter only when it is attached: loading it needs CAP_NET_ADMIN. */
@@ -433,6 +434,7 @@ int tracer_snapshot(struct tracer *t)
 		     sizeof(struct lt_proc_val), 2, snap_proc, t->agg);
 	kmap_foreach(&r, bpf_map__fd(t->skel->maps.pair_counts), sizeof(struct lt_pair_key),
 		     sizeof(struct lt_pair_val), 2, snap_pair, t->agg);
+	agg_count_delivered(t->agg);
 	kmap_foreach(&r, bpf_map__fd(t->skel->maps.lo_counts), sizeof(struct lt_lo_key),
 		     sizeof(struct lt_lo_val), 2, snap_lo, t->agg);
 	/* After the rows: totals - rows is then what was folded, never negative. */

@@ -101,6 +101,20 @@ static const char *quantile_or_dash(char *buf, size_t len, const struct hist *h,
 	return buf;
 }
 
+/* The TIMED column: the share of messages timed, rounded down ("100%" only for all). */
+static const char *timed_or_dash(char *buf, size_t len, const struct hist *h, uint64_t messages)
+{
+	if (!messages)
+		return "-";
+	uint64_t timed = h ? h->samples : 0;
+	if (timed >= messages)
+		return "100%";
+	if (timed && timed * 100 < messages)
+		return "<1%";
+	snprintf(buf, len, "%llu%%", (unsigned long long)(timed * 100 / messages));
+	return buf;
+}
+
 /*
  * Rows are sorted by process (a reused pid's processes in start order), then
  * transport; send and recv side by side.
@@ -148,15 +162,15 @@ static void pid_comm_column(FILE *out, const struct agg *a, uint32_t tgid, uint3
 
 void report_table(FILE *out, const struct agg *a, const struct report_filter *f)
 {
-	char b1[32], b2[32], b3[32];
+	char b1[32], b2[32], b3[32], b4[16];
 	size_t n;
 	struct agg_proc **v = sorted_procs(a, &n);
 
 	fprintf(out, "lotrace: %.1f s traced, backend %s, lo counted via %s\n\n", a->duration_s,
 		a->backend, a->lo_attach);
-	fprintf(out, "%-8s %-16s %-15s %10s %12s %10s %12s %9s %9s %9s\n", "PID", "COMM",
+	fprintf(out, "%-8s %-16s %-15s %10s %12s %10s %12s %9s %9s %5s %9s\n", "PID", "COMM",
 		"TRANSPORT", "SENT MSGS", "SENT BYTES", "RECV MSGS", "RECV BYTES", "LAT p50",
-		"LAT p99", "SEND p50");
+		"LAT p99", "TIMED", "SEND p50");
 	for (size_t i = 0; v && i < n;) {
 		/* Gather the send and recv rows of one (pid, transport). */
 		const struct agg_proc *snd = NULL, *rcv = NULL;
@@ -178,7 +192,7 @@ void report_table(FILE *out, const struct agg *a, const struct report_filter *f)
 		lt_name_clean(comm, sizeof(comm), agg_comm(a, any->tgid, any->tag));
 		fprintf(out, "%-8u ", any->tgid);
 		lt_name_column(out, comm, 16);
-		fprintf(out, " %-15s %10llu %12llu %10llu %12llu %9s %9s %9s\n",
+		fprintf(out, " %-15s %10llu %12llu %10llu %12llu %9s %9s %5s %9s\n",
 			lt_transport_name(any->transport),
 			(unsigned long long)(snd ? snd->messages : 0),
 			(unsigned long long)(snd ? snd->bytes : 0),
@@ -186,6 +200,7 @@ void report_table(FILE *out, const struct agg *a, const struct report_filter *f)
 			(unsigned long long)(rcv ? rcv->bytes : 0),
 			quantile_or_dash(b1, sizeof(b1), latency_of(rcv), 0.5),
 			quantile_or_dash(b2, sizeof(b2), latency_of(rcv), 0.99),
+			timed_or_dash(b4, sizeof(b4), latency_of(rcv), rcv ? agg_recv_messages(rcv) : 0),
 			quantile_or_dash(b3, sizeof(b3), snd ? snd->send_dur : NULL, 0.5));
 	}
 	free(v);
@@ -196,17 +211,18 @@ void report_table(FILE *out, const struct agg *a, const struct report_filter *f)
 		if (!pair_wanted(a, p, f) || (!p->messages && !p->bytes))
 			continue;
 		if (!header) {
-			fprintf(out, "\n%-24s    %-24s %-15s %10s %12s %9s %9s\n", "SENDER", "RECEIVER",
-				"TRANSPORT", "MSGS", "BYTES", "LAT p50", "LAT p99");
+			fprintf(out, "\n%-24s    %-24s %-15s %10s %12s %9s %9s %5s\n", "SENDER",
+				"RECEIVER", "TRANSPORT", "MSGS", "BYTES", "LAT p50", "LAT p99", "TIMED");
 			header = true;
 		}
 		pid_comm_column(out, a, p->sender, p->sender_tag);
 		fputs(" -> ", out);
 		pid_comm_column(out, a, p->receiver, p->receiver_tag);
-		fprintf(out, " %-15s %10llu %12llu %9s %9s\n", lt_transport_name(p->transport),
+		fprintf(out, " %-15s %10llu %12llu %9s %9s %5s\n", lt_transport_name(p->transport),
 			(unsigned long long)p->messages, (unsigned long long)p->bytes,
 			quantile_or_dash(b1, sizeof(b1), p->latency, 0.5),
-			quantile_or_dash(b2, sizeof(b2), p->latency, 0.99));
+			quantile_or_dash(b2, sizeof(b2), p->latency, 0.99),
+			timed_or_dash(b4, sizeof(b4), p->latency, p->messages));
 	}
 
 	uint64_t lo_pk[LT_L4_COUNT], lo_by[LT_L4_COUNT], lo_all = 0;
@@ -404,7 +420,7 @@ void report_json(FILE *out, const struct agg *a, const struct report_filter *f)
 		if (p->direction == LT_RECV) {
 			json_summary(out, "latency_ns", p->latency);
 			fprintf(out, ", \"timed_fraction\": %.4f",
-				agg_timed_fraction(p->latency, p->messages));
+				agg_timed_fraction(p->latency, agg_recv_messages(p)));
 		} else
 			json_summary(out, "send_duration_ns", p->send_dur);
 		fputc('}', out);
