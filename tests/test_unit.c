@@ -205,7 +205,7 @@ static json_object *get(json_object *o, const char *k)
 Test(json, documented_fields_and_values)
 {
 	struct agg *a = sample_agg();
-	struct report_filter f = { 0, NULL };
+	struct report_filter f = { 0 };
 	json_object *d = json_of(a, &f);
 	cr_expect_str_eq(json_object_get_string(get(d, "backend")), "tracepoint");
 	cr_expect_eq(json_object_get_int(get(d, "lost_events")), 3);
@@ -247,7 +247,8 @@ Test(json, documented_fields_and_values)
 Test(json, filters_by_pid_and_comm)
 {
 	struct agg *a = sample_agg();
-	struct report_filter f = { 200, NULL };
+	static const int pid200[] = { 200 };
+	struct report_filter f = { .pids = pid200, .npids = 1 };
 	json_object *d = json_of(a, &f);
 	json_object *procs = get(d, "processes");
 	cr_expect_eq(json_object_array_length(procs), 2);
@@ -256,9 +257,26 @@ Test(json, filters_by_pid_and_comm)
 	cr_expect_eq(json_object_array_length(get(d, "pairs")), 1, "pairs where either end matches");
 	json_object_put(d);
 
-	struct report_filter c = { 0, "cli\"ent\\x" };
+	static const char *const client[] = { "cli\"ent\\x" };
+	struct report_filter c = { .comms = client, .ncomms = 1 };
 	d = json_of(a, &c);
 	cr_expect_eq(json_object_array_length(get(d, "processes")), 1);
+	json_object_put(d);
+
+	/* Repeated flags are sets: either pid, either name; pid and name both. */
+	static const int both[] = { 100, 200 };
+	struct report_filter two = { .pids = both, .npids = 2 };
+	d = json_of(a, &two);
+	cr_expect_eq(json_object_array_length(get(d, "processes")), 3);
+	json_object_put(d);
+	static const char *const names[] = { "nobody", "server" };
+	struct report_filter named = { .comms = names, .ncomms = 2 };
+	d = json_of(a, &named);
+	cr_expect_eq(json_object_array_length(get(d, "processes")), 2);
+	json_object_put(d);
+	struct report_filter mismatch = { .pids = both, .npids = 1, .comms = names, .ncomms = 2 };
+	d = json_of(a, &mismatch);
+	cr_expect_eq(json_object_array_length(get(d, "processes")), 0, "pid 100 is not \"server\"");
 	json_object_put(d);
 	agg_free(a);
 }
@@ -266,7 +284,7 @@ Test(json, filters_by_pid_and_comm)
 Test(table, side_by_side_rows_and_transport_comparison)
 {
 	struct agg *a = sample_agg();
-	struct report_filter f = { 0, NULL };
+	struct report_filter f = { 0 };
 	char *buf = NULL;
 	size_t len = 0;
 	FILE *m = open_memstream(&buf, &len);
@@ -302,7 +320,7 @@ Test(table, timed_share_of_the_messages_delivered)
 				      .peer_tgid = 100, .value_ns = 50000, .weight = 4 };
 		cr_assert_eq(agg_event(a, &e, sizeof(e)), 0);
 	}
-	struct report_filter f = { 0, NULL };
+	struct report_filter f = { 0 };
 	json_object *d = json_of(a, &f);
 	json_object *rows = get(d, "processes"), *recv = NULL;
 	for (size_t i = 0; i < json_object_array_length(rows); i++) {
@@ -461,7 +479,7 @@ static struct agg *names_agg(void)
 Test(table, names_are_clean_and_keep_their_columns)
 {
 	struct agg *a = names_agg();
-	struct report_filter f = { 0, NULL };
+	struct report_filter f = { 0 };
 	char *buf = NULL;
 	size_t len = 0;
 	FILE *m = open_memstream(&buf, &len);
@@ -490,7 +508,7 @@ Test(table, names_are_clean_and_keep_their_columns)
 Test(json, names_are_valid_utf8_without_controls)
 {
 	struct agg *a = names_agg();
-	struct report_filter f = { 0, NULL };
+	struct report_filter f = { 0 };
 	json_object *d = json_of(a, &f);
 	const char *want[] = { "\xc3\xa9\xe4\xb8\xad\xe6\x96\x87", "\\x1b[31mred", "ev\\x0ail",
 			       "bad" FFFD, "\\x1b\\x1b\\x1b\\x1b\\x1b\\x1b" };
@@ -506,7 +524,8 @@ Test(json, names_are_valid_utf8_without_controls)
 	cr_expect_str_eq(json_object_get_string(get(pair, "receiver_comm")), want[0]);
 	json_object_put(d);
 	/* --comm also takes the name as the outputs show it. */
-	struct report_filter c = { 0, "ev\\x0ail" };
+	static const char *const shown[] = { "ev\\x0ail" };
+	struct report_filter c = { .comms = shown, .ncomms = 1 };
 	d = json_of(a, &c);
 	cr_expect_eq(json_object_array_length(get(d, "processes")), 1);
 	json_object_put(d);
@@ -565,8 +584,13 @@ Test(opts, good_flags)
 	cr_expect_float_eq(o.duration_s, 2.5, 1e-9);
 	cr_expect(o.json);
 	cr_assert_eq(parse(&o, NULL, "stat", "-p", "42", "--comm=redis-server"), LT_PARSE_OK);
-	cr_expect_eq(o.pid, 42);
-	cr_expect_str_eq(o.comm, "redis-server");
+	cr_expect_eq(o.npids, 1);
+	cr_expect_eq(o.pids[0], 42);
+	cr_expect_eq(o.ncomms, 1);
+	cr_expect_str_eq(o.comms[0], "redis-server");
+	cr_assert_eq(parse(&o, NULL, "stat", "-p", "42", "--pid=7"), LT_PARSE_OK);
+	cr_expect_eq(o.npids, 2, "--pid repeats: both are kept");
+	cr_expect_eq(o.pids[1], 7);
 	cr_assert_eq(parse(&o, NULL, "stat", "--backend", "tracepoint", "--lo-attach=clsact"),
 		     LT_PARSE_OK);
 	cr_expect_eq(o.backend, LT_BACKEND_TRACEPOINT);
@@ -580,6 +604,31 @@ Test(opts, good_flags)
 	cr_expect_eq(o.lo_mode, LT_LO_AUTO);
 	cr_expect_eq(parse(&o, NULL, "--help", NULL, NULL, NULL), LT_PARSE_EXIT);
 	cr_expect_eq(parse(&o, NULL, "stat", "-h", NULL, NULL), LT_PARSE_EXIT);
+}
+
+Test(opts, a_seventeenth_pid_is_refused_not_dropped)
+{
+	char *argv[2 + 2 * (LT_MAX_FILTER_VALUES + 1)];
+	char pids[LT_MAX_FILTER_VALUES + 1][8];
+	int argc = 0;
+	argv[argc++] = "lotrace";
+	argv[argc++] = "stat";
+	for (int i = 0; i <= LT_MAX_FILTER_VALUES; i++) {
+		snprintf(pids[i], sizeof(pids[i]), "%d", i + 1);
+		argv[argc++] = "--pid";
+		argv[argc++] = pids[i];
+	}
+	struct lt_opts o;
+	char *errbuf = NULL;
+	size_t errlen = 0;
+	FILE *out = fopen("/dev/null", "w"), *err = open_memstream(&errbuf, &errlen);
+	cr_assert_eq(lt_parse_args(argc - 2, argv, &o, out, err), LT_PARSE_OK, "16 pids are fine");
+	cr_expect_eq(o.npids, LT_MAX_FILTER_VALUES);
+	cr_expect_eq(lt_parse_args(argc, argv, &o, out, err), LT_PARSE_ERROR);
+	fclose(out);
+	fclose(err);
+	cr_expect(strstr(errbuf, "--pid") && strstr(errbuf, "at most 16"), "error: %s", errbuf);
+	free(errbuf);
 }
 
 Test(opts, bad_flags_name_the_flag)
@@ -609,7 +658,7 @@ Test(opts, bad_flags_name_the_flag)
 
 static char *table_of(struct agg *a)
 {
-	struct report_filter f = { 0, NULL };
+	struct report_filter f = { 0 };
 	char *buf = NULL;
 	size_t len = 0;
 	FILE *m = open_memstream(&buf, &len);
@@ -632,7 +681,7 @@ Test(json, folded_is_totals_minus_rows)
 		(struct lt_count){ 10, 640 };
 	a->totals[LT_TOT_PAIR_BASE + LT_UNIX_STREAM] = (struct lt_count){ 11, 650 };
 	a->totals[LT_TOT_LO_BASE + LT_L4_TCP] = (struct lt_count){ 9, 900 };
-	struct report_filter f = { 0, NULL };
+	struct report_filter f = { 0 };
 	json_object *doc = json_of(a, &f);
 	json_object *pr = get(get(get(doc, "folded"), "processes"), "unix_stream");
 	cr_expect_eq(json_object_get_int64(get(get(pr, "send"), "messages")), 3);

@@ -67,7 +67,10 @@ int main(int argc, char **argv)
 	if (tracer_stop(&t, stderr))
 		ret = 1;
 
-	struct report_filter f = { opts.pid, opts.comm };
+	const char *comms[LT_MAX_FILTER_VALUES];
+	for (int i = 0; i < opts.ncomms; i++)
+		comms[i] = opts.comms[i];
+	struct report_filter f = { opts.pids, opts.npids, comms, opts.ncomms };
 	if (opts.json)
 		report_json(stdout, agg, &f);
 	else

@@ -22,9 +22,12 @@ static const char usage_text[] =
 "  -j, --json              print one JSON document instead of tables (schema\n"
 "                          in README.md, section \"JSON output\")\n"
 "  -p, --pid PID           report only this process (rows where it sends or\n"
-"                          receives, pairs where it is either end)\n"
+"                          receives, pairs where it is either end); repeat for\n"
+"                          several processes (at most 16)\n"
 "  -c, --comm NAME         report only processes with this name (exact match,\n"
-"                          at most 15 characters, as in /proc/PID/comm)\n"
+"                          at most 15 characters, as in /proc/PID/comm); repeat\n"
+"                          for several names (at most 16); with --pid as well,\n"
+"                          a process must match both\n"
 "  -b, --backend NAME      hooks to use: auto (default: the first of these that\n"
 "                          loads and attaches), fentry (fentry/fexit on the\n"
 "                          socket send/recv functions), tracepoint\n"
@@ -230,12 +233,16 @@ enum lt_parse_result lt_parse_args(int argc, char **argv, struct lt_opts *opts,
 			long p = strtol(val, &end, 10);
 			if (errno || end == val || *end || p <= 0 || p > 4194304)
 				return lt_usage_error(err, flag, val, "a process id (1 to 4194304)");
-			opts->pid = (int)p;
+			if (opts->npids == LT_MAX_FILTER_VALUES)
+				return lt_usage_error(err, flag, val, "at most 16 --pid flags");
+			opts->pids[opts->npids++] = (int)p;
 		} else if (matches(flag, "-c", "--comm")) {
 			size_t n = strlen(val);
 			if (n == 0 || n >= LOTRACE_COMM_LEN)
 				return lt_usage_error(err, flag, val, "a process name of 1 to 15 characters");
-			memcpy(opts->comm, val, n + 1);
+			if (opts->ncomms == LT_MAX_FILTER_VALUES)
+				return lt_usage_error(err, flag, val, "at most 16 --comm flags");
+			memcpy(opts->comms[opts->ncomms++], val, n + 1);
 		} else if (matches(flag, "-b", "--backend")) {
 			int b = lt_name_index(backend_names, LT_BACKEND_COUNT, val);
 			if (b < 0)

@@ -14,12 +14,19 @@ enum lt_lo_mode { LT_LO_AUTO, LT_LO_TCX, LT_LO_CLSACT, LT_LO_NONE };
 enum lt_command { LT_CMD_STAT, LT_CMD_EXPORT };
 #define LOTRACE_VERSION "0.1.0"
 
+/* How many values one repeatable filter flag (--pid, --comm) takes. */
+#define LT_MAX_FILTER_VALUES 16
+
 struct lt_opts {
 	enum lt_command command;
 	double duration_s; /* 0: until SIGINT/SIGTERM */
 	bool json;
-	int pid;           /* 0: all */
-	char comm[LOTRACE_COMM_LEN];
+	/* --pid and --comm may repeat: a process is reported when it is one of
+	 * the pids (if any were given) and has one of the names (if any were). */
+	int pids[LT_MAX_FILTER_VALUES];
+	int npids;
+	char comms[LT_MAX_FILTER_VALUES][LOTRACE_COMM_LEN];
+	int ncomms;
 	enum lt_backend backend;
 	enum lt_lo_mode lo_mode;
 	bool quiet;        /* no progress lines on stderr */

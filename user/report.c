@@ -5,22 +5,35 @@
 #include <string.h>
 #include "names.h"
 
+static bool filtering(const struct report_filter *f)
+{
+	return f->npids || f->ncomms;
+}
+
+/* name is one of the filter's comms, as the kernel has it or as the outputs show it. */
+static bool comm_wanted(const char *name, const struct report_filter *f)
+{
+	/* The name as the table shows it (ev\x0ail for "ev\nil") matches too. */
+	char clean[LT_NAME_CLEAN_LEN(LOTRACE_COMM_LEN)];
+	lt_name_clean(clean, sizeof(clean), name);
+	for (int i = 0; i < f->ncomms; i++)
+		if (!strcmp(name, f->comms[i]) || !strcmp(clean, f->comms[i]))
+			return true;
+	return false;
+}
+
 /* comm: the process's name, or NULL to look it up as (tgid, tag). */
 static bool proc_wanted(const struct agg *a, uint32_t tgid, uint32_t tag, const char *comm,
 			const struct report_filter *f)
 {
-	if (f->pid && (uint32_t)f->pid != tgid)
-		return false;
-	if (f->comm && f->comm[0]) {
-		const char *name = comm ? comm : agg_comm(a, tgid, tag);
-		if (strcmp(name, f->comm)) {
-			/* Also the name as the table shows it (ev\x0ail for "ev\nil"). */
-			char clean[LT_NAME_CLEAN_LEN(LOTRACE_COMM_LEN)];
-			lt_name_clean(clean, sizeof(clean), name);
-			return !strcmp(clean, f->comm);
-		}
+	if (f->npids) {
+		bool found = false;
+		for (int i = 0; i < f->npids && !found; i++)
+			found = (uint32_t)f->pids[i] == tgid;
+		if (!found)
+			return false;
 	}
-	return true;
+	return !f->ncomms || comm_wanted(comm ? comm : agg_comm(a, tgid, tag), f);
 }
 
 static bool pair_wanted(const struct agg *a, const struct agg_pair *p, const struct report_filter *f)
@@ -470,7 +483,7 @@ void report_json(FILE *out, const struct agg *a, const struct report_filter *f)
 	for (size_t i = 0; i < a->nlo; i++) {
 		const struct agg_lo_proc *l = &a->lo[i];
 		const char *comm = l->tgid ? agg_comm_latest(a, l->tgid) : "[kernel]";
-		if ((f->pid || (f->comm && f->comm[0])) && !proc_wanted(a, l->tgid, 0, comm, f))
+		if (filtering(f) && !proc_wanted(a, l->tgid, 0, comm, f))
 			continue;
 		fprintf(out, "%s\n   {\"pid\": %u, \"comm\": ", first ? "" : ",", l->tgid);
 		json_string(out, comm);

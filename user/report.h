@@ -5,9 +5,12 @@
 #include <stdio.h>
 #include "agg.h"
 
+/* A process is wanted when its pid is one of pids and its name one of comms; an empty list takes any. */
 struct report_filter {
-	int pid;          /* 0: any */
-	const char *comm; /* NULL or "": any */
+	const int *pids;
+	int npids;
+	const char *const *comms;
+	int ncomms;
 };
 
 void report_table(FILE *out, const struct agg *a, const struct report_filter *f);
