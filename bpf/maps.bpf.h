@@ -268,6 +268,17 @@ struct dg_unstamped {
 	__u64 raced_id;
 	__u64 taken_ts;  /* when it was copied, by whom, how many bytes */
 	__u64 taken_by;
+	/*
+	 * The skb copied.  A sender that stamped its skb and then sees TAKEN
+	 * takes it only if it is that skb's: the copy of its previous datagram
+	 * can look for its stamp just before the sender made it and put TAKEN
+	 * up after the sender's look; that copy finds its stamp and times it.
+	 * Were the sender to take that TAKEN (deleting its new stamp), the new
+	 * datagram's copy would find no stamp and leave a TAKEN nobody takes:
+	 * a message lost from its pair (1 in ~300,000 of a unix_dgram oneway
+	 * stream), and the stale TAKEN misleads that socket's later races.
+	 */
+	__u64 taken_skb;
 	__u32 taken_bytes;
 	__u32 state;     /* enum dg_unstamped_state */
 	__u32 transport;

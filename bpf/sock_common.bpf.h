@@ -1198,7 +1198,7 @@ static __always_inline void lt_data_ready(struct sock *sk)
 			 */
 			__sync_fetch_and_add(&ctx->barrier, 0);
 			struct dg_unstamped *u = bpf_map_lookup_elem(&dgram_unstamped, &ctx->sk);
-			if (u && u->taken_ts >= ctx->ts && u->taken_bytes &&
+			if (u && u->taken_skb == (__u64)skb && u->taken_ts >= ctx->ts && u->taken_bytes &&
 			    __sync_val_compare_and_swap(&u->state, DG_U_TAKEN, DG_U_EMPTY) == DG_U_TAKEN) {
 				struct dg_key key = { .skb = (__u64)skb, .sender = ctx->sk };
 				bpf_map_delete_elem(&dgram_stamps, &key);
@@ -1270,6 +1270,7 @@ static __always_inline void lt_copy_datagram(const struct sk_buff *skb, int len)
 		u->taken_ts = bpf_ktime_get_ns();
 		u->taken_by = current_id();
 		u->taken_bytes = len;
+		u->taken_skb = key.skb;
 		__u32 ino = sock_ino(sender);
 		bool raced = false;
 		/*
