@@ -937,6 +937,11 @@ Test(cli, backends_run_or_explain_in_one_line, .timeout = 60)
 	cr_expect_str_eq(json_object_get_string(json_object_object_get(doc, "backend")), first_working,
 			 "auto should pick the first backend that works");
 	json_object_put(doc);
+
+	/* --quiet: not even the fallback lines (the reasons are in the JSON). */
+	snprintf(cmd, sizeof(cmd), "%s stat -q --json -d 0.2 2>&1 >/dev/null", lotrace_path());
+	cr_assert_eq(run_capture(cmd, out, sizeof(out)), 0);
+	cr_expect_str_eq(out, "", "stat -q wrote to stderr");
 }
 
 /* ---- issue 11: the counter maps (LRU, exact totals) and process identity ---- */

@@ -65,8 +65,10 @@ static int check_privileges(FILE *log, enum lt_lo_mode lo_mode)
 	if (lo_mode != LT_LO_NONE && !has_cap(d, CAP_NET_ADMIN))
 		strcat(missing, " CAP_NET_ADMIN");
 	if (missing[0]) {
-		fprintf(log, "lotrace: missing capabilities:%s (run as root, e.g. sudo lotrace ...)\n",
-			missing);
+		/* Root without them is a container or a reduced bounding set: sudo would not help. */
+		fprintf(log, "lotrace: missing capabilities:%s (%s)\n", missing,
+			geteuid() ? "run as root, e.g. sudo lotrace ..."
+				  : "root, but without them: grant them to the container or service");
 		return -1;
 	}
 	return 0;
@@ -297,12 +299,19 @@ static int choose_backend(struct tracer *t, const struct lt_opts *opts, FILE *lo
 		if (opts->backend != LT_BACKEND_AUTO)
 			fprintf(log, "lotrace: the %s backend cannot run here: %s\n",
 				lt_backend_name(b->id), reason);
-		else
+		else if (!opts->quiet) /* the reasons stay in the JSON's backend_reasons */
 			fprintf(log, "lotrace: %s backend unavailable (%s); trying the next\n",
 				lt_backend_name(b->id), reason);
 	}
 	btf__free(vmlinux);
 	if (chosen < 0) {
+		if (opts->backend == LT_BACKEND_AUTO && opts->quiet) {
+			/* An error is never quiet: say why each backend failed. */
+			for (size_t i = 0; i < sizeof(backends) / sizeof(backends[0]); i++)
+				fprintf(log, "lotrace: %s backend unavailable (%s)\n",
+					lt_backend_name(backends[i].id),
+					t->agg->backend_reasons[backends[i].id]);
+		}
 		if (opts->backend == LT_BACKEND_AUTO)
 			fprintf(log, "lotrace: no hook backend works on this kernel (reasons above)\n");
 		return -1;
