@@ -49,7 +49,7 @@ const char lt_export_usage[] =
 "  -b, --backend NAME      hooks to use (see lotrace stat --help)\n"
 "      --ring-buffer-size SIZE, --lo-attach MODE   as for lotrace stat\n"
 "  -q, --quiet             no progress or backend-fallback messages on stderr\n"
-"                          (errors still; lotrace_info names the backend)\n"
+"                          (errors still; lotrace_backend_info names the backend)\n"
 "  -h, --help              show this help\n"
 "\n"
 "Metrics (counters are monotonic while lotrace runs; LABEL is --by):\n"
