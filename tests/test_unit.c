@@ -606,6 +606,31 @@ Test(opts, good_flags)
 	cr_expect_eq(parse(&o, NULL, "stat", "-h", NULL, NULL), LT_PARSE_EXIT);
 }
 
+Test(opts, help_fits_80_columns)
+{
+	const char *commands[] = { "stat", "export" };
+	for (size_t c = 0; c < 2; c++) {
+		char *argv[] = { "lotrace", (char *)commands[c], "--help", NULL };
+		char *text = NULL;
+		size_t len = 0;
+		FILE *out = open_memstream(&text, &len), *err = fopen("/dev/null", "w");
+		struct lt_opts o;
+		cr_assert_eq(lt_parse_args(3, argv, &o, out, err), LT_PARSE_EXIT);
+		fclose(out);
+		fclose(err);
+		cr_assert_gt(len, 1000, "%s --help is short: %s", commands[c], text);
+		int line = 1;
+		for (char *p = text, *nl; *p; p = nl + 1, line++) {
+			nl = strchr(p, '\n');
+			if (!nl)
+				nl = p + strlen(p) - 1;
+			cr_expect_leq(nl - p, 80, "%s --help line %d is %ld columns: %.*s", commands[c],
+				      line, (long)(nl - p), (int)(nl - p), p);
+		}
+		free(text);
+	}
+}
+
 Test(opts, a_seventeenth_pid_is_refused_not_dropped)
 {
 	char *argv[2 + 2 * (LT_MAX_FILTER_VALUES + 1)];
