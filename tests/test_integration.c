@@ -640,6 +640,15 @@ Test(cli, lo_attach_none_needs_no_cap_net_admin, .timeout = 60)
 	rc = run_capture(cmd, out, sizeof(out));
 	cr_expect_eq(rc, 1, "the lo counter without CAP_NET_ADMIN: exit %d: %s", rc, out);
 	cr_expect(strstr(out, "missing capabilities: CAP_NET_ADMIN") != NULL, "%s", out);
+	/* Root without the capabilities is not told to run as root; a user is. */
+	cr_expect(strstr(out, "run as root") == NULL, "said 'run as root' to root: %s", out);
+	cr_expect(strstr(out, "container or service") != NULL, "%s", out);
+	snprintf(cmd, sizeof(cmd), "setpriv --reuid=65534 --regid=65534 --clear-groups"
+		 " --inh-caps=-all %s stat -q --json --duration 0.3 2>&1", lotrace_path());
+	rc = run_capture(cmd, out, sizeof(out));
+	cr_expect_eq(rc, 1, "as nobody: exit %d: %s", rc, out);
+	cr_expect(strstr(out, "missing capabilities: CAP_BPF CAP_PERFMON CAP_NET_ADMIN (run as root")
+		  != NULL, "as nobody: %s", out);
 }
 
 /*
