@@ -182,7 +182,7 @@ static struct agg *sample_agg(void)
 	return a;
 }
 
-static json_object *json_of(struct agg *a, struct report_filter *f)
+static json_object *json_of(struct agg *a, struct report_options *f)
 {
 	char *buf = NULL;
 	size_t len = 0;
@@ -205,7 +205,7 @@ static json_object *get(json_object *o, const char *k)
 Test(json, documented_fields_and_values)
 {
 	struct agg *a = sample_agg();
-	struct report_filter f = { 0 };
+	struct report_options f = { 0 };
 	json_object *d = json_of(a, &f);
 	cr_expect_str_eq(json_object_get_string(get(d, "backend")), "tracepoint");
 	cr_expect_eq(json_object_get_int(get(d, "lost_events")), 3);
@@ -248,7 +248,7 @@ Test(json, filters_by_pid_and_comm)
 {
 	struct agg *a = sample_agg();
 	static const int pid200[] = { 200 };
-	struct report_filter f = { .pids = pid200, .npids = 1 };
+	struct report_options f = { .pids = pid200, .npids = 1 };
 	json_object *d = json_of(a, &f);
 	json_object *procs = get(d, "processes");
 	cr_expect_eq(json_object_array_length(procs), 2);
@@ -258,23 +258,23 @@ Test(json, filters_by_pid_and_comm)
 	json_object_put(d);
 
 	static const char *const client[] = { "cli\"ent\\x" };
-	struct report_filter c = { .comms = client, .ncomms = 1 };
+	struct report_options c = { .comms = client, .ncomms = 1 };
 	d = json_of(a, &c);
 	cr_expect_eq(json_object_array_length(get(d, "processes")), 1);
 	json_object_put(d);
 
 	/* Repeated flags are sets: either pid, either name; pid and name both. */
 	static const int both[] = { 100, 200 };
-	struct report_filter two = { .pids = both, .npids = 2 };
+	struct report_options two = { .pids = both, .npids = 2 };
 	d = json_of(a, &two);
 	cr_expect_eq(json_object_array_length(get(d, "processes")), 3);
 	json_object_put(d);
 	static const char *const names[] = { "nobody", "server" };
-	struct report_filter named = { .comms = names, .ncomms = 2 };
+	struct report_options named = { .comms = names, .ncomms = 2 };
 	d = json_of(a, &named);
 	cr_expect_eq(json_object_array_length(get(d, "processes")), 2);
 	json_object_put(d);
-	struct report_filter mismatch = { .pids = both, .npids = 1, .comms = names, .ncomms = 2 };
+	struct report_options mismatch = { .pids = both, .npids = 1, .comms = names, .ncomms = 2 };
 	d = json_of(a, &mismatch);
 	cr_expect_eq(json_object_array_length(get(d, "processes")), 0, "pid 100 is not \"server\"");
 	json_object_put(d);
@@ -284,7 +284,7 @@ Test(json, filters_by_pid_and_comm)
 Test(table, side_by_side_rows_and_transport_comparison)
 {
 	struct agg *a = sample_agg();
-	struct report_filter f = { 0 };
+	struct report_options f = { .wide = true };
 	char *buf = NULL;
 	size_t len = 0;
 	FILE *m = open_memstream(&buf, &len);
@@ -320,7 +320,7 @@ Test(table, timed_share_of_the_messages_delivered)
 				      .peer_tgid = 100, .value_ns = 50000, .weight = 4 };
 		cr_assert_eq(agg_event(a, &e, sizeof(e)), 0);
 	}
-	struct report_filter f = { 0 };
+	struct report_options f = { 0 };
 	json_object *d = json_of(a, &f);
 	json_object *rows = get(d, "processes"), *recv = NULL;
 	for (size_t i = 0; i < json_object_array_length(rows); i++) {
@@ -479,7 +479,7 @@ static struct agg *names_agg(void)
 Test(table, names_are_clean_and_keep_their_columns)
 {
 	struct agg *a = names_agg();
-	struct report_filter f = { 0 };
+	struct report_options f = { .wide = true };
 	char *buf = NULL;
 	size_t len = 0;
 	FILE *m = open_memstream(&buf, &len);
@@ -508,7 +508,7 @@ Test(table, names_are_clean_and_keep_their_columns)
 Test(json, names_are_valid_utf8_without_controls)
 {
 	struct agg *a = names_agg();
-	struct report_filter f = { 0 };
+	struct report_options f = { 0 };
 	json_object *d = json_of(a, &f);
 	const char *want[] = { "\xc3\xa9\xe4\xb8\xad\xe6\x96\x87", "\\x1b[31mred", "ev\\x0ail",
 			       "bad" FFFD, "\\x1b\\x1b\\x1b\\x1b\\x1b\\x1b" };
@@ -525,7 +525,7 @@ Test(json, names_are_valid_utf8_without_controls)
 	json_object_put(d);
 	/* --comm also takes the name as the outputs show it. */
 	static const char *const shown[] = { "ev\\x0ail" };
-	struct report_filter c = { .comms = shown, .ncomms = 1 };
+	struct report_options c = { .comms = shown, .ncomms = 1 };
 	d = json_of(a, &c);
 	cr_expect_eq(json_object_array_length(get(d, "processes")), 1);
 	json_object_put(d);
@@ -681,9 +681,9 @@ Test(opts, bad_flags_name_the_flag)
 	}
 }
 
-static char *table_of(struct agg *a)
+static char *table_of(struct agg *a, bool wide)
 {
-	struct report_filter f = { 0 };
+	struct report_options f = { .wide = wide };
 	char *buf = NULL;
 	size_t len = 0;
 	FILE *m = open_memstream(&buf, &len);
@@ -706,7 +706,7 @@ Test(json, folded_is_totals_minus_rows)
 		(struct lt_count){ 10, 640 };
 	a->totals[LT_TOT_PAIR_BASE + LT_UNIX_STREAM] = (struct lt_count){ 11, 650 };
 	a->totals[LT_TOT_LO_BASE + LT_L4_TCP] = (struct lt_count){ 9, 900 };
-	struct report_filter f = { 0 };
+	struct report_options f = { 0 };
 	json_object *doc = json_of(a, &f);
 	json_object *pr = get(get(get(doc, "folded"), "processes"), "unix_stream");
 	cr_expect_eq(json_object_get_int64(get(get(pr, "send"), "messages")), 3);
@@ -725,13 +725,117 @@ Test(json, folded_is_totals_minus_rows)
 					       "packets")),
 		     9);
 	json_object_put(doc);
-	char *table = table_of(a);
+	char *table = table_of(a, true);
 	cr_expect(strstr(table, "folded (rows evicted from the kernel maps; in no row above): "
 				"unix_stream send 3 msgs 60 bytes, pairs unix_stream 1 msgs 10 bytes, "
 				"lo tcp 1 packets 100 bytes\n") != NULL,
 		  "%s", table);
 	free(table);
 	agg_free(a);
+}
+
+/* The widest a table can get: 7-digit pids, 15-character (and wide UTF-8) names, big numbers. */
+static struct agg *widest_agg(void)
+{
+	struct agg *a = agg_new();
+	a->backend = "tracepoint";
+	a->lo_attach = "clsact";
+	a->duration_s = 86400;
+	a->events_processed = 123456789012345ull;
+	a->lost_events = 98765432109ull;
+	a->map_full = 123456789;
+	a->missed_runs = 987654321;
+	static const char *const comms[] = { "redis-benchmark", "\xe4\xb8\xad\xe6\x96\x87\xe4\xb8\xad\xe6\x96\x87"
+					     "\xe4\xb8\xad\xe6\x96\x87\xe4\xb8\xad" };
+	for (uint32_t t = 0; t < LT_TRANSPORT_COUNT; t++) {
+		for (uint32_t d = 0; d < LT_DIRECTION_COUNT; d++) {
+			struct lt_proc_key k = { .tgid = 4194304 - t, .transport = t, .direction = d };
+			agg_set_proc(a, &k, 999999999999ull, 999999999999999ull, 0, comms[t % 2]);
+			a->totals[LT_TOT_PROC_BASE + t * LT_DIRECTION_COUNT + d] =
+				(struct lt_count){ 1999999999999ull, 1999999999999999ull };
+		}
+		struct lt_pair_key pk = { .sender_tgid = 4194304 - t, .receiver_tgid = 4194300 + t,
+					  .transport = t };
+		agg_set_pair(a, &pk, 999999999999ull, 999999999999999ull);
+		a->totals[LT_TOT_PAIR_BASE + t] = (struct lt_count){ 1999999999999ull, 1 };
+		for (int c = 0; c <= LT_UNTIMED_UNMATCHED; c++)
+			a->untimed_by_cause[c][t] = 123456789012ull;
+		add_event(a, LT_EV_MESSAGE, (int)t, 4194304 - t, 4194300 + t, 987654321012ull);
+		add_event(a, LT_EV_SEND_DURATION, (int)t, 4194304 - t, 0, 99999999999ull);
+	}
+	for (int l = 0; l < LT_L4_COUNT; l++) {
+		struct lt_lo_key lk = { .tgid = 4194304, .l4 = (uint32_t)l };
+		agg_set_lo(a, &lk, 999999999999ull, 999999999999999ull);
+		a->totals[LT_TOT_LO_BASE + l] = (struct lt_count){ 1999999999999ull, 1999999999999999ull };
+	}
+	return a;
+}
+
+/* Issue 12: the default table fits 80 columns, whatever it holds; --wide need not. */
+Test(table, fits_80_columns_by_default)
+{
+	struct agg *a = widest_agg();
+	for (int wide = 0; wide < 2; wide++) {
+		char *table = table_of(a, wide);
+		int widest = 0, line = 1;
+		for (char *p = table, *nl; *p; p = nl + 1, line++) {
+			nl = strchr(p, '\n');
+			cr_assert_not_null(nl, "the table ends without a newline");
+			*nl = 0;
+			int w = lt_name_width(p);
+			if (w > widest)
+				widest = w;
+			if (!wide)
+				cr_expect_leq(w, REPORT_COLUMNS, "line %d is %d columns:\n%s", line, w, p);
+			*nl = '\n';
+		}
+		if (wide)
+			cr_expect_gt(widest, REPORT_COLUMNS, "the test's data is not wide enough");
+		/* Both say what their short column names mean. */
+		if (!wide)
+			cr_expect(strstr(table, "LAT: from the sender entering send") &&
+					  strstr(table, "SEND: time inside the send call"),
+				  "%s", table);
+		free(table);
+	}
+	agg_free(a);
+}
+
+Test(format, short_durations_and_counts_take_at_most_6_characters)
+{
+	static const struct {
+		uint64_t ns;
+		const char *want;
+	} ns[] = { { 0, "0ns" },          { 999, "999ns" },        { 1000, "1.0us" },
+		   { 4149, "4.1us" },     { 12345, "12.3us" },     { 99949, "99.9us" },
+		   { 99950, "100us" },    { 999499, "999us" },     { 999500, "1.0ms" },
+		   { 12345678, "12.3ms" }, { 999500000, "1.00s" }, { 12345678901ull, "12.3s" },
+		   { 86400000000000ull, "86400s" }, { UINT64_MAX, ">1day" } };
+	char b[32];
+	for (size_t i = 0; i < sizeof(ns) / sizeof(ns[0]); i++) {
+		format_ns_short(b, sizeof(b), ns[i].ns);
+		cr_expect_str_eq(b, ns[i].want, "%llu ns", (unsigned long long)ns[i].ns);
+	}
+	static const struct {
+		uint64_t n;
+		const char *want;
+	} counts[] = { { 0, "0" },           { 99999, "99999" },       { 100000, "100.0k" },
+		       { 999949, "999.9k" }, { 999950, "1.00M" },       { 12345678, "12.3M" },
+		       { 999999999999ull, "1.00T" }, { 18446744073709551615ull, "18.4E" } };
+	for (size_t i = 0; i < sizeof(counts) / sizeof(counts[0]); i++) {
+		format_count_short(b, sizeof(b), counts[i].n);
+		cr_expect_str_eq(b, counts[i].want, "%llu", (unsigned long long)counts[i].n);
+	}
+	/* Every magnitude, and the values just under each rounding step. */
+	for (uint64_t v = 1; v && v < UINT64_MAX / 10; v *= 10) {
+		for (uint64_t d = 0; d < 3; d++) {
+			uint64_t x = v * 10 - 1 - d * (v / 2);
+			format_ns_short(b, sizeof(b), x);
+			cr_expect_leq(strlen(b), 6, "%llu ns: %s", (unsigned long long)x, b);
+			format_count_short(b, sizeof(b), x);
+			cr_expect_leq(strlen(b), 6, "%llu: %s", (unsigned long long)x, b);
+		}
+	}
 }
 
 /* Issue 11: one pid, two processes (a reused pid): two rows, each under its own name. */
@@ -748,7 +852,7 @@ Test(table, a_reused_pid_shows_both_processes)
 	cr_expect_str_eq(agg_comm(a, 42, 7), "older");
 	cr_expect_str_eq(agg_comm(a, 42, 9), "newer");
 	cr_expect_str_eq(agg_comm_latest(a, 42), "newer");
-	char *table = table_of(a);
+	char *table = table_of(a, true);
 	char *o = strstr(table, "42       older"), *n = strstr(table, "42       newer");
 	cr_expect(o && n && o < n, "both, in start order:\n%s", table);
 	free(table);

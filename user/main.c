@@ -70,7 +70,7 @@ int main(int argc, char **argv)
 	const char *comms[LT_MAX_FILTER_VALUES];
 	for (int i = 0; i < opts.ncomms; i++)
 		comms[i] = opts.comms[i];
-	struct report_filter f = { opts.pids, opts.npids, comms, opts.ncomms };
+	struct report_options f = { opts.pids, opts.npids, comms, opts.ncomms, opts.wide };
 	if (opts.json)
 		report_json(stdout, agg, &f);
 	else

@@ -21,6 +21,9 @@ static const char usage_text[] =
 "                          default: until Ctrl-C (SIGINT) or SIGTERM\n"
 "  -j, --json              print one JSON document instead of tables (schema\n"
 "                          in README.md, section \"JSON output\")\n"
+"  -w, --wide              the table with every column (bytes sent and\n"
+"                          received, pairs' p99) and numbers in full; by\n"
+"                          default it fits 80 columns (40.0k, 12.3us)\n"
 "  -p, --pid PID           report only this process (rows where it sends or\n"
 "                          receives, pairs where it is either end); repeat for\n"
 "                          several processes (at most 16)\n"
@@ -219,6 +222,8 @@ enum lt_parse_result lt_parse_args(int argc, char **argv, struct lt_opts *opts,
 			return LT_PARSE_EXIT;
 		} else if (matches(flag, "-j", "--json")) {
 			opts->json = true;
+		} else if (matches(flag, "-w", "--wide")) {
+			opts->wide = true;
 		} else if (matches(flag, "-q", "--quiet")) {
 			opts->quiet = true;
 		} else if (matches(flag, "-d", "--duration")) {

@@ -21,6 +21,7 @@ struct lt_opts {
 	enum lt_command command;
 	double duration_s; /* 0: until SIGINT/SIGTERM */
 	bool json;
+	bool wide;         /* the table's every column (default: 80 columns) */
 	/* --pid and --comm may repeat: a process is reported when it is one of
 	 * the pids (if any were given) and has one of the names (if any were). */
 	int pids[LT_MAX_FILTER_VALUES];

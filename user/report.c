@@ -5,13 +5,13 @@
 #include <string.h>
 #include "names.h"
 
-static bool filtering(const struct report_filter *f)
+static bool filtering(const struct report_options *f)
 {
 	return f->npids || f->ncomms;
 }
 
 /* name is one of the filter's comms, as the kernel has it or as the outputs show it. */
-static bool comm_wanted(const char *name, const struct report_filter *f)
+static bool comm_wanted(const char *name, const struct report_options *f)
 {
 	/* The name as the table shows it (ev\x0ail for "ev\nil") matches too. */
 	char clean[LT_NAME_CLEAN_LEN(LOTRACE_COMM_LEN)];
@@ -24,7 +24,7 @@ static bool comm_wanted(const char *name, const struct report_filter *f)
 
 /* comm: the process's name, or NULL to look it up as (tgid, tag). */
 static bool proc_wanted(const struct agg *a, uint32_t tgid, uint32_t tag, const char *comm,
-			const struct report_filter *f)
+			const struct report_options *f)
 {
 	if (f->npids) {
 		bool found = false;
@@ -36,7 +36,7 @@ static bool proc_wanted(const struct agg *a, uint32_t tgid, uint32_t tag, const 
 	return !f->ncomms || comm_wanted(comm ? comm : agg_comm(a, tgid, tag), f);
 }
 
-static bool pair_wanted(const struct agg *a, const struct agg_pair *p, const struct report_filter *f)
+static bool pair_wanted(const struct agg *a, const struct agg_pair *p, const struct report_options *f)
 {
 	return proc_wanted(a, p->sender, p->sender_tag, NULL, f) ||
 	       proc_wanted(a, p->receiver, p->receiver_tag, NULL, f);
@@ -58,7 +58,8 @@ static void lo_sums(const struct agg *a, uint64_t pk[LT_L4_COUNT], uint64_t by[L
 
 /*
  * Counts that are in the totals above but in no row: the kernel's LRU maps
- * evicted those rows (idle processes, to make room for active ones).
+ * evicted those rows (idle processes, to make room for active ones).  One
+ * line, without its newline; nothing when nothing was folded.
  */
 static void folded_footer(FILE *out, const struct agg *a)
 {
@@ -90,8 +91,23 @@ static void folded_footer(FILE *out, const struct agg *a)
 			(unsigned long long)f.n, (unsigned long long)f.bytes);
 		sep = ",";
 	}
-	if (*sep == ',')
-		fputc('\n', out);
+}
+
+static void footer_line(FILE *out, const char *text, bool wide);
+
+/* What a footer function writes, as footer_line prints it (nothing if empty). */
+static void footer(FILE *out, const struct agg *a, bool wide,
+		   void (*write)(FILE *, const struct agg *))
+{
+	char *text = NULL;
+	size_t len = 0;
+	FILE *m = open_memstream(&text, &len);
+	if (!m)
+		return;
+	write(m, a);
+	if (fclose(m) == 0 && len)
+		footer_line(out, text, wide);
+	free(text);
 }
 
 void format_ns(char *buf, size_t len, uint64_t ns)
@@ -106,12 +122,90 @@ void format_ns(char *buf, size_t len, uint64_t ns)
 		snprintf(buf, len, "%.2f s", (double)ns / 1e9);
 }
 
-static const char *quantile_or_dash(char *buf, size_t len, const struct hist *h, double q)
+void format_ns_short(char *buf, size_t len, uint64_t ns)
+{
+	static const char *const unit[] = { "us", "ms", "s" };
+	if (ns < 1000) {
+		snprintf(buf, len, "%lluns", (unsigned long long)ns);
+		return;
+	}
+	double v = (double)ns / 1e3;
+	int u = 0;
+	for (; u < 2 && v >= 999.5; u++)
+		v /= 1e3;
+	if (u == 2 && v < 9.995)
+		snprintf(buf, len, "%.2fs", v);
+	else if (u == 2 && v >= 99999.5)
+		snprintf(buf, len, ">1day"); /* 6 characters: nothing real waits this long */
+	else if (v < 99.95)
+		snprintf(buf, len, "%.1f%s", v, unit[u]);
+	else
+		snprintf(buf, len, "%.0f%s", v, unit[u]);
+}
+
+void format_count_short(char *buf, size_t len, uint64_t n)
+{
+	static const char *const unit[] = { "k", "M", "G", "T", "P", "E" };
+	if (n < 100000) {
+		snprintf(buf, len, "%llu", (unsigned long long)n);
+		return;
+	}
+	double v = (double)n / 1e3;
+	int u = 0;
+	for (; u < 5 && v >= 999.95; u++)
+		v /= 1e3;
+	snprintf(buf, len, v < 9.995 ? "%.2f%s" : "%.1f%s", v, unit[u]);
+}
+
+/* A duration as the table shows it: in full when wide, else in at most 6 characters. */
+static void table_ns(char *buf, size_t len, uint64_t ns, bool wide)
+{
+	if (wide)
+		format_ns(buf, len, ns);
+	else
+		format_ns_short(buf, len, ns);
+}
+
+static const char *quantile_or_dash(char *buf, size_t len, const struct hist *h, double q,
+				    bool wide)
 {
 	if (!h || !h->count)
 		return "-";
-	format_ns(buf, len, hist_quantile(h, q));
+	table_ns(buf, len, hist_quantile(h, q), wide);
 	return buf;
+}
+
+static const char *count_short(char *buf, size_t len, uint64_t n)
+{
+	format_count_short(buf, len, n);
+	return buf;
+}
+
+/*
+ * A line of the table's footers: as it is when wide, else broken at spaces
+ * to fit REPORT_COLUMNS, continued with an indent.  text ends without '\n'.
+ */
+static void footer_line(FILE *out, const char *text, bool wide)
+{
+	size_t n = strlen(text), width = REPORT_COLUMNS, at = 0;
+	if (wide || n <= width) {
+		fprintf(out, "%s\n", text);
+		return;
+	}
+	while (at < n) {
+		size_t room = at ? width - 4 : width, end = n;
+		if (n - at > room) {
+			end = at + room;
+			while (end > at && text[end] != ' ')
+				end--;
+			if (end == at) /* one word longer than the line */
+				end = at + room;
+		}
+		fprintf(out, "%s%.*s\n", at ? "    " : "", (int)(end - at), text + at);
+		at = end;
+		while (at < n && text[at] == ' ')
+			at++;
+	}
 }
 
 /* The TIMED column: the share of messages timed, rounded down ("100%" only for all). */
@@ -164,137 +258,35 @@ static const struct hist *latency_of(const struct agg_proc *p)
 	return p ? p->latency : NULL;
 }
 
-/* "PID/COMM" of a pair's end in its 24-column table column. */
-static void pid_comm_column(FILE *out, const struct agg *a, uint32_t tgid, uint32_t tag)
+/* "PID/COMM" of a pair's end in its table column of width columns. */
+static void pid_comm_column(FILE *out, const struct agg *a, uint32_t tgid, uint32_t tag,
+			    int width)
 {
 	char comm[LT_NAME_CLEAN_LEN(LOTRACE_COMM_LEN)], both[16 + sizeof(comm)];
 	lt_name_clean(comm, sizeof(comm), agg_comm(a, tgid, tag));
 	snprintf(both, sizeof(both), "%u/%s", tgid, comm);
-	lt_name_column(out, both, 24);
+	lt_name_column(out, both, width);
 }
 
-void report_table(FILE *out, const struct agg *a, const struct report_filter *f)
+/* "lo:  tcp N packets M bytes ...": exact totals per protocol. */
+static void lo_footer(FILE *out, const struct agg *a)
 {
-	char b1[32], b2[32], b3[32], b4[16];
-	size_t n;
-	struct agg_proc **v = sorted_procs(a, &n);
-
-	fprintf(out, "lotrace: %.1f s traced, backend %s, lo counted via %s\n\n", a->duration_s,
-		a->backend, a->lo_attach);
-	fprintf(out, "%-8s %-16s %-15s %10s %12s %10s %12s %9s %9s %5s %9s\n", "PID", "COMM",
-		"TRANSPORT", "SENT MSGS", "SENT BYTES", "RECV MSGS", "RECV BYTES", "LAT p50",
-		"LAT p99", "TIMED", "SEND p50");
-	for (size_t i = 0; v && i < n;) {
-		/* Gather the send and recv rows of one (pid, transport). */
-		const struct agg_proc *snd = NULL, *rcv = NULL;
-		size_t j = i;
-		for (; j < n && v[j]->tgid == v[i]->tgid && v[j]->tag == v[i]->tag &&
-		       v[j]->transport == v[i]->transport; j++) {
-			if (v[j]->direction == LT_SEND)
-				snd = v[j];
-			else
-				rcv = v[j];
-		}
-		const struct agg_proc *any = v[i];
-		i = j;
-		if (!proc_wanted(a, any->tgid, any->tag, NULL, f))
-			continue;
-		if (!(snd && snd->messages) && !(rcv && rcv->messages))
-			continue;
-		char comm[LT_NAME_CLEAN_LEN(LOTRACE_COMM_LEN)];
-		lt_name_clean(comm, sizeof(comm), agg_comm(a, any->tgid, any->tag));
-		fprintf(out, "%-8u ", any->tgid);
-		lt_name_column(out, comm, 16);
-		fprintf(out, " %-15s %10llu %12llu %10llu %12llu %9s %9s %5s %9s\n",
-			lt_transport_name(any->transport),
-			(unsigned long long)(snd ? snd->messages : 0),
-			(unsigned long long)(snd ? snd->bytes : 0),
-			(unsigned long long)(rcv ? rcv->messages : 0),
-			(unsigned long long)(rcv ? rcv->bytes : 0),
-			quantile_or_dash(b1, sizeof(b1), latency_of(rcv), 0.5),
-			quantile_or_dash(b2, sizeof(b2), latency_of(rcv), 0.99),
-			timed_or_dash(b4, sizeof(b4), latency_of(rcv), rcv ? agg_recv_messages(rcv) : 0),
-			quantile_or_dash(b3, sizeof(b3), snd ? snd->send_dur : NULL, 0.5));
-	}
-	free(v);
-
-	bool header = false;
-	for (size_t i = 0; i < a->npairs; i++) {
-		const struct agg_pair *p = &a->pairs[i];
-		if (!pair_wanted(a, p, f) || (!p->messages && !p->bytes))
-			continue;
-		if (!header) {
-			fprintf(out, "\n%-24s    %-24s %-15s %10s %12s %9s %9s %5s\n", "SENDER",
-				"RECEIVER", "TRANSPORT", "MSGS", "BYTES", "LAT p50", "LAT p99", "TIMED");
-			header = true;
-		}
-		pid_comm_column(out, a, p->sender, p->sender_tag);
-		fputs(" -> ", out);
-		pid_comm_column(out, a, p->receiver, p->receiver_tag);
-		fprintf(out, " %-15s %10llu %12llu %9s %9s %5s\n", lt_transport_name(p->transport),
-			(unsigned long long)p->messages, (unsigned long long)p->bytes,
-			quantile_or_dash(b1, sizeof(b1), p->latency, 0.5),
-			quantile_or_dash(b2, sizeof(b2), p->latency, 0.99),
-			timed_or_dash(b4, sizeof(b4), p->latency, p->messages));
-	}
-
 	uint64_t lo_pk[LT_L4_COUNT], lo_by[LT_L4_COUNT], lo_all = 0;
 	lo_sums(a, lo_pk, lo_by);
-	fprintf(out, "\nlo:");
+	fprintf(out, "lo:");
 	for (int l = 0; l < LT_L4_COUNT; l++) {
 		lo_all += lo_pk[l];
 		if (lo_pk[l])
 			fprintf(out, "  %s %llu packets %llu bytes", lt_l4_name(l),
 				(unsigned long long)lo_pk[l], (unsigned long long)lo_by[l]);
 	}
-	fprintf(out, "%s\n", lo_all ? "" : "  no packets");
+	fprintf(out, "%s", lo_all ? "" : "  no packets");
+}
 
-	/* The closing comparison: transports by median message latency. */
-	int order[LT_TRANSPORT_COUNT], m = 0;
-	for (int t = 0; t < LT_TRANSPORT_COUNT; t++)
-		if (a->transport_latency[t].count)
-			order[m++] = t;
-	for (int x = 1; x < m; x++)
-		for (int y = x; y > 0 && hist_quantile(&a->transport_latency[order[y]], 0.5) <
-					       hist_quantile(&a->transport_latency[order[y - 1]], 0.5); y--) {
-			int tmp = order[y];
-			order[y] = order[y - 1];
-			order[y - 1] = tmp;
-		}
-	if (m) {
-		fprintf(out, "\nmessage latency on this host (all processes):\n");
-		uint64_t base = hist_quantile(&a->transport_latency[order[0]], 0.5);
-		for (int x = 0; x < m; x++) {
-			const struct hist *h = &a->transport_latency[order[x]];
-			uint64_t p50 = hist_quantile(h, 0.5);
-			format_ns(b1, sizeof(b1), p50);
-			format_ns(b2, sizeof(b2), hist_quantile(h, 0.99));
-			format_ns(b3, sizeof(b3), hist_quantile(&a->transport_send[order[x]], 0.5));
-			fprintf(out, "  %-15s p50 %9s  p99 %9s  send p50 %9s  (%llu msgs)",
-				lt_transport_name(order[x]), b1, b2,
-				a->transport_send[order[x]].count ? b3 : "-",
-				(unsigned long long)h->count);
-			if (x && base)
-				fprintf(out, "  %.1fx %s", (double)p50 / (double)base,
-					lt_transport_name(order[0]));
-			fputc('\n', out);
-		}
-		/* The headline: Unix stream against TCP loopback, else fastest vs slowest. */
-		int fast = order[0], slow = order[m - 1];
-		if (a->transport_latency[LT_UNIX_STREAM].count && a->transport_latency[LT_TCP].count) {
-			fast = LT_UNIX_STREAM;
-			slow = LT_TCP;
-		}
-		if (m > 1) {
-			uint64_t f50 = hist_quantile(&a->transport_latency[fast], 0.5);
-			uint64_t s50 = hist_quantile(&a->transport_latency[slow], 0.5);
-			format_ns(b1, sizeof(b1), f50);
-			format_ns(b2, sizeof(b2), s50);
-			fprintf(out, "  => %s p50 %s vs %s p50 %s (%.1fx)\n", lt_transport_name(fast), b1,
-				lt_transport_name(slow), b2, f50 ? (double)s50 / (double)f50 : 0.0);
-		}
-	}
-	fprintf(out, "\nevents: %llu processed, %llu lost; untimed messages: %llu",
+/* Events, untimed messages by cause, and what made counts incomplete. */
+static void events_footer(FILE *out, const struct agg *a)
+{
+	fprintf(out, "events: %llu processed, %llu lost; untimed messages: %llu",
 		(unsigned long long)a->events_processed, (unsigned long long)a->lost_events,
 		(unsigned long long)agg_untimed_total(a));
 	const char *sep = " (";
@@ -315,8 +307,163 @@ void report_table(FILE *out, const struct agg *a, const struct report_filter *f)
 	if (a->missed_runs)
 		fprintf(out, "; %llu program runs skipped by the kernel (counts incomplete)",
 			(unsigned long long)a->missed_runs);
+}
+
+/* The closing comparison: transports by median message latency, fastest first. */
+static void transport_summary(FILE *out, const struct agg *a, bool wide)
+{
+	char b1[32], b2[32], b3[32], b4[32];
+	int order[LT_TRANSPORT_COUNT], m = 0;
+	for (int t = 0; t < LT_TRANSPORT_COUNT; t++)
+		if (a->transport_latency[t].count)
+			order[m++] = t;
+	for (int x = 1; x < m; x++)
+		for (int y = x; y > 0 && hist_quantile(&a->transport_latency[order[y]], 0.5) <
+					       hist_quantile(&a->transport_latency[order[y - 1]], 0.5); y--) {
+			int tmp = order[y];
+			order[y] = order[y - 1];
+			order[y - 1] = tmp;
+		}
+	if (!m)
+		return;
+	fprintf(out, "\nmessage latency on this host (all processes; x: p50 against %s):\n",
+		lt_transport_name(order[0]));
+	uint64_t base = hist_quantile(&a->transport_latency[order[0]], 0.5);
+	for (int x = 0; x < m; x++) {
+		const struct hist *h = &a->transport_latency[order[x]];
+		uint64_t p50 = hist_quantile(h, 0.5);
+		table_ns(b1, sizeof(b1), p50, wide);
+		table_ns(b2, sizeof(b2), hist_quantile(h, 0.99), wide);
+		table_ns(b3, sizeof(b3), hist_quantile(&a->transport_send[order[x]], 0.5), wide);
+		if (wide)
+			snprintf(b4, sizeof(b4), "%llu", (unsigned long long)h->count);
+		else
+			format_count_short(b4, sizeof(b4), h->count);
+		int w = wide ? 9 : 6;
+		fprintf(out, "  %-14s p50 %*s  p99 %*s  send p50 %*s  %6s msgs",
+			lt_transport_name(order[x]), w, b1, w, b2, w,
+			a->transport_send[order[x]].count ? b3 : "-", b4);
+		if (x && base)
+			fprintf(out, "  %.1fx", (double)p50 / (double)base);
+		fputc('\n', out);
+	}
+	/* The headline: Unix stream against TCP loopback, else fastest vs slowest. */
+	int fast = order[0], slow = order[m - 1];
+	if (a->transport_latency[LT_UNIX_STREAM].count && a->transport_latency[LT_TCP].count) {
+		fast = LT_UNIX_STREAM;
+		slow = LT_TCP;
+	}
+	if (m > 1) {
+		uint64_t f50 = hist_quantile(&a->transport_latency[fast], 0.5);
+		uint64_t s50 = hist_quantile(&a->transport_latency[slow], 0.5);
+		format_ns(b1, sizeof(b1), f50);
+		format_ns(b2, sizeof(b2), s50);
+		fprintf(out, "  => %s p50 %s vs %s p50 %s (%.1fx)\n", lt_transport_name(fast), b1,
+			lt_transport_name(slow), b2, f50 ? (double)s50 / (double)f50 : 0.0);
+	}
+}
+
+/* What the short column names mean (the default table). */
+static const char table_legend[] =
+	"SENT, RECV: messages; LAT: from the sender entering send to the receiver's recv\n"
+	"returning the first byte (p50, p99); SEND: time inside the send call; TIMED:\n"
+	"share of the messages received with a latency sample.  --wide: bytes, p99s.\n";
+
+void report_table(FILE *out, const struct agg *a, const struct report_options *f)
+{
+	char b1[32], b2[32], b3[32], b4[16], c1[16], c2[16];
+	const bool wide = f->wide;
+	size_t n;
+	struct agg_proc **v = sorted_procs(a, &n);
+
+	fprintf(out, "lotrace: %.1f s traced, backend %s, lo counted via %s\n\n", a->duration_s,
+		a->backend, a->lo_attach);
+	if (wide)
+		fprintf(out, "%-8s %-16s %-15s %10s %12s %10s %12s %9s %9s %5s %9s\n", "PID", "COMM",
+			"TRANSPORT", "SENT MSGS", "SENT BYTES", "RECV MSGS", "RECV BYTES", "LAT p50",
+			"LAT p99", "TIMED", "SEND p50");
+	else
+		fprintf(out, "%-7s %-15s %-14s %6s %6s %6s %6s %5s %6s\n", "PID", "COMM", "TRANSPORT",
+			"SENT", "RECV", "LAT50", "LAT99", "TIMED", "SEND50");
+	for (size_t i = 0; v && i < n;) {
+		/* Gather the send and recv rows of one (pid, transport). */
+		const struct agg_proc *snd = NULL, *rcv = NULL;
+		size_t j = i;
+		for (; j < n && v[j]->tgid == v[i]->tgid && v[j]->tag == v[i]->tag &&
+		       v[j]->transport == v[i]->transport; j++) {
+			if (v[j]->direction == LT_SEND)
+				snd = v[j];
+			else
+				rcv = v[j];
+		}
+		const struct agg_proc *any = v[i];
+		i = j;
+		if (!proc_wanted(a, any->tgid, any->tag, NULL, f))
+			continue;
+		if (!(snd && snd->messages) && !(rcv && rcv->messages))
+			continue;
+		char comm[LT_NAME_CLEAN_LEN(LOTRACE_COMM_LEN)];
+		lt_name_clean(comm, sizeof(comm), agg_comm(a, any->tgid, any->tag));
+		uint64_t sent = snd ? snd->messages : 0, recvd = rcv ? rcv->messages : 0;
+		const char *lat50 = quantile_or_dash(b1, sizeof(b1), latency_of(rcv), 0.5, wide);
+		const char *lat99 = quantile_or_dash(b2, sizeof(b2), latency_of(rcv), 0.99, wide);
+		const char *timed = timed_or_dash(b4, sizeof(b4), latency_of(rcv),
+						  rcv ? agg_recv_messages(rcv) : 0);
+		const char *send50 =
+			quantile_or_dash(b3, sizeof(b3), snd ? snd->send_dur : NULL, 0.5, wide);
+		if (wide) {
+			fprintf(out, "%-8u ", any->tgid);
+			lt_name_column(out, comm, 16);
+			fprintf(out, " %-15s %10llu %12llu %10llu %12llu %9s %9s %5s %9s\n",
+				lt_transport_name(any->transport), (unsigned long long)sent,
+				(unsigned long long)(snd ? snd->bytes : 0), (unsigned long long)recvd,
+				(unsigned long long)(rcv ? rcv->bytes : 0), lat50, lat99, timed, send50);
+		} else {
+			fprintf(out, "%-7u ", any->tgid);
+			lt_name_column(out, comm, 15);
+			fprintf(out, " %-14s %6s %6s %6s %6s %5s %6s\n", lt_transport_name(any->transport),
+				count_short(c1, sizeof(c1), sent), count_short(c2, sizeof(c2), recvd),
+				lat50, lat99, timed, send50);
+		}
+	}
+	free(v);
+
+	bool header = false;
+	for (size_t i = 0; i < a->npairs; i++) {
+		const struct agg_pair *p = &a->pairs[i];
+		if (!pair_wanted(a, p, f) || (!p->messages && !p->bytes))
+			continue;
+		if (!header && wide)
+			fprintf(out, "\n%-24s    %-24s %-15s %10s %12s %9s %9s %5s\n", "SENDER",
+				"RECEIVER", "TRANSPORT", "MSGS", "BYTES", "LAT p50", "LAT p99", "TIMED");
+		else if (!header)
+			fprintf(out, "\n%-20s    %-20s %-14s %6s %6s %5s\n", "SENDER", "RECEIVER",
+				"TRANSPORT", "MSGS", "LAT50", "TIMED");
+		header = true;
+		int w = wide ? 24 : 20;
+		pid_comm_column(out, a, p->sender, p->sender_tag, w);
+		fputs(" -> ", out);
+		pid_comm_column(out, a, p->receiver, p->receiver_tag, w);
+		const char *lat50 = quantile_or_dash(b1, sizeof(b1), p->latency, 0.5, wide);
+		const char *timed = timed_or_dash(b4, sizeof(b4), p->latency, p->messages);
+		if (wide)
+			fprintf(out, " %-15s %10llu %12llu %9s %9s %5s\n",
+				lt_transport_name(p->transport), (unsigned long long)p->messages,
+				(unsigned long long)p->bytes, lat50,
+				quantile_or_dash(b2, sizeof(b2), p->latency, 0.99, wide), timed);
+		else
+			fprintf(out, " %-14s %6s %6s %5s\n", lt_transport_name(p->transport),
+				count_short(c1, sizeof(c1), p->messages), lat50, timed);
+	}
+	if (!wide)
+		fprintf(out, "\n%s", table_legend);
+
 	fputc('\n', out);
-	folded_footer(out, a);
+	footer(out, a, wide, lo_footer);
+	transport_summary(out, a, wide);
+	fputc('\n', out);
+	footer(out, a, wide, events_footer);
+	footer(out, a, wide, folded_footer);
 }
 
 /*
@@ -381,7 +528,7 @@ static void json_folded(FILE *out, const struct agg *a)
 	fprintf(out, "}}");
 }
 
-void report_json(FILE *out, const struct agg *a, const struct report_filter *f)
+void report_json(FILE *out, const struct agg *a, const struct report_options *f)
 {
 	size_t n;
 	struct agg_proc **v = sorted_procs(a, &n);

@@ -2,20 +2,31 @@
 #ifndef LOTRACE_REPORT_H
 #define LOTRACE_REPORT_H
 
+#include <stdbool.h>
 #include <stdio.h>
 #include "agg.h"
 
-/* A process is wanted when its pid is one of pids and its name one of comms; an empty list takes any. */
-struct report_filter {
+/* The width of a terminal the default table fits. */
+#define REPORT_COLUMNS 80
+
+struct report_options {
+	/* A process is reported when its pid is one of pids and its name one
+	 * of comms; an empty list takes any. */
 	const int *pids;
 	int npids;
 	const char *const *comms;
 	int ncomms;
+	/* Table: every column (bytes, pairs' p99), full numbers; else REPORT_COLUMNS. */
+	bool wide;
 };
 
-void report_table(FILE *out, const struct agg *a, const struct report_filter *f);
-void report_json(FILE *out, const struct agg *a, const struct report_filter *f);
+void report_table(FILE *out, const struct agg *a, const struct report_options *f);
+void report_json(FILE *out, const struct agg *a, const struct report_options *f);
 /* "850 ns", "4.1 us", "12.3 ms", "1.20 s" */
 void format_ns(char *buf, size_t len, uint64_t ns);
+/* At most 6 characters: "850ns", "4.1us", "12.3us", "850us", "12.3ms", "1.20s", ">1day" */
+void format_ns_short(char *buf, size_t len, uint64_t ns);
+/* At most 6 characters: 99999 as is, then "123.4k", "1.23M", "999.9M", "1.23G" */
+void format_count_short(char *buf, size_t len, uint64_t n);
 
 #endif
