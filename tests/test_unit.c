@@ -669,6 +669,9 @@ Test(opts, bad_flags_name_the_flag)
 		{ "stat", "--backend", "kprobes", "--backend" },
 		{ "stat", "-x", NULL, "-x" },
 		{ "stat", "--pid", NULL, "--pid" },
+		{ "stat", "--sort", "latency", "--sort" },
+		{ "stat", "--top", "0", "--top" },
+		{ "stat", "--top", "5x", "--top" },
 		{ "top", NULL, NULL, "top" },
 	};
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
@@ -838,6 +841,63 @@ Test(format, short_durations_and_counts_take_at_most_6_characters)
 	}
 }
 
+/* Issue 12: rows largest first by the --sort key; --top N shows N and says how many more. */
+Test(table, sorted_by_traffic_and_cut_by_top)
+{
+	struct agg *a = agg_new();
+	a->backend = "tracepoint";
+	a->lo_attach = "tcx";
+	/* pid 10: few messages, slow; 20: many, fast; 30: in between. */
+	static const struct {
+		uint32_t pid;
+		uint64_t msgs, bytes, lat, send;
+		const char *comm;
+	} p[] = { { 10, 5, 50000, 900000, 9000, "slow" },
+		  { 20, 500, 5000, 2000, 1000, "busy" },
+		  { 30, 50, 500, 20000, 90000, "middle" } };
+	for (int i = 0; i < 3; i++) {
+		struct lt_proc_key s = { .tgid = p[i].pid, .transport = LT_TCP, .direction = LT_SEND };
+		struct lt_proc_key r = { .tgid = p[i].pid + 1, .transport = LT_TCP, .direction = LT_RECV };
+		agg_set_proc(a, &s, p[i].msgs, p[i].bytes, 0, p[i].comm);
+		agg_set_proc(a, &r, p[i].msgs, p[i].bytes, 0, "peer");
+		struct lt_pair_key pk = { .sender_tgid = p[i].pid, .receiver_tgid = p[i].pid + 1,
+					  .transport = LT_TCP };
+		agg_set_pair(a, &pk, p[i].msgs, p[i].bytes);
+		add_event(a, LT_EV_MESSAGE, LT_TCP, p[i].pid + 1, p[i].pid, p[i].lat);
+		add_event(a, LT_EV_SEND_DURATION, LT_TCP, p[i].pid, 0, p[i].send);
+	}
+	static const struct {
+		enum report_sort sort;
+		const char *first, *second;
+	} cases[] = { { REPORT_SORT_MSGS, "\n20 ", "\n21 " }, { REPORT_SORT_BYTES, "\n10 ", "\n11 " },
+		      { REPORT_SORT_P99, "\n11 ", "\n31 " }, { REPORT_SORT_SEND, "\n30 ", "\n10 " },
+		      { REPORT_SORT_PID, "\n10 ", "\n11 " } };
+	for (size_t c = 0; c < sizeof(cases) / sizeof(cases[0]); c++) {
+		struct report_options o = { .sort = cases[c].sort, .top = 2 };
+		char *t = NULL;
+		size_t len = 0;
+		FILE *m = open_memstream(&t, &len);
+		report_table(m, a, &o);
+		fclose(m);
+		const char *rows = strstr(t, "\nPID"), *x = strstr(t, cases[c].first),
+			   *y = strstr(t, cases[c].second);
+		cr_assert_not_null(rows);
+		cr_expect(x && y && rows < x && x < y, "--sort %s: %s then %s:\n%s",
+			  report_sort_names[cases[c].sort], cases[c].first + 1, cases[c].second + 1, t);
+		cr_expect(strstr(t, "... 4 more rows (--top 2 shows the first 2)") != NULL,
+			  "--top 2 of 6 rows:\n%s", t);
+		cr_expect(strstr(t, "... 1 more pairs (--top 2 shows the first 2)") != NULL,
+			  "--top 2 of 3 pairs:\n%s", t);
+		free(t);
+	}
+	/* JSON keeps every row whatever --top says. */
+	struct report_options o = { .top = 1 };
+	json_object *d = json_of(a, &o);
+	cr_expect_eq(json_object_array_length(get(d, "processes")), 6);
+	json_object_put(d);
+	agg_free(a);
+}
+
 /* Issue 11: one pid, two processes (a reused pid): two rows, each under its own name. */
 Test(table, a_reused_pid_shows_both_processes)
 {
@@ -852,7 +912,12 @@ Test(table, a_reused_pid_shows_both_processes)
 	cr_expect_str_eq(agg_comm(a, 42, 7), "older");
 	cr_expect_str_eq(agg_comm(a, 42, 9), "newer");
 	cr_expect_str_eq(agg_comm_latest(a, 42), "newer");
-	char *table = table_of(a, true);
+	struct report_options by_pid = { .wide = true, .sort = REPORT_SORT_PID };
+	char *table = NULL;
+	size_t len = 0;
+	FILE *m = open_memstream(&table, &len);
+	report_table(m, a, &by_pid);
+	fclose(m);
 	char *o = strstr(table, "42       older"), *n = strstr(table, "42       newer");
 	cr_expect(o && n && o < n, "both, in start order:\n%s", table);
 	free(table);

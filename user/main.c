@@ -70,7 +70,13 @@ int main(int argc, char **argv)
 	const char *comms[LT_MAX_FILTER_VALUES];
 	for (int i = 0; i < opts.ncomms; i++)
 		comms[i] = opts.comms[i];
-	struct report_options f = { opts.pids, opts.npids, comms, opts.ncomms, opts.wide };
+	struct report_options f = { .pids = opts.pids,
+				    .npids = opts.npids,
+				    .comms = comms,
+				    .ncomms = opts.ncomms,
+				    .wide = opts.wide,
+				    .sort = (enum report_sort)opts.sort,
+				    .top = opts.top };
 	if (opts.json)
 		report_json(stdout, agg, &f);
 	else

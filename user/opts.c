@@ -4,6 +4,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include "report.h"
 
 static const char usage_text[] =
 "Usage: lotrace stat [OPTIONS]\n"
@@ -24,6 +25,11 @@ static const char usage_text[] =
 "  -w, --wide              the table with every column (bytes sent and\n"
 "                          received, pairs' p99) and numbers in full; by\n"
 "                          default it fits 80 columns (40.0k, 12.3us)\n"
+"      --sort KEY          table order, largest first: msgs (default; sent +\n"
+"                          received), bytes, p99 (latency), send (send p50),\n"
+"                          or pid (ascending)\n"
+"      --top N             table: only the first N rows and N pairs (a line\n"
+"                          says how many more there are); JSON has them all\n"
 "  -p, --pid PID           report only this process (rows where it sends or\n"
 "                          receives, pairs where it is either end); repeat for\n"
 "                          several processes (at most 16)\n"
@@ -195,6 +201,7 @@ enum lt_parse_result lt_parse_args(int argc, char **argv, struct lt_opts *opts,
 				   matches(flag, "-c", "--comm") || matches(flag, "-b", "--backend") ||
 				   matches(flag, NULL, "--lo-attach") ||
 				   matches(flag, NULL, "--ring-buffer-size") ||
+				   matches(flag, NULL, "--sort") || matches(flag, NULL, "--top") ||
 				   (opts->command == LT_CMD_EXPORT && lt_export_flag_takes_value(flag));
 		if (takes_value) {
 			if (eq)
@@ -224,6 +231,18 @@ enum lt_parse_result lt_parse_args(int argc, char **argv, struct lt_opts *opts,
 			opts->json = true;
 		} else if (matches(flag, "-w", "--wide")) {
 			opts->wide = true;
+		} else if (matches(flag, NULL, "--sort")) {
+			int k = lt_name_index(report_sort_names, REPORT_SORT_COUNT, val);
+			if (k < 0)
+				return lt_usage_error(err, flag, val, "msgs, bytes, p99, send or pid");
+			opts->sort = k;
+		} else if (matches(flag, NULL, "--top")) {
+			char *end;
+			errno = 0;
+			long t = strtol(val, &end, 10);
+			if (errno || end == val || *end || t < 1 || t > 1000000)
+				return lt_usage_error(err, flag, val, "a number of rows, 1 to 1000000");
+			opts->top = (unsigned)t;
 		} else if (matches(flag, "-q", "--quiet")) {
 			opts->quiet = true;
 		} else if (matches(flag, "-d", "--duration")) {

@@ -258,6 +258,84 @@ static const struct hist *latency_of(const struct agg_proc *p)
 	return p ? p->latency : NULL;
 }
 
+const char *const report_sort_names[REPORT_SORT_COUNT] = { "msgs", "bytes", "p99", "send", "pid" };
+
+/* A table row: one process's send and recv sides on one transport. */
+struct table_row {
+	const struct agg_proc *snd, *rcv, *any;
+	size_t order; /* in sorted_procs: pid, start, transport */
+	uint64_t key;
+};
+
+static uint64_t quantile_key(const struct hist *h, double q)
+{
+	return h && h->count ? hist_quantile(h, q) : 0;
+}
+
+static uint64_t row_key(const struct table_row *r, enum report_sort sort)
+{
+	uint64_t msgs = (r->snd ? r->snd->messages : 0) + (r->rcv ? r->rcv->messages : 0);
+	switch (sort) {
+	case REPORT_SORT_BYTES:
+		return (r->snd ? r->snd->bytes : 0) + (r->rcv ? r->rcv->bytes : 0);
+	case REPORT_SORT_P99:
+		return quantile_key(latency_of(r->rcv), 0.99);
+	case REPORT_SORT_SEND:
+		return quantile_key(r->snd ? r->snd->send_dur : NULL, 0.5);
+	case REPORT_SORT_PID:
+		return 0; /* order alone */
+	default:
+		return msgs;
+	}
+}
+
+/* Largest key first; ties (and --sort pid) in pid order. */
+static int cmp_row(const void *x, const void *y)
+{
+	const struct table_row *a = x, *b = y;
+	if (a->key != b->key)
+		return a->key > b->key ? -1 : 1;
+	return a->order < b->order ? -1 : a->order > b->order;
+}
+
+struct table_pair {
+	const struct agg_pair *p;
+	size_t order;
+	uint64_t key;
+};
+
+static uint64_t pair_key(const struct agg_pair *p, enum report_sort sort)
+{
+	switch (sort) {
+	case REPORT_SORT_BYTES:
+		return p->bytes;
+	case REPORT_SORT_P99:
+		return quantile_key(p->latency, 0.99);
+	case REPORT_SORT_PID:
+		return 0;
+	default: /* msgs, and send (a pair has no send duration of its own) */
+		return p->messages;
+	}
+}
+
+static int cmp_pair_row(const void *x, const void *y)
+{
+	const struct table_pair *a = x, *b = y;
+	if (a->key != b->key)
+		return a->key > b->key ? -1 : 1;
+	if (a->p->sender != b->p->sender)
+		return a->p->sender < b->p->sender ? -1 : 1;
+	return a->order < b->order ? -1 : a->order > b->order;
+}
+
+/* "... N more rows (--top N shows the first N)": nothing is left out silently. */
+static void more_rows(FILE *out, size_t shown, size_t all, const char *what)
+{
+	if (all > shown)
+		fprintf(out, "... %zu more %s (--top %zu shows the first %zu)\n", all - shown, what,
+			shown, shown);
+}
+
 /* "PID/COMM" of a pair's end in its table column of width columns. */
 static void pid_comm_column(FILE *out, const struct agg *a, uint32_t tgid, uint32_t tag,
 			    int width)
@@ -385,23 +463,32 @@ void report_table(FILE *out, const struct agg *a, const struct report_options *f
 	else
 		fprintf(out, "%-7s %-15s %-14s %6s %6s %6s %6s %5s %6s\n", "PID", "COMM", "TRANSPORT",
 			"SENT", "RECV", "LAT50", "LAT99", "TIMED", "SEND50");
-	for (size_t i = 0; v && i < n;) {
+	struct table_row *rows = calloc(n + 1, sizeof(*rows));
+	size_t nrows = 0;
+	for (size_t i = 0; v && rows && i < n;) {
 		/* Gather the send and recv rows of one (pid, transport). */
-		const struct agg_proc *snd = NULL, *rcv = NULL;
+		struct table_row r = { .any = v[i], .order = i };
 		size_t j = i;
 		for (; j < n && v[j]->tgid == v[i]->tgid && v[j]->tag == v[i]->tag &&
 		       v[j]->transport == v[i]->transport; j++) {
 			if (v[j]->direction == LT_SEND)
-				snd = v[j];
+				r.snd = v[j];
 			else
-				rcv = v[j];
+				r.rcv = v[j];
 		}
-		const struct agg_proc *any = v[i];
 		i = j;
-		if (!proc_wanted(a, any->tgid, any->tag, NULL, f))
+		if (!proc_wanted(a, r.any->tgid, r.any->tag, NULL, f))
 			continue;
-		if (!(snd && snd->messages) && !(rcv && rcv->messages))
+		if (!(r.snd && r.snd->messages) && !(r.rcv && r.rcv->messages))
 			continue;
+		r.key = row_key(&r, f->sort);
+		rows[nrows++] = r;
+	}
+	if (rows)
+		qsort(rows, nrows, sizeof(*rows), cmp_row);
+	size_t shown = f->top && f->top < nrows ? f->top : nrows;
+	for (size_t i = 0; i < shown; i++) {
+		const struct agg_proc *snd = rows[i].snd, *rcv = rows[i].rcv, *any = rows[i].any;
 		char comm[LT_NAME_CLEAN_LEN(LOTRACE_COMM_LEN)];
 		lt_name_clean(comm, sizeof(comm), agg_comm(a, any->tgid, any->tag));
 		uint64_t sent = snd ? snd->messages : 0, recvd = rcv ? rcv->messages : 0;
@@ -426,20 +513,29 @@ void report_table(FILE *out, const struct agg *a, const struct report_options *f
 				lat50, lat99, timed, send50);
 		}
 	}
+	more_rows(out, shown, nrows, "rows");
+	free(rows);
 	free(v);
 
-	bool header = false;
-	for (size_t i = 0; i < a->npairs; i++) {
+	struct table_pair *pairs = calloc(a->npairs + 1, sizeof(*pairs));
+	size_t npairs = 0;
+	for (size_t i = 0; pairs && i < a->npairs; i++) {
 		const struct agg_pair *p = &a->pairs[i];
 		if (!pair_wanted(a, p, f) || (!p->messages && !p->bytes))
 			continue;
-		if (!header && wide)
-			fprintf(out, "\n%-24s    %-24s %-15s %10s %12s %9s %9s %5s\n", "SENDER",
-				"RECEIVER", "TRANSPORT", "MSGS", "BYTES", "LAT p50", "LAT p99", "TIMED");
-		else if (!header)
-			fprintf(out, "\n%-20s    %-20s %-14s %6s %6s %5s\n", "SENDER", "RECEIVER",
-				"TRANSPORT", "MSGS", "LAT50", "TIMED");
-		header = true;
+		pairs[npairs++] = (struct table_pair){ p, i, pair_key(p, f->sort) };
+	}
+	if (pairs)
+		qsort(pairs, npairs, sizeof(*pairs), cmp_pair_row);
+	if (npairs && wide)
+		fprintf(out, "\n%-24s    %-24s %-15s %10s %12s %9s %9s %5s\n", "SENDER", "RECEIVER",
+			"TRANSPORT", "MSGS", "BYTES", "LAT p50", "LAT p99", "TIMED");
+	else if (npairs)
+		fprintf(out, "\n%-20s    %-20s %-14s %6s %6s %5s\n", "SENDER", "RECEIVER",
+			"TRANSPORT", "MSGS", "LAT50", "TIMED");
+	shown = f->top && f->top < npairs ? f->top : npairs;
+	for (size_t i = 0; i < shown; i++) {
+		const struct agg_pair *p = pairs[i].p;
 		int w = wide ? 24 : 20;
 		pid_comm_column(out, a, p->sender, p->sender_tag, w);
 		fputs(" -> ", out);
@@ -455,6 +551,8 @@ void report_table(FILE *out, const struct agg *a, const struct report_options *f
 			fprintf(out, " %-14s %6s %6s %5s\n", lt_transport_name(p->transport),
 				count_short(c1, sizeof(c1), p->messages), lat50, timed);
 	}
+	more_rows(out, shown, npairs, "pairs");
+	free(pairs);
 	if (!wide)
 		fprintf(out, "\n%s", table_legend);
 

@@ -6,6 +6,17 @@
 #include <stdio.h>
 #include "agg.h"
 
+/* How the table orders its rows; names in report_sort_names (--sort). */
+enum report_sort {
+	REPORT_SORT_MSGS = 0, /* messages sent + received: the default */
+	REPORT_SORT_BYTES,
+	REPORT_SORT_P99,      /* latency p99 (rows: as receiver) */
+	REPORT_SORT_SEND,     /* send duration p50 (pairs: by messages) */
+	REPORT_SORT_PID,
+	REPORT_SORT_COUNT,
+};
+extern const char *const report_sort_names[REPORT_SORT_COUNT];
+
 /* The width of a terminal the default table fits. */
 #define REPORT_COLUMNS 80
 
@@ -18,6 +29,8 @@ struct report_options {
 	int ncomms;
 	/* Table: every column (bytes, pairs' p99), full numbers; else REPORT_COLUMNS. */
 	bool wide;
+	enum report_sort sort; /* table rows and pairs, largest first (pid: ascending) */
+	unsigned top;          /* table: at most this many rows and pairs (0: all) */
 };
 
 void report_table(FILE *out, const struct agg *a, const struct report_options *f);
