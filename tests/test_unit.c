@@ -898,6 +898,53 @@ Test(table, sorted_by_traffic_and_cut_by_top)
 	agg_free(a);
 }
 
+/* Issue 12: --hist draws each transport's latencies in power-of-two ranges, weighted. */
+Test(table, latency_histogram_per_transport)
+{
+	struct agg *a = agg_new();
+	a->backend = "tracepoint";
+	a->lo_attach = "tcx";
+	/* unix_stream: 100 at 1500 ns, 50 at 3000 ns, 1 at 0; tcp: 10 samples standing for 40. */
+	for (int i = 0; i < 100; i++)
+		add_event(a, LT_EV_MESSAGE, LT_UNIX_STREAM, 2, 1, 1500);
+	for (int i = 0; i < 50; i++)
+		add_event(a, LT_EV_MESSAGE, LT_UNIX_STREAM, 2, 1, 3000);
+	add_event(a, LT_EV_MESSAGE, LT_UNIX_STREAM, 2, 1, 0);
+	for (int i = 0; i < 10; i++) {
+		struct lt_event e = { .kind = LT_EV_MESSAGE, .transport = LT_TCP, .tgid = 4,
+				      .peer_tgid = 3, .value_ns = 5000000, .weight = 4 };
+		cr_assert_eq(agg_event(a, &e, sizeof(e)), 0);
+	}
+	struct report_options o = { .hist = true };
+	char *t = NULL;
+	size_t len = 0;
+	FILE *m = open_memstream(&t, &len);
+	report_table(m, a, &o);
+	fclose(m);
+	char bar40[41], bar20[21], bar1[2] = "@";
+	memset(bar40, '@', 40);
+	bar40[40] = 0;
+	memset(bar20, '@', 20);
+	bar20[20] = 0;
+	char want[160];
+	cr_expect(strstr(t, "unix_stream latency, nanoseconds (151 messages):") != NULL, "%s", t);
+	snprintf(want, sizeof(want), "[0]                       1 |%-40s|\n", bar1);
+	cr_expect(strstr(t, want) != NULL, "want %s in:\n%s", want, t);
+	snprintf(want, sizeof(want), "[1K, 2K)                100 |%s|\n", bar40);
+	cr_expect(strstr(t, want) != NULL, "want %s in:\n%s", want, t);
+	snprintf(want, sizeof(want), "[2K, 4K)                 50 |%-40s|\n", bar20);
+	cr_expect(strstr(t, want) != NULL, "want %s in:\n%s", want, t);
+	cr_expect(strstr(t, "[4K, 8K)") == NULL, "an empty range between the ends:\n%s", t);
+	cr_expect(strstr(t, "tcp latency, nanoseconds (40 messages, sampled, weighted):") != NULL,
+		  "%s", t);
+	snprintf(want, sizeof(want), "[4M, 8M)                 40 |%s|\n", bar40);
+	cr_expect(strstr(t, want) != NULL, "want %s in:\n%s", want, t);
+	for (char *p = t, *nl; (nl = strchr(p, '\n')); p = nl + 1)
+		cr_expect_leq(nl - p, REPORT_COLUMNS, "%.*s", (int)(nl - p), p);
+	free(t);
+	agg_free(a);
+}
+
 /* Issue 11: one pid, two processes (a reused pid): two rows, each under its own name. */
 Test(table, a_reused_pid_shows_both_processes)
 {

@@ -76,7 +76,8 @@ int main(int argc, char **argv)
 				    .ncomms = opts.ncomms,
 				    .wide = opts.wide,
 				    .sort = (enum report_sort)opts.sort,
-				    .top = opts.top };
+				    .top = opts.top,
+				    .hist = opts.hist };
 	if (opts.json)
 		report_json(stdout, agg, &f);
 	else

@@ -30,6 +30,8 @@ static const char usage_text[] =
 "                          or pid (ascending)\n"
 "      --top N             table: only the first N rows and N pairs (a line\n"
 "                          says how many more there are); JSON has them all\n"
+"      --hist              table: a latency histogram per transport, in\n"
+"                          power-of-two ranges of nanoseconds (like bpftrace)\n"
 "  -p, --pid PID           report only this process (rows where it sends or\n"
 "                          receives, pairs where it is either end); repeat for\n"
 "                          several processes (at most 16)\n"
@@ -231,6 +233,8 @@ enum lt_parse_result lt_parse_args(int argc, char **argv, struct lt_opts *opts,
 			opts->json = true;
 		} else if (matches(flag, "-w", "--wide")) {
 			opts->wide = true;
+		} else if (matches(flag, NULL, "--hist")) {
+			opts->hist = true;
 		} else if (matches(flag, NULL, "--sort")) {
 			int k = lt_name_index(report_sort_names, REPORT_SORT_COUNT, val);
 			if (k < 0)

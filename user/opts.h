@@ -24,6 +24,7 @@ struct lt_opts {
 	bool wide;         /* the table's every column (default: 80 columns) */
 	int sort;          /* enum report_sort: the table's order */
 	unsigned top;      /* the table's rows and pairs shown (0: all) */
+	bool hist;         /* the table: latency histograms per transport */
 	/* --pid and --comm may repeat: a process is reported when it is one of
 	 * the pids (if any were given) and has one of the names (if any were). */
 	int pids[LT_MAX_FILTER_VALUES];

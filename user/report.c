@@ -441,6 +441,63 @@ static void transport_summary(FILE *out, const struct agg *a, bool wide)
 	}
 }
 
+/* 2^e in bpftrace's histogram notation: 512, 1K, 2M (K = 1024). */
+static void pow2_label(char *buf, size_t len, unsigned e)
+{
+	static const char suffix[] = " KMGTPE";
+	unsigned u = e / 10 < 6 ? e / 10 : 6;
+	if (e >= 64)
+		u = 6;
+	snprintf(buf, len, "%llu%.*s", (unsigned long long)(1ull << (e - 10 * u)), u ? 1 : 0,
+		 &suffix[u]);
+}
+
+/*
+ * --hist: per transport, the messages in each power-of-two latency range, as
+ * bars (like bpftrace's hist()); weighted, so a sampled backlog counts for all
+ * the messages its samples stand for.  Fits REPORT_COLUMNS.
+ */
+static void latency_histograms(FILE *out, const struct agg *a)
+{
+	enum { BAR = 40 };
+	for (int t = 0; t < LT_TRANSPORT_COUNT; t++) {
+		const struct hist *h = &a->transport_latency[t];
+		if (!h->count)
+			continue;
+		/* pow2[e]: values in [2^(e-1), 2^e), pow2[0]: the value 0. */
+		uint64_t pow2[65] = { 0 }, most = 0;
+		int lo = 65, hi = -1;
+		for (unsigned b = 0; b < HIST_BUCKETS; b++) {
+			if (!h->bucket[b])
+				continue;
+			uint64_t low = hist_bucket_low(b);
+			int e = low ? 64 - __builtin_clzll(low) : 0;
+			pow2[e] += h->bucket[b];
+			lo = e < lo ? e : lo;
+			hi = e > hi ? e : hi;
+		}
+		for (int e = lo; e <= hi; e++)
+			most = pow2[e] > most ? pow2[e] : most;
+		fprintf(out, "\n%s latency, nanoseconds (%llu messages%s):\n", lt_transport_name(t),
+			(unsigned long long)h->count, h->count > h->samples ? ", sampled, weighted" : "");
+		for (int e = lo; e <= hi && most; e++) {
+			char from[24], to[24], range[56], bar[BAR + 1];
+			if (e == 0) {
+				snprintf(range, sizeof(range), "[0]");
+			} else {
+				pow2_label(from, sizeof(from), (unsigned)e - 1);
+				pow2_label(to, sizeof(to), (unsigned)e);
+				snprintf(range, sizeof(range), "[%s, %s)", from, to);
+			}
+			int n = (int)((pow2[e] * BAR + most - 1) / most); /* any message shows */
+			memset(bar, '@', (size_t)n);
+			bar[n] = 0;
+			fprintf(out, "%-14s %12llu |%-*s|\n", range, (unsigned long long)pow2[e], BAR,
+				bar);
+		}
+	}
+}
+
 /* What the short column names mean (the default table). */
 static const char table_legend[] =
 	"SENT, RECV: messages; LAT: from the sender entering send to the receiver's recv\n"
@@ -559,6 +616,8 @@ void report_table(FILE *out, const struct agg *a, const struct report_options *f
 	fputc('\n', out);
 	footer(out, a, wide, lo_footer);
 	transport_summary(out, a, wide);
+	if (f->hist)
+		latency_histograms(out, a);
 	fputc('\n', out);
 	footer(out, a, wide, events_footer);
 	footer(out, a, wide, folded_footer);

@@ -31,6 +31,7 @@ struct report_options {
 	bool wide;
 	enum report_sort sort; /* table rows and pairs, largest first (pid: ascending) */
 	unsigned top;          /* table: at most this many rows and pairs (0: all) */
+	bool hist;             /* table: a log2 latency histogram per transport */
 };
 
 void report_table(FILE *out, const struct agg *a, const struct report_options *f);
