@@ -1282,3 +1282,65 @@ Test(names, hostile_and_multibyte_names_in_table_and_json, .timeout = 60)
 	}
 	json_object_put(doc);
 }
+
+/*
+ * Issue 13: lotrace compare runs its own ping-pongs while tracing them: every
+ * cell of every size and transport is measured, lotrace counted and timed
+ * exactly its round trips, and its in-kernel latency agrees with the
+ * client's user-space round trip / 2 (which also holds the user-space part of
+ * each leg, so lotrace's is lower, but not by more than 3x).
+ */
+Test(compare, every_cell_measured_exactly_and_agreeing_with_user_space, .timeout = 120)
+{
+	need_root();
+	enum { ROUNDS = 300 };
+	static const char *const transports[] = { "unix_stream", "unix_seqpacket", "unix_dgram",
+						  "tcp", "udp" };
+	char cmd[256];
+	static char out[1 << 16];
+	snprintf(cmd, sizeof(cmd), "%s compare --json -q --count %d --sizes 64,4096", lotrace_path(),
+		 ROUNDS);
+	int rc = run_capture(cmd, out, sizeof(out));
+	cr_assert_eq(rc, 0, "lotrace compare: exit %d: %s", rc, out);
+	json_object *doc = json_tokener_parse(out);
+	cr_assert_not_null(doc, "not JSON: %s", out);
+	json_object *cells = NULL;
+	cr_assert(json_object_object_get_ex(doc, "cells", &cells));
+	cr_assert_eq(json_object_array_length(cells), 10, "%s", out);
+	for (size_t i = 0; i < 10; i++) {
+		json_object *c = json_object_array_get_idx(cells, i);
+		const char *t = json_object_get_string(json_object_object_get(c, "transport"));
+		int64_t size = jint(c, "size");
+		cr_expect_str_eq(t, transports[i % 5]);
+		cr_expect_eq(size, i < 5 ? 64 : 4096);
+		cr_expect(json_object_get_boolean(json_object_object_get(c, "ok")), "%s %lld B failed",
+			  t, (long long)size);
+		cr_expect_eq(jint(c, "messages"), 2 * ROUNDS, "%s %lld B: messages", t, (long long)size);
+		cr_expect_eq(jint(c, "timed"), 2 * ROUNDS, "%s %lld B: timed", t, (long long)size);
+		double user = (double)jint(c, "rtt_half_p50_ns"), lat = (double)jint(c, "latency_p50_ns");
+		cr_log_info("%s %lld B: RTT/2 p50 %.0f ns, lotrace p50 %.0f ns, ratio %.2f", t,
+			    (long long)size, user, lat, lat / user);
+		cr_expect(user > 0 && lat >= user / 3 && lat <= user * 1.5,
+			  "%s %lld B: lotrace p50 %.0f ns against user-space RTT/2 p50 %.0f ns", t,
+			  (long long)size, lat, user);
+		cr_expect_gt(jint(c, "send_p50_ns"), 0, "%s %lld B: send p50", t, (long long)size);
+	}
+	json_object_put(doc);
+}
+
+/* compare takes its own flags and refuses stat's report flags, naming them. */
+Test(compare, bad_flags_exit_2_naming_the_flag, .timeout = 30)
+{
+	static const char *const cases[][2] = { { "--count 5", "--count" },
+						 { "--sizes 64,0", "--sizes" },
+						 { "--sizes 70000", "--sizes" },
+						 { "--pid 1", "--pid" },
+						 { "--top 3", "--top" } };
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		char cmd[256], out[4096];
+		snprintf(cmd, sizeof(cmd), "%s compare %s 2>&1", lotrace_path(), cases[i][0]);
+		int rc = run_capture(cmd, out, sizeof(out));
+		cr_expect_eq(rc, 2, "compare %s: exit %d: %s", cases[i][0], rc, out);
+		cr_expect(strstr(out, cases[i][1]) != NULL, "compare %s: %s", cases[i][0], out);
+	}
+}

@@ -5,6 +5,7 @@
 #include <string.h>
 #include <time.h>
 #include "agg.h"
+#include "compare.h"
 #include "export.h"
 #include "loader.h"
 #include "opts.h"
@@ -39,6 +40,18 @@ int main(int argc, char **argv)
 		tracer_stop(&t, stderr);
 		agg_free(agg);
 		return 1;
+	}
+	if (opts.command == LT_CMD_COMPARE) {
+		int ret = compare_run(&t, &opts, agg, stdout);
+		if (tracer_stop(&t, stderr))
+			ret = 1;
+		agg_free(agg);
+		if (fflush(stdout) || ferror(stdout)) {
+			fprintf(stderr, "lotrace: cannot write the report: %s\n", strerror(errno));
+			ret = 1;
+		}
+		lt_reraise_fatal_signal();
+		return ret;
 	}
 	if (!opts.quiet) {
 		fprintf(stderr, "lotrace: tracing with the %s backend, lo counted via %s; ",

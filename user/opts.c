@@ -9,6 +9,8 @@
 static const char usage_text[] =
 "Usage: lotrace stat [OPTIONS]\n"
 "       lotrace export --textfile-dir DIR [OPTIONS]   (lotrace export --help)\n"
+"       lotrace compare [OPTIONS]   this host's transports, like for like, in\n"
+"                                   seconds (lotrace compare --help)\n"
 "\n"
 "Trace the traffic this host sends to itself - TCP and UDP through a loopback\n"
 "device, and Unix stream, datagram and seqpacket sockets - and print, per\n"
@@ -114,6 +116,33 @@ int lt_name_index(const char *const *names, int n, const char *val)
 	return n;
 }
 
+static const char compare_usage_text[] =
+"Usage: lotrace compare [--count N] [--sizes LIST] [--json] [OPTIONS]\n"
+"\n"
+"Compare this host's local transports like for like, in a few seconds and\n"
+"without other traffic: lotrace traces itself while it runs a ping-pong over\n"
+"unix_stream, unix_seqpacket, unix_dgram, tcp and udp (127.0.0.1) at each\n"
+"message size, client and server on one CPU, and prints per size and\n"
+"transport the user-space round trip / 2 next to lotrace's in-kernel message\n"
+"latency and send cost, with each transport's latency against unix_stream's.\n"
+"\n"
+"Options:\n"
+"  -n, --count N           round trips per transport and size (default 2000,\n"
+"                          at most 1000000); the first 10% warm up\n"
+"  -s, --sizes LIST        message sizes in bytes, comma-separated (default\n"
+"                          64,1024,16384; each 1 to 65000, at most 8)\n"
+"  -j, --json              one JSON document (schema in README.md, section\n"
+"                          \"lotrace compare\")\n"
+"  -b, --backend NAME      auto, fentry, tracepoint or kprobe (see stat --help)\n"
+"      --lo-attach MODE    auto, tcx, clsact or none\n"
+"      --ring-buffer-size SIZE\n"
+"                          latency events buffer (default 16M)\n"
+"  -q, --quiet             no progress or backend-fallback messages on stderr\n"
+"  -h, --help              show this help\n"
+"\n"
+"Needs root, as lotrace stat does.  Exit status: 0 when every cell was\n"
+"measured, 1 when tracing or a ping-pong failed, 2 on bad usage.\n";
+
 static const char *command_name = "stat";
 
 enum lt_parse_result lt_usage_error(FILE *err, const char *flag, const char *value,
@@ -158,6 +187,53 @@ static bool matches(const char *arg, const char *s, const char *l)
 	return (s && !strcmp(arg, s)) || !strcmp(arg, l);
 }
 
+/*
+ * A flag of lotrace compare: its own (--count, --sizes, --help), or one of
+ * stat's that only stat's report uses (an error); -1 for the flags both share.
+ */
+static int compare_flag(struct lt_opts *opts, const char *flag, const char *val, FILE *out,
+			FILE *err)
+{
+	static const char *const stat_only[][2] = {
+		{ "-d", "--duration" }, { "-p", "--pid" }, { "-c", "--comm" }, { "-w", "--wide" },
+		{ NULL, "--sort" },     { NULL, "--top" }, { NULL, "--hist" },
+	};
+	if (matches(flag, "-h", "--help")) {
+		fputs(compare_usage_text, out);
+		return LT_PARSE_EXIT;
+	}
+	for (size_t i = 0; i < sizeof(stat_only) / sizeof(stat_only[0]); i++)
+		if (matches(flag, stat_only[i][0], stat_only[i][1]))
+			return lt_usage_error(err, flag, NULL, "is an option of lotrace stat, not compare");
+	if (matches(flag, "-n", "--count")) {
+		char *end;
+		errno = 0;
+		long n = strtol(val, &end, 10);
+		if (errno || end == val || *end || n < 10 || n > 1000000)
+			return lt_usage_error(err, flag, val, "a number of round trips, 10 to 1000000");
+		opts->compare_rounds = n;
+		return LT_PARSE_OK;
+	}
+	if (matches(flag, "-s", "--sizes")) {
+		opts->ncompare_sizes = 0;
+		for (const char *p = val;;) {
+			char *end;
+			errno = 0;
+			long n = strtol(p, &end, 10);
+			if (errno || end == p || (*end && *end != ',') || n < 1 || n > 65000 ||
+			    opts->ncompare_sizes == LT_COMPARE_MAX_SIZES)
+				return lt_usage_error(err, flag, val,
+						      "1 to 8 sizes in bytes, 1 to 65000, comma-separated");
+			opts->compare_sizes[opts->ncompare_sizes++] = (unsigned)n;
+			if (!*end)
+				break;
+			p = end + 1;
+		}
+		return LT_PARSE_OK;
+	}
+	return -1;
+}
+
 enum lt_parse_result lt_parse_args(int argc, char **argv, struct lt_opts *opts,
 				   FILE *out, FILE *err)
 {
@@ -182,8 +258,13 @@ enum lt_parse_result lt_parse_args(int argc, char **argv, struct lt_opts *opts,
 		opts->command = LT_CMD_EXPORT;
 		command_name = "export";
 		lt_export_defaults(&opts->export);
+	} else if (!strcmp(argv[1], "compare")) {
+		opts->command = LT_CMD_COMPARE;
+		command_name = "compare";
+		opts->compare_rounds = 2000;
 	} else if (strcmp(argv[1], "stat")) {
-		fprintf(err, "lotrace: unknown command '%s': expected 'stat' or 'export'\n", argv[1]);
+		fprintf(err, "lotrace: unknown command '%s': expected 'stat', 'export' or 'compare'\n",
+			argv[1]);
 		fprintf(err, "Try 'lotrace stat --help'.\n");
 		return LT_PARSE_ERROR;
 	}
@@ -200,6 +281,8 @@ enum lt_parse_result lt_parse_args(int argc, char **argv, struct lt_opts *opts,
 		flag[flen] = 0;
 
 		bool takes_value = matches(flag, "-d", "--duration") || matches(flag, "-p", "--pid") ||
+				   (opts->command == LT_CMD_COMPARE &&
+				    (matches(flag, "-n", "--count") || matches(flag, "-s", "--sizes"))) ||
 				   matches(flag, "-c", "--comm") || matches(flag, "-b", "--backend") ||
 				   matches(flag, NULL, "--lo-attach") ||
 				   matches(flag, NULL, "--ring-buffer-size") ||
@@ -218,6 +301,13 @@ enum lt_parse_result lt_parse_args(int argc, char **argv, struct lt_opts *opts,
 
 		if (opts->command == LT_CMD_EXPORT) {
 			int r = lt_export_flag(&opts->export, flag, val, out, err);
+			if (r == LT_PARSE_OK)
+				continue;
+			if (r > 0)
+				return r;
+		}
+		if (opts->command == LT_CMD_COMPARE) {
+			int r = compare_flag(opts, flag, val, out, err);
 			if (r == LT_PARSE_OK)
 				continue;
 			if (r > 0)
@@ -295,5 +385,10 @@ enum lt_parse_result lt_parse_args(int argc, char **argv, struct lt_opts *opts,
 	}
 	if (opts->command == LT_CMD_EXPORT)
 		return lt_export_finish(&opts->export, err);
+	if (opts->command == LT_CMD_COMPARE && !opts->ncompare_sizes) {
+		static const unsigned defaults[] = { 64, 1024, 16384 };
+		for (size_t k = 0; k < sizeof(defaults) / sizeof(defaults[0]); k++)
+			opts->compare_sizes[opts->ncompare_sizes++] = defaults[k];
+	}
 	return LT_PARSE_OK;
 }

@@ -11,7 +11,7 @@
 enum lt_backend { LT_BACKEND_AUTO, LT_BACKEND_FENTRY, LT_BACKEND_TRACEPOINT, LT_BACKEND_KPROBE, LT_BACKEND_COUNT };
 enum lt_lo_mode { LT_LO_AUTO, LT_LO_TCX, LT_LO_CLSACT, LT_LO_NONE };
 
-enum lt_command { LT_CMD_STAT, LT_CMD_EXPORT };
+enum lt_command { LT_CMD_STAT, LT_CMD_EXPORT, LT_CMD_COMPARE };
 #define LOTRACE_VERSION "0.1.0"
 
 /* How many values one repeatable filter flag (--pid, --comm) takes. */
@@ -25,6 +25,11 @@ struct lt_opts {
 	int sort;          /* enum report_sort: the table's order */
 	unsigned top;      /* the table's rows and pairs shown (0: all) */
 	bool hist;         /* the table: latency histograms per transport */
+	/* lotrace compare: round trips per cell and message sizes (bytes). */
+#define LT_COMPARE_MAX_SIZES 8
+	long compare_rounds;
+	unsigned compare_sizes[LT_COMPARE_MAX_SIZES];
+	int ncompare_sizes;
 	/* --pid and --comm may repeat: a process is reported when it is one of
 	 * the pids (if any were given) and has one of the names (if any were). */
 	int pids[LT_MAX_FILTER_VALUES];

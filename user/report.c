@@ -93,9 +93,30 @@ static void folded_footer(FILE *out, const struct agg *a)
 	}
 }
 
-static void footer_line(FILE *out, const char *text, bool wide);
+void report_line(FILE *out, const char *text, bool wide)
+{
+	size_t n = strlen(text), width = REPORT_COLUMNS, at = 0;
+	if (wide || n <= width) {
+		fprintf(out, "%s\n", text);
+		return;
+	}
+	while (at < n) {
+		size_t room = at ? width - 4 : width, end = n;
+		if (n - at > room) {
+			end = at + room;
+			while (end > at && text[end] != ' ')
+				end--;
+			if (end == at) /* one word longer than the line */
+				end = at + room;
+		}
+		fprintf(out, "%s%.*s\n", at ? "    " : "", (int)(end - at), text + at);
+		at = end;
+		while (at < n && text[at] == ' ')
+			at++;
+	}
+}
 
-/* What a footer function writes, as footer_line prints it (nothing if empty). */
+/* What a footer function writes, as report_line prints it (nothing if empty). */
 static void footer(FILE *out, const struct agg *a, bool wide,
 		   void (*write)(FILE *, const struct agg *))
 {
@@ -106,7 +127,7 @@ static void footer(FILE *out, const struct agg *a, bool wide,
 		return;
 	write(m, a);
 	if (fclose(m) == 0 && len)
-		footer_line(out, text, wide);
+		report_line(out, text, wide);
 	free(text);
 }
 
@@ -181,32 +202,6 @@ static const char *count_short(char *buf, size_t len, uint64_t n)
 	return buf;
 }
 
-/*
- * A line of the table's footers: as it is when wide, else broken at spaces
- * to fit REPORT_COLUMNS, continued with an indent.  text ends without '\n'.
- */
-static void footer_line(FILE *out, const char *text, bool wide)
-{
-	size_t n = strlen(text), width = REPORT_COLUMNS, at = 0;
-	if (wide || n <= width) {
-		fprintf(out, "%s\n", text);
-		return;
-	}
-	while (at < n) {
-		size_t room = at ? width - 4 : width, end = n;
-		if (n - at > room) {
-			end = at + room;
-			while (end > at && text[end] != ' ')
-				end--;
-			if (end == at) /* one word longer than the line */
-				end = at + room;
-		}
-		fprintf(out, "%s%.*s\n", at ? "    " : "", (int)(end - at), text + at);
-		at = end;
-		while (at < n && text[at] == ' ')
-			at++;
-	}
-}
 
 /* The TIMED column: the share of messages timed, rounded down ("100%" only for all). */
 static const char *timed_or_dash(char *buf, size_t len, const struct hist *h, uint64_t messages)

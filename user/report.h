@@ -35,6 +35,11 @@ struct report_options {
 };
 
 void report_table(FILE *out, const struct agg *a, const struct report_options *f);
+/*
+ * A line of text (without its '\n'): as it is when wide, else broken at
+ * spaces to fit REPORT_COLUMNS, continued with an indent.
+ */
+void report_line(FILE *out, const char *text, bool wide);
 void report_json(FILE *out, const struct agg *a, const struct report_options *f);
 /* "850 ns", "4.1 us", "12.3 ms", "1.20 s" */
 void format_ns(char *buf, size_t len, uint64_t ns);
