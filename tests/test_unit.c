@@ -945,6 +945,20 @@ Test(table, latency_histogram_per_transport)
 	agg_free(a);
 }
 
+/* Issue 13: an idle host's table says so, and how to see lotrace work. */
+Test(table, an_empty_table_says_why_and_what_to_try)
+{
+	struct agg *a = agg_new();
+	a->backend = "tracepoint";
+	a->lo_attach = "tcx";
+	a->duration_s = 10;
+	char *t = table_of(a, false);
+	cr_expect(strstr(t, "(no traffic seen in 10.0 s; `lotrace compare` makes some)")
+		  != NULL, "%s", t);
+	free(t);
+	agg_free(a);
+}
+
 /* Issue 11: one pid, two processes (a reused pid): two rows, each under its own name. */
 Test(table, a_reused_pid_shows_both_processes)
 {

@@ -566,6 +566,9 @@ void report_table(FILE *out, const struct agg *a, const struct report_options *f
 		}
 	}
 	more_rows(out, shown, nrows, "rows");
+	if (!nrows)
+		fprintf(out, "(no %straffic seen in %.1f s; `lotrace compare` makes some)\n",
+			f->npids || f->ncomms ? "matching " : "", a->duration_s);
 	free(rows);
 	free(v);
 
