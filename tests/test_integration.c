@@ -1177,8 +1177,9 @@ static pid_t table_start(int *out_fd, int *err_fd)
 	if (pid == 0) {
 		prctl(PR_SET_PDEATHSIG, SIGTERM);
 		const char *backend = getenv("LOTRACE_BACKEND");
-		const char *argv[] = { lotrace_path(), "stat", backend && *backend ? "--backend" : NULL,
-				       backend, NULL };
+		/* --wide: the columns checked below (the default's are in test_unit). */
+		const char *argv[] = { lotrace_path(), "stat", "--wide",
+				       backend && *backend ? "--backend" : NULL, backend, NULL };
 		dup2(out[1], 1);
 		dup2(err[1], 2);
 		execv(argv[0], (char *const *)argv);
