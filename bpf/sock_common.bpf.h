@@ -700,8 +700,18 @@ static __always_inline bool tq_enqueue(struct timing_queue *q, int transport, __
 		 * entry yet (it moves recv_end first).  Published, it is taken
 		 * back below once the entry is there, else popped by that recv.
 		 */
-		if (receiver)
+		if (receiver) {
 			weight = 0; /* returned before its send began: untimed (unmatched) */
+			/*
+			 * Impossible while the offsets agree: on a unix stream traced
+			 * from mid-stream, the receiver counted bytes sent before
+			 * tracing began, its offsets run ahead of the sender's, and
+			 * every message would meet an older recv.  Offsets are
+			 * unknown until the stream drains.
+			 */
+			if (transport == LT_UNIX_STREAM)
+				q->desync = 1;
+		}
 	}
 	if (weight) {
 		__u32 idx = __sync_fetch_and_add(&q->tail, 1);
@@ -877,6 +887,15 @@ static __always_inline void stream_received(struct sock *sk, int transport, __u6
 		if (peer)
 			unix_queue_claim(q, false, sock_cookie(sk), peer);
 		end = __sync_fetch_and_add(&q->recv_end, ret) + ret;
+		/*
+		 * Drained, yet behind what the sender counted (whose count grows
+		 * only once its data is queued): this receiver missed bytes (a
+		 * recv in progress when tracing began), and every message would
+		 * look queued behind a backlog.  Resync below.
+		 */
+		if (!q->desync && (__s32)(LT_ONCE(q->sent_off) - end) > 0 &&
+		    LT_RD(sk, sk_receive_queue.qlen) == 0)
+			q->desync = 1;
 	}
 	/* Its exchange is the full barrier between this recv's progress and its pop. */
 	tq_note_recv(q, end - ret, end, me, now);
