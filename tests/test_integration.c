@@ -20,6 +20,7 @@
 #include <sys/syscall.h>
 #include <sys/uio.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 #include "lotrace_run.h"
 
@@ -1343,5 +1344,185 @@ Test(compare, bad_flags_exit_2_naming_the_flag, .timeout = 30)
 		int rc = run_capture(cmd, out, sizeof(out));
 		cr_expect_eq(rc, 2, "compare %s: exit %d: %s", cases[i][0], rc, out);
 		cr_expect(strstr(out, cases[i][1]) != NULL, "compare %s: %s", cases[i][0], out);
+	}
+}
+
+/* ---- issue 12: lotrace top ---- */
+
+/* Sends RATE 16-byte datagrams per second on fd for seconds, paced by absolute deadlines. */
+static void paced_sender(int fd, int rate, double seconds)
+{
+	struct timespec t;
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	long total = (long)(rate * seconds), per_tick = rate / 1000; /* a tick per ms */
+	char buf[16] = { 0 };
+	for (long sent = 0; sent < total;) {
+		for (long i = 0; i < per_tick && sent < total; i++, sent++)
+			if (send(fd, buf, sizeof(buf), 0) != (ssize_t)sizeof(buf))
+				_exit(1);
+		t.tv_nsec += 1000000;
+		if (t.tv_nsec >= 1000000000) {
+			t.tv_nsec -= 1000000000;
+			t.tv_sec++;
+		}
+		clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &t, NULL);
+	}
+	_exit(0);
+}
+
+/* A sender at a known rate and its reader; the sender's pid in *sender. */
+static pid_t paced_traffic(int rate, double seconds, pid_t *sender)
+{
+	int sv[2];
+	cr_assert_eq(socketpair(AF_UNIX, SOCK_DGRAM, 0, sv), 0);
+	*sender = fork();
+	if (*sender == 0) {
+		close(sv[1]);
+		paced_sender(sv[0], rate, seconds);
+	}
+	pid_t reader = fork();
+	if (reader == 0) {
+		close(sv[0]);
+		struct timeval tv = { .tv_sec = 2 };
+		setsockopt(sv[1], SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+		char buf[16];
+		while (recv(sv[1], buf, sizeof(buf), 0) > 0)
+			;
+		_exit(0);
+	}
+	close(sv[0]);
+	close(sv[1]);
+	return reader;
+}
+
+/*
+ * Batch mode (no terminal): one frame per interval, whose rates are that
+ * interval's: a sender of 2000 messages/s shows 2000/s within 10 % in the
+ * frames where it ran throughout.
+ */
+Test(top, batch_frames_show_known_rates, .timeout = 60)
+{
+	need_root();
+	enum { RATE = 2000 };
+	char cmd[256], path[] = "/tmp/lotrace-top-XXXXXX";
+	int fd = mkstemp(path);
+	cr_assert_geq(fd, 0);
+	close(fd);
+	snprintf(cmd, sizeof(cmd), "%s top -q --batch --interval 0.5 --iterations 9 --sort pid > %s",
+		 lotrace_path(), path);
+	FILE *top = popen(cmd, "r");
+	cr_assert_not_null(top);
+	usleep(1500000); /* lotrace attaches (a cold start can take a while) */
+	pid_t sender, reader = paced_traffic(RATE, 3, &sender);
+	int st;
+	waitpid(sender, &st, 0);
+	waitpid(reader, NULL, 0);
+	cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "the paced sender failed");
+	cr_expect_eq(pclose(top), 0, "lotrace top failed");
+	FILE *f = fopen(path, "r");
+	cr_assert_not_null(f);
+	char line[512], want[32];
+	snprintf(want, sizeof(want), "%d ", (int)sender);
+	double rates[16];
+	int frames = 0, nrates = 0;
+	while (fgets(line, sizeof(line), f)) {
+		frames += !strncmp(line, "lotrace top ", 12);
+		if (strncmp(line, want, strlen(want)) || !strstr(line, "unix_dgram") || nrates == 16)
+			continue;
+		/* PID COMM TRANSPORT MSG/s ...: MSG/s is the fourth column. */
+		char pid[16], comm[64], transport[32], msgs[16];
+		if (sscanf(line, "%15s %63s %31s %15s", pid, comm, transport, msgs) == 4)
+			rates[nrates++] = strtod(msgs, NULL) * (strchr(msgs, 'k') ? 1000 : 1);
+	}
+	fclose(f);
+	unlink(path);
+	cr_expect_eq(frames, 9, "frames printed");
+	cr_assert_geq(nrates, 4, "the sender in %d frames only", nrates);
+	/* The frames wholly inside its 3 s: all but the first and last it appears in. */
+	int close_enough = 0;
+	for (int i = 1; i < nrates - 1; i++) {
+		cr_log_info("frame rate %.0f/s", rates[i]);
+		close_enough += rates[i] >= RATE * 0.9 && rates[i] <= RATE * 1.1;
+	}
+	cr_expect_eq(close_enough, nrates - 2, "of %d frames within 10 %% of %d/s", nrates - 2, RATE);
+}
+
+/* tmux runs cmd in a detached window of cols x rows; returns its name. */
+static void tmux_start(const char *name, int cols, int rows, const char *cmd)
+{
+	char line[1024];
+	snprintf(line, sizeof(line), "tmux kill-session -t %s 2>/dev/null; tmux new-session -d -s %s -x %d -y %d '%s'",
+		 name, name, cols, rows, cmd);
+	cr_assert_eq(run_cmd(line), 0, "tmux: %s", line);
+}
+
+static void tmux_capture(const char *name, char *buf, size_t len)
+{
+	char line[256];
+	snprintf(line, sizeof(line), "tmux capture-pane -p -t %s", name);
+	cr_assert_eq(run_capture(line, buf, len), 0, "tmux capture-pane failed");
+}
+
+static void expect_fits(const char *screen, int cols, int rows, const char *when)
+{
+	int n = 0;
+	for (const char *p = screen, *nl; (nl = strchr(p, '\n')); p = nl + 1, n++)
+		cr_expect_leq(nl - p, cols, "%s: line of %ld columns: %.*s", when, (long)(nl - p),
+			      (int)(nl - p), p);
+	cr_expect_leq(n, rows, "%s: %d lines", when, n);
+}
+
+/*
+ * Under a real pseudo-terminal (tmux): the frame fits the window, follows a
+ * resize, p switches to pairs, q quits with status 0.
+ */
+Test(top, under_a_terminal_fits_resizes_and_quits, .timeout = 60)
+{
+	need_root();
+	char cmd[512], screen[16384];
+	const char *rc_path = "/tmp/lotrace-top-tmux.rc";
+	unlink(rc_path);
+	/* Traffic with more rows than a small window holds: 12 processes. */
+	pid_t senders[6], readers[6];
+	for (int i = 0; i < 6; i++)
+		readers[i] = paced_traffic(1000, 8, &senders[i]);
+	snprintf(cmd, sizeof(cmd), "%s top -q --interval 0.3; echo $? > %s", lotrace_path(), rc_path);
+	tmux_start("lotrace-top", 100, 30, cmd);
+	usleep(2500000);
+	tmux_capture("lotrace-top", screen, sizeof(screen));
+	cr_expect(strstr(screen, "lotrace top ") && strstr(screen, "MSG/s"), "no frame:\n%s", screen);
+	cr_expect(strstr(screen, "unix_dgram") != NULL, "no traffic row:\n%s", screen);
+	expect_fits(screen, 100, 30, "100x30");
+	run_cmd("tmux resize-window -t lotrace-top -x 60 -y 8");
+	usleep(1000000);
+	tmux_capture("lotrace-top", screen, sizeof(screen));
+	expect_fits(screen, 60, 8, "after resizing to 60x8");
+	int rows = 0;
+	for (const char *p = screen; (p = strstr(p, "unix_dgram")); p++)
+		rows++;
+	cr_expect(rows >= 1 && rows <= 5, "%d rows in an 8-line window:\n%s", rows, screen);
+	run_cmd("tmux resize-window -t lotrace-top -x 100 -y 30");
+	run_cmd("tmux send-keys -t lotrace-top p");
+	usleep(800000);
+	tmux_capture("lotrace-top", screen, sizeof(screen));
+	cr_expect(strstr(screen, "SENDER") && strstr(screen, " -> "), "p: no pairs view:\n%s", screen);
+	run_cmd("tmux send-keys -t lotrace-top q");
+	int rc = -1;
+	for (int i = 0; i < 50 && rc < 0; i++) {
+		usleep(100000);
+		FILE *f = fopen(rc_path, "r");
+		if (f) {
+			if (fscanf(f, "%d", &rc) != 1)
+				rc = -1;
+			fclose(f);
+		}
+	}
+	run_cmd("tmux kill-session -t lotrace-top 2>/dev/null");
+	unlink(rc_path);
+	cr_expect_eq(rc, 0, "q: lotrace top exit status %d", rc);
+	for (int i = 0; i < 6; i++) {
+		kill(senders[i], SIGKILL);
+		waitpid(senders[i], NULL, 0);
+		waitpid(readers[i], NULL, 0);
 	}
 }

@@ -608,8 +608,8 @@ Test(opts, good_flags)
 
 Test(opts, help_fits_80_columns)
 {
-	const char *commands[] = { "stat", "export", "compare" };
-	for (size_t c = 0; c < 3; c++) {
+	const char *commands[] = { "stat", "export", "compare", "top" };
+	for (size_t c = 0; c < 4; c++) {
 		char *argv[] = { "lotrace", (char *)commands[c], "--help", NULL };
 		char *text = NULL;
 		size_t len = 0;

@@ -14,6 +14,7 @@ pkgs=(
 	make gcc clang llvm pkg-config   # build; clang compiles the BPF programs
 	libbpf-dev libelf-dev zlib1g-dev # libbpf and what it links against
 	libcriterion-dev libjson-c-dev   # tests
+	tmux                             # lotrace top under a pseudo-terminal (tests)
 	iproute2 util-linux              # tc, ip netns (tests), setpriv (tests)
 	qemu-system-x86 busybox-static xz-utils dash # the VM backend matrix (make vmtest)
 	prometheus prometheus-node-exporter systemd # export tests: promtool, servers, systemd-analyze

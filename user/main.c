@@ -6,6 +6,7 @@
 #include <time.h>
 #include "agg.h"
 #include "compare.h"
+#include "top.h"
 #include "export.h"
 #include "loader.h"
 #include "opts.h"
@@ -41,8 +42,20 @@ int main(int argc, char **argv)
 		agg_free(agg);
 		return 1;
 	}
-	if (opts.command == LT_CMD_COMPARE) {
-		int ret = compare_run(&t, &opts, agg, stdout);
+	const char *comms[LT_MAX_FILTER_VALUES];
+	for (int i = 0; i < opts.ncomms; i++)
+		comms[i] = opts.comms[i];
+	struct report_options f = { .pids = opts.pids,
+				    .npids = opts.npids,
+				    .comms = comms,
+				    .ncomms = opts.ncomms,
+				    .wide = opts.wide,
+				    .sort = (enum report_sort)opts.sort,
+				    .top = opts.top,
+				    .hist = opts.hist };
+	if (opts.command == LT_CMD_TOP || opts.command == LT_CMD_COMPARE) {
+		int ret = opts.command == LT_CMD_TOP ? top_run(&t, &opts, &f, agg, stdout) :
+						       compare_run(&t, &opts, agg, stdout);
 		if (tracer_stop(&t, stderr))
 			ret = 1;
 		agg_free(agg);
@@ -80,17 +93,6 @@ int main(int argc, char **argv)
 	if (tracer_stop(&t, stderr))
 		ret = 1;
 
-	const char *comms[LT_MAX_FILTER_VALUES];
-	for (int i = 0; i < opts.ncomms; i++)
-		comms[i] = opts.comms[i];
-	struct report_options f = { .pids = opts.pids,
-				    .npids = opts.npids,
-				    .comms = comms,
-				    .ncomms = opts.ncomms,
-				    .wide = opts.wide,
-				    .sort = (enum report_sort)opts.sort,
-				    .top = opts.top,
-				    .hist = opts.hist };
 	if (opts.json)
 		report_json(stdout, agg, &f);
 	else

@@ -9,6 +9,7 @@
 static const char usage_text[] =
 "Usage: lotrace stat [OPTIONS]\n"
 "       lotrace export --textfile-dir DIR [OPTIONS]   (lotrace export --help)\n"
+"       lotrace top [OPTIONS]       a live view (lotrace top --help)\n"
 "       lotrace compare [OPTIONS]   this host's transports, like for like, in\n"
 "                                   seconds (lotrace compare --help)\n"
 "\n"
@@ -143,6 +144,37 @@ static const char compare_usage_text[] =
 "Needs root, as lotrace stat does.  Exit status: 0 when every cell was\n"
 "measured, 1 when tracing or a ping-pong failed, 2 on bad usage.\n";
 
+static const char top_usage_text[] =
+"Usage: lotrace top [--interval SECONDS] [--sort KEY] [OPTIONS]\n"
+"\n"
+"A live view of the traffic this host sends to itself: every interval, per\n"
+"process and transport, messages and bytes per second (sent + received, over\n"
+"that interval) with latency (send entry to recv return) and send time p50\n"
+"and p99 since lotrace started.  On a terminal it redraws in place, fits the\n"
+"window (also after a resize) and takes keys: q quits, s cycles the sort\n"
+"key, p switches between processes and sender -> receiver pairs.  Without a\n"
+"terminal (or with --batch) it prints one frame per interval, like top -b.\n"
+"\n"
+"Options:\n"
+"  -i, --interval SECONDS  time between frames (default 1, 0.1 to 3600)\n"
+"      --iterations N      stop after N frames (default: until q or Ctrl-C)\n"
+"      --batch             frames one after another, no terminal control\n"
+"      --pairs             start with the pairs view\n"
+"      --sort KEY          msgs (default: messages per second), bytes (per\n"
+"                          second), p99 (latency), send (send p50) or pid\n"
+"      --top N             at most N rows (default: what fits the terminal)\n"
+"  -p, --pid PID           only this process (repeat for several)\n"
+"  -c, --comm NAME         only processes with this name (repeat for several)\n"
+"  -b, --backend NAME      auto, fentry, tracepoint or kprobe (see stat --help)\n"
+"      --lo-attach MODE    auto, tcx, clsact or none\n"
+"      --ring-buffer-size SIZE\n"
+"                          latency events buffer (default 16M)\n"
+"  -q, --quiet             no progress or backend-fallback messages on stderr\n"
+"  -h, --help              show this help\n"
+"\n"
+"Needs root, as lotrace stat does.  Exit status: 0 on q, Ctrl-C or the last\n"
+"iteration; 1 when tracing failed; 2 on bad usage.\n";
+
 static const char *command_name = "stat";
 
 enum lt_parse_result lt_usage_error(FILE *err, const char *flag, const char *value,
@@ -234,6 +266,49 @@ static int compare_flag(struct lt_opts *opts, const char *flag, const char *val,
 	return -1;
 }
 
+/* A flag of lotrace top: its own, or one of stat's that top has no use for (an error). */
+static int top_flag(struct lt_opts *opts, const char *flag, const char *val, FILE *out,
+		    FILE *err)
+{
+	static const char *const stat_only[][2] = {
+		{ "-d", "--duration" }, { "-j", "--json" }, { "-w", "--wide" }, { NULL, "--hist" },
+	};
+	if (matches(flag, "-h", "--help")) {
+		fputs(top_usage_text, out);
+		return LT_PARSE_EXIT;
+	}
+	for (size_t i = 0; i < sizeof(stat_only) / sizeof(stat_only[0]); i++)
+		if (matches(flag, stat_only[i][0], stat_only[i][1]))
+			return lt_usage_error(err, flag, NULL, "is an option of lotrace stat, not top");
+	if (matches(flag, "-i", "--interval")) {
+		char *end;
+		errno = 0;
+		double d = strtod(val, &end);
+		if (errno || end == val || *end || !isfinite(d) || d < 0.1 || d > 3600)
+			return lt_usage_error(err, flag, val, "seconds between frames, 0.1 to 3600");
+		opts->top_interval_s = d;
+		return LT_PARSE_OK;
+	}
+	if (matches(flag, NULL, "--iterations")) {
+		char *end;
+		errno = 0;
+		long n = strtol(val, &end, 10);
+		if (errno || end == val || *end || n < 1 || n > 100000000)
+			return lt_usage_error(err, flag, val, "a number of frames, 1 or more");
+		opts->top_iterations = n;
+		return LT_PARSE_OK;
+	}
+	if (matches(flag, NULL, "--batch")) {
+		opts->top_batch = true;
+		return LT_PARSE_OK;
+	}
+	if (matches(flag, NULL, "--pairs")) {
+		opts->top_pairs = true;
+		return LT_PARSE_OK;
+	}
+	return -1;
+}
+
 enum lt_parse_result lt_parse_args(int argc, char **argv, struct lt_opts *opts,
 				   FILE *out, FILE *err)
 {
@@ -258,12 +333,16 @@ enum lt_parse_result lt_parse_args(int argc, char **argv, struct lt_opts *opts,
 		opts->command = LT_CMD_EXPORT;
 		command_name = "export";
 		lt_export_defaults(&opts->export);
+	} else if (!strcmp(argv[1], "top")) {
+		opts->command = LT_CMD_TOP;
+		command_name = "top";
+		opts->top_interval_s = 1;
 	} else if (!strcmp(argv[1], "compare")) {
 		opts->command = LT_CMD_COMPARE;
 		command_name = "compare";
 		opts->compare_rounds = 2000;
 	} else if (strcmp(argv[1], "stat")) {
-		fprintf(err, "lotrace: unknown command '%s': expected 'stat', 'export' or 'compare'\n",
+		fprintf(err, "lotrace: unknown command '%s': expected stat, top, export or compare\n",
 			argv[1]);
 		fprintf(err, "Try 'lotrace stat --help'.\n");
 		return LT_PARSE_ERROR;
@@ -283,6 +362,8 @@ enum lt_parse_result lt_parse_args(int argc, char **argv, struct lt_opts *opts,
 		bool takes_value = matches(flag, "-d", "--duration") || matches(flag, "-p", "--pid") ||
 				   (opts->command == LT_CMD_COMPARE &&
 				    (matches(flag, "-n", "--count") || matches(flag, "-s", "--sizes"))) ||
+				   (opts->command == LT_CMD_TOP &&
+				    (matches(flag, "-i", "--interval") || matches(flag, NULL, "--iterations"))) ||
 				   matches(flag, "-c", "--comm") || matches(flag, "-b", "--backend") ||
 				   matches(flag, NULL, "--lo-attach") ||
 				   matches(flag, NULL, "--ring-buffer-size") ||
@@ -301,6 +382,13 @@ enum lt_parse_result lt_parse_args(int argc, char **argv, struct lt_opts *opts,
 
 		if (opts->command == LT_CMD_EXPORT) {
 			int r = lt_export_flag(&opts->export, flag, val, out, err);
+			if (r == LT_PARSE_OK)
+				continue;
+			if (r > 0)
+				return r;
+		}
+		if (opts->command == LT_CMD_TOP) {
+			int r = top_flag(opts, flag, val, out, err);
 			if (r == LT_PARSE_OK)
 				continue;
 			if (r > 0)
