@@ -672,7 +672,7 @@ Test(opts, bad_flags_name_the_flag)
 		{ "stat", "--sort", "latency", "--sort" },
 		{ "stat", "--top", "0", "--top" },
 		{ "stat", "--top", "5x", "--top" },
-		{ "top", NULL, NULL, "top" },
+		{ "frob", NULL, NULL, "frob" },
 	};
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		struct lt_opts o;
