@@ -855,6 +855,48 @@ Test(cli, pid_filter_reports_one_process, .timeout = 60)
 	json_object_put(doc);
 }
 
+/* --transport keeps that transport's rows and pairs only, over mixed traffic, exactly. */
+Test(cli, transport_filter_over_mixed_traffic, .timeout = 60)
+{
+	need_root();
+	const char *args[] = { "--transport", "tcp", "--transport", "unix_dgram", NULL };
+	struct lotrace_proc lt;
+	cr_assert(lotrace_start(&lt, args));
+	static const char *const kinds[] = { "tcp", "unix_stream", "unix_dgram", "udp" };
+	json_object *bench[4];
+	for (int i = 0; i < 4; i++) {
+		char cmd[256];
+		snprintf(cmd, sizeof(cmd), "%s -t %s -n 50 --json", lobench_path(), kinds[i]);
+		bench[i] = run_json(cmd);
+		cr_assert_not_null(bench[i], "lobench -t %s", kinds[i]);
+	}
+	json_object *doc = lotrace_stop(&lt, NULL);
+	cr_assert_not_null(doc);
+	json_object *rows = json_object_object_get(doc, "processes"), *pairs = NULL;
+	json_object_object_get_ex(doc, "pairs", &pairs);
+	for (size_t i = 0; i < json_object_array_length(rows); i++) {
+		const char *t = json_object_get_string(
+			json_object_object_get(json_object_array_get_idx(rows, i), "transport"));
+		cr_expect(!strcmp(t, "tcp") || !strcmp(t, "unix_dgram"), "a %s row", t);
+	}
+	for (size_t i = 0; i < json_object_array_length(pairs); i++) {
+		const char *t = json_object_get_string(
+			json_object_object_get(json_object_array_get_idx(pairs, i), "transport"));
+		cr_expect(!strcmp(t, "tcp") || !strcmp(t, "unix_dgram"), "a %s pair", t);
+	}
+	for (int i = 0; i < 4; i++) {
+		int client = (int)truth(bench[i], "client", "pid");
+		int server = (int)truth(bench[i], "server", "pid");
+		json_object *p = find_pair(doc, client, server, kinds[i]);
+		bool kept = i == 0 || i == 2;
+		cr_expect(kept ? p != NULL : p == NULL, "%s pair %s", kinds[i], kept ? "missing" : "shown");
+		if (p)
+			cr_expect_eq(jint(p, "messages"), 50, "%s pair messages", kinds[i]);
+		json_object_put(bench[i]);
+	}
+	json_object_put(doc);
+}
+
 /*
  * A full ring buffer drops latency events, counts them, and no count suffers.
  * The reader is stopped (SIGSTOP) while the traffic runs, as a stalled

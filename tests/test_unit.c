@@ -263,6 +263,16 @@ Test(json, filters_by_pid_and_comm)
 	cr_expect_eq(json_object_array_length(get(d, "processes")), 1);
 	json_object_put(d);
 
+	/* --transport: that transport's rows and pairs only (server's tcp row here). */
+	struct report_options tcp_only = { .transports = 1u << LT_TCP };
+	d = json_of(a, &tcp_only);
+	cr_expect_eq(json_object_array_length(get(d, "processes")), 1);
+	cr_expect_str_eq(json_object_get_string(get(json_object_array_get_idx(get(d, "processes"), 0),
+						    "transport")),
+			 "tcp");
+	cr_expect_eq(json_object_array_length(get(d, "pairs")), 0, "the only pair is unix_stream");
+	json_object_put(d);
+
 	/* Repeated flags are sets: either pid, either name; pid and name both. */
 	static const int both[] = { 100, 200 };
 	struct report_options two = { .pids = both, .npids = 2 };
@@ -591,6 +601,8 @@ Test(opts, good_flags)
 	cr_assert_eq(parse(&o, NULL, "stat", "-p", "42", "--pid=7"), LT_PARSE_OK);
 	cr_expect_eq(o.npids, 2, "--pid repeats: both are kept");
 	cr_expect_eq(o.pids[1], 7);
+	cr_assert_eq(parse(&o, NULL, "stat", "-t", "tcp", "--transport=unix_dgram"), LT_PARSE_OK);
+	cr_expect_eq(o.transports, (1u << LT_TCP) | (1u << LT_UNIX_DGRAM));
 	cr_assert_eq(parse(&o, NULL, "stat", "--backend", "tracepoint", "--lo-attach=clsact"),
 		     LT_PARSE_OK);
 	cr_expect_eq(o.backend, LT_BACKEND_TRACEPOINT);
@@ -672,6 +684,7 @@ Test(opts, bad_flags_name_the_flag)
 		{ "stat", "--sort", "latency", "--sort" },
 		{ "stat", "--top", "0", "--top" },
 		{ "stat", "--top", "5x", "--top" },
+		{ "stat", "--transport", "sctp", "--transport" },
 		{ "frob", NULL, NULL, "frob" },
 	};
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {

@@ -49,6 +49,7 @@ int main(int argc, char **argv)
 				    .npids = opts.npids,
 				    .comms = comms,
 				    .ncomms = opts.ncomms,
+				    .transports = opts.transports,
 				    .wide = opts.wide,
 				    .sort = (enum report_sort)opts.sort,
 				    .top = opts.top,

@@ -4,6 +4,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include "names.h"
 #include "report.h"
 
 static const char usage_text[] =
@@ -42,6 +43,10 @@ static const char usage_text[] =
 "                          at most 15 characters, as in /proc/PID/comm); repeat\n"
 "                          for several names (at most 16); with --pid as well,\n"
 "                          a process must match both\n"
+"  -t, --transport NAME    report only rows and pairs of this transport (tcp,\n"
+"                          udp, unix_stream, unix_dgram, unix_seqpacket);\n"
+"                          repeat for several.  Filters act on the report: the\n"
+"                          lo line and per-transport summary stay host-wide\n"
 "  -b, --backend NAME      hooks to use: auto (default: the first of these that\n"
 "                          loads and attaches), fentry (fentry/fexit on the\n"
 "                          socket send/recv functions), tracepoint\n"
@@ -165,6 +170,7 @@ static const char top_usage_text[] =
 "      --top N             at most N rows (default: what fits the terminal)\n"
 "  -p, --pid PID           only this process (repeat for several)\n"
 "  -c, --comm NAME         only processes with this name (repeat for several)\n"
+"  -t, --transport NAME    only this transport (repeat for several)\n"
 "  -b, --backend NAME      auto, fentry, tracepoint or kprobe (see stat --help)\n"
 "      --lo-attach MODE    auto, tcx, clsact or none\n"
 "      --ring-buffer-size SIZE\n"
@@ -228,7 +234,7 @@ static int compare_flag(struct lt_opts *opts, const char *flag, const char *val,
 {
 	static const char *const stat_only[][2] = {
 		{ "-d", "--duration" }, { "-p", "--pid" }, { "-c", "--comm" }, { "-w", "--wide" },
-		{ NULL, "--sort" },     { NULL, "--top" }, { NULL, "--hist" },
+		{ NULL, "--sort" },     { NULL, "--top" }, { NULL, "--hist" }, { "-t", "--transport" },
 	};
 	if (matches(flag, "-h", "--help")) {
 		fputs(compare_usage_text, out);
@@ -365,6 +371,7 @@ enum lt_parse_result lt_parse_args(int argc, char **argv, struct lt_opts *opts,
 				   (opts->command == LT_CMD_TOP &&
 				    (matches(flag, "-i", "--interval") || matches(flag, NULL, "--iterations"))) ||
 				   matches(flag, "-c", "--comm") || matches(flag, "-b", "--backend") ||
+				   matches(flag, "-t", "--transport") ||
 				   matches(flag, NULL, "--lo-attach") ||
 				   matches(flag, NULL, "--ring-buffer-size") ||
 				   matches(flag, NULL, "--sort") || matches(flag, NULL, "--top") ||
@@ -450,6 +457,12 @@ enum lt_parse_result lt_parse_args(int argc, char **argv, struct lt_opts *opts,
 			if (opts->ncomms == LT_MAX_FILTER_VALUES)
 				return lt_usage_error(err, flag, val, "at most 16 --comm flags");
 			memcpy(opts->comms[opts->ncomms++], val, n + 1);
+		} else if (matches(flag, "-t", "--transport")) {
+			int t = lt_transport_from_name(val);
+			if (t < 0)
+				return lt_usage_error(err, flag, val,
+						      "tcp, udp, unix_stream, unix_dgram or unix_seqpacket");
+			opts->transports |= 1u << t;
 		} else if (matches(flag, "-b", "--backend")) {
 			int b = lt_name_index(backend_names, LT_BACKEND_COUNT, val);
 			if (b < 0)

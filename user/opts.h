@@ -41,6 +41,7 @@ struct lt_opts {
 	int npids;
 	char comms[LT_MAX_FILTER_VALUES][LOTRACE_COMM_LEN];
 	int ncomms;
+	unsigned transports; /* --transport: bit per enum lotrace_transport; 0: all */
 	enum lt_backend backend;
 	enum lt_lo_mode lo_mode;
 	bool quiet;        /* no progress lines on stderr */

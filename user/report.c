@@ -36,10 +36,16 @@ static bool proc_wanted(const struct agg *a, uint32_t tgid, uint32_t tag, const 
 	return !f->ncomms || comm_wanted(comm ? comm : agg_comm(a, tgid, tag), f);
 }
 
+static bool transport_wanted(int transport, const struct report_options *f)
+{
+	return !f->transports || (f->transports & (1u << transport));
+}
+
 static bool pair_wanted(const struct agg *a, const struct agg_pair *p, const struct report_options *f)
 {
-	return proc_wanted(a, p->sender, p->sender_tag, NULL, f) ||
-	       proc_wanted(a, p->receiver, p->receiver_tag, NULL, f);
+	return transport_wanted(p->transport, f) &&
+	       (proc_wanted(a, p->sender, p->sender_tag, NULL, f) ||
+		proc_wanted(a, p->receiver, p->receiver_tag, NULL, f));
 }
 
 /* lo per protocol: the rows plus what was folded, i.e. the kernel's exact totals. */
@@ -529,7 +535,8 @@ void report_table(FILE *out, const struct agg *a, const struct report_options *f
 				r.rcv = v[j];
 		}
 		i = j;
-		if (!proc_wanted(a, r.any->tgid, r.any->tag, NULL, f))
+		if (!transport_wanted(r.any->transport, f) ||
+		    !proc_wanted(a, r.any->tgid, r.any->tag, NULL, f))
 			continue;
 		if (!(r.snd && r.snd->messages) && !(r.rcv && r.rcv->messages))
 			continue;
@@ -724,7 +731,8 @@ void report_json(FILE *out, const struct agg *a, const struct report_options *f)
 	bool first = true;
 	for (size_t i = 0; v && i < n; i++) {
 		const struct agg_proc *p = v[i];
-		if (!proc_wanted(a, p->tgid, p->tag, NULL, f) || !p->messages)
+		if (!transport_wanted(p->transport, f) || !proc_wanted(a, p->tgid, p->tag, NULL, f) ||
+		    !p->messages)
 			continue;
 		fprintf(out, "%s\n  {\"pid\": %u, \"comm\": ", first ? "" : ",", p->tgid);
 		json_string(out, agg_comm(a, p->tgid, p->tag));

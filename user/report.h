@@ -27,6 +27,7 @@ struct report_options {
 	int npids;
 	const char *const *comms;
 	int ncomms;
+	unsigned transports; /* bit per enum lotrace_transport of the rows shown; 0: all */
 	/* Table: every column (bytes, pairs' p99), full numbers; else REPORT_COLUMNS. */
 	bool wide;
 	enum report_sort sort; /* table rows and pairs, largest first (pid: ascending) */

@@ -255,7 +255,8 @@ static void frame(FILE *out, const struct agg *a, struct top_prev *prev_rows,
 			const struct top_row *r = &rows[i];
 			const struct agg_proc *p = r->snd ? r->snd : r->rcv;
 			const char *comm = agg_comm(a, p->tgid, p->tag);
-			if (!wanted(f, p->tgid, comm) || (f->top && shown >= f->top))
+			if (!wanted(f, p->tgid, comm) || (f->top && shown >= f->top) ||
+			    (f->transports && !(f->transports & (1u << p->transport))))
 				continue;
 			char clean[LT_NAME_CLEAN_LEN(LOTRACE_COMM_LEN)];
 			lt_name_clean(clean, sizeof(clean), comm);
@@ -276,7 +277,8 @@ static void frame(FILE *out, const struct agg *a, struct top_prev *prev_rows,
 			const char *sc = agg_comm(a, p->sender, p->sender_tag);
 			const char *rc = agg_comm(a, p->receiver, p->receiver_tag);
 			if ((!wanted(f, p->sender, sc) && !wanted(f, p->receiver, rc)) ||
-			    (f->top && shown >= f->top))
+			    (f->top && shown >= f->top) ||
+			    (f->transports && !(f->transports & (1u << p->transport))))
 				continue;
 			char clean[LT_NAME_CLEAN_LEN(LOTRACE_COMM_LEN)], both[16 + sizeof(clean)];
 			lt_name_clean(clean, sizeof(clean), sc);
