@@ -1563,63 +1563,91 @@ Test(accounting, sendmmsg_over_uio_maxiov, .timeout = 60)
  * and the sampler timed half).  Measured before the fix, 6 starts: 2 with a
  * direction at 0% timed, 3 at 50%.  Now the offsets resync when the stream
  * drains: at least 99% of each direction is timed.
+ *
+ * queued_first: the client's first message is sent before lotrace starts and
+ * read after (the first case, every time), and nothing runs while lotrace
+ * attaches.  Otherwise the ping-pong runs while lotrace attaches (both
+ * cases, at random).  Attaching patches the code the ping-pong is running,
+ * which real CPUs handle and qemu's TCG does not always: a 6.12 guest died of
+ * an int3 Oops in skb_copy_datagram_iter.  LOTRACE_TEST_NO_LIVE_ATTACH=1 (the
+ * VM matrix sets it) leaves the live starts out, and says so.
  */
-Test(accounting, unix_stream_pingpong_traced_from_mid_stream, .timeout = 90)
+static void pingpong_from_mid_stream(int run, bool queued_first)
+{
+	int sv[2], go[2];
+	cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+	cr_assert_eq(pipe(go), 0);
+	volatile int *stop = shared(sizeof(int));
+	pid_t server = fork();
+	if (server == 0) {
+		close(sv[0]);
+		close(go[1]);
+		char buf[MSG], t;
+		if (queued_first && read(go[0], &t, 1) != 1)
+			_exit(2);
+		while (recv(sv[1], buf, MSG, MSG_WAITALL) == MSG)
+			if (send(sv[1], buf, MSG, 0) != MSG)
+				_exit(1);
+		_exit(0);
+	}
+	close(go[0]);
+	pid_t client = fork();
+	if (client == 0) {
+		close(sv[1]);
+		close(go[1]);
+		char buf[MSG] = { 0 };
+		while (!*stop)
+			if (send(sv[0], buf, MSG, 0) != MSG ||
+			    recv(sv[0], buf, MSG, MSG_WAITALL) != MSG)
+				_exit(1);
+		_exit(0);
+	}
+	close(sv[0]);
+	close(sv[1]);
+	/* Live: running before lotrace starts, a different moment each time. */
+	usleep(queued_first ? 50000 : 20000 + 30000 * (unsigned)run);
+	struct lotrace_proc lt;
+	start(&lt);
+	if (queued_first)
+		cr_assert_eq(write(go[1], "g", 1), 1); /* the server reads the queued message */
+	close(go[1]);
+	usleep(500000);
+	*stop = 1;
+	int rc = wait_child(client) | wait_child(server);
+	json_object *doc = lotrace_stop(&lt, NULL);
+	cr_assert_eq(rc, 0, "run %d: the ping-pong failed", run);
+	cr_assert_not_null(doc);
+	char acct[256];
+	accounting_of(doc, acct, sizeof(acct));
+	const char *how = queued_first ? "queued first" : "live";
+	pid_t ends[2][2] = { { client, server }, { server, client } };
+	for (int d = 0; d < 2; d++) {
+		json_object *p = find_pair(doc, ends[d][0], ends[d][1], "unix_stream");
+		cr_assert_not_null(p, "%s run %d: no pair %d -> %d", how, run, ends[d][0], ends[d][1]);
+		long long msgs = jint(p, "messages"), timed = jint(p, "latency_ns.count");
+		const char *dir = d ? "server -> client" : "client -> server";
+		cr_log_info("%s run %d, %s: %lld messages, %lld timed %s", how, run, dir, msgs, timed,
+			    acct);
+		cr_expect_gt(msgs, 200, "%s run %d: too few messages traced", how, run);
+		/* Some at the start (until the offsets resync) may go untimed. */
+		cr_expect_geq(timed, msgs - msgs / 100, "%s run %d, %s: %lld of %lld timed %s", how,
+			      run, dir, timed, msgs, acct);
+	}
+	json_object_put(doc);
+}
+
+Test(accounting, unix_stream_pingpong_traced_from_mid_stream, .timeout = 120)
 {
 	need_root();
-	enum { STARTS = 5 };
-	for (int run = 0; run < STARTS; run++) {
-		int sv[2];
-		cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
-		volatile int *stop = shared(sizeof(int));
-		pid_t server = fork();
-		if (server == 0) {
-			close(sv[0]);
-			char buf[MSG];
-			while (recv(sv[1], buf, MSG, MSG_WAITALL) == MSG)
-				if (send(sv[1], buf, MSG, 0) != MSG)
-					_exit(1);
-			_exit(0);
-		}
-		pid_t client = fork();
-		if (client == 0) {
-			close(sv[1]);
-			char buf[MSG] = { 0 };
-			while (!*stop)
-				if (send(sv[0], buf, MSG, 0) != MSG ||
-				    recv(sv[0], buf, MSG, MSG_WAITALL) != MSG)
-					_exit(1);
-			_exit(0);
-		}
-		close(sv[0]);
-		close(sv[1]);
-		/* Running before lotrace starts; a different moment each time. */
-		usleep(20000 + 30000 * (unsigned)run);
-		struct lotrace_proc lt;
-		start(&lt);
-		usleep(500000);
-		*stop = 1;
-		int rc = wait_child(client) | wait_child(server);
-		json_object *doc = lotrace_stop(&lt, NULL);
-		cr_assert_eq(rc, 0, "run %d: the ping-pong failed", run);
-		cr_assert_not_null(doc);
-		char acct[256];
-		accounting_of(doc, acct, sizeof(acct));
-		pid_t ends[2][2] = { { client, server }, { server, client } };
-		for (int d = 0; d < 2; d++) {
-			json_object *p = find_pair(doc, ends[d][0], ends[d][1], "unix_stream");
-			cr_assert_not_null(p, "run %d: no pair %d -> %d", run, ends[d][0], ends[d][1]);
-			long long msgs = jint(p, "messages"), timed = jint(p, "latency_ns.count");
-			cr_log_info("run %d, %s -> %s: %lld messages, %lld timed %s", run,
-				    d ? "server" : "client", d ? "client" : "server", msgs, timed, acct);
-			cr_expect_gt(msgs, 1000, "run %d: too few messages traced", run);
-			/* Some at the start (until the offsets resync) may go untimed. */
-			cr_expect_geq(timed, msgs - msgs / 100, "run %d, %s -> %s: %lld of %lld timed %s", run,
-				      d ? "server" : "client", d ? "client" : "server", timed, msgs,
-				      acct);
-		}
-		json_object_put(doc);
+	for (int run = 0; run < 2; run++)
+		pingpong_from_mid_stream(run, true);
+	const char *no_live = getenv("LOTRACE_TEST_NO_LIVE_ATTACH");
+	if (no_live && !strcmp(no_live, "1")) {
+		cr_log_warn("LOTRACE_TEST_NO_LIVE_ATTACH=1: no starts while the ping-pong runs");
+		return;
 	}
+	for (int run = 0; run < 5; run++)
+		pingpong_from_mid_stream(run, false);
 }
 
 /* ---- 10. untimed is exact when tracing starts with data queued. ---- */
