@@ -702,6 +702,8 @@ static __always_inline bool tq_enqueue(struct timing_queue *q, int transport, __
 		 */
 		if (receiver) {
 			weight = 0; /* returned before its send began: untimed (unmatched) */
+			/* No slot will carry it: its pair message is counted here. */
+			count_pair(id, receiver, transport, 1, 0);
 			/*
 			 * Impossible while the offsets agree: on a unix stream traced
 			 * from mid-stream, the receiver counted bytes sent before
