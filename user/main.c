@@ -13,6 +13,20 @@
 #include "signals.h"
 #include "report.h"
 
+/*
+ * Flushes the report: SIGPIPE is ignored, so a reader that went away is an
+ * error here, not a silent death.
+ */
+static int finish(int ret)
+{
+	if (fflush(stdout) || ferror(stdout)) {
+		fprintf(stderr, "lotrace: cannot write the report: %s\n", strerror(errno));
+		ret = 1;
+	}
+	lt_reraise_fatal_signal();
+	return ret;
+}
+
 int main(int argc, char **argv)
 {
 	struct lt_opts opts;
@@ -60,12 +74,7 @@ int main(int argc, char **argv)
 		if (tracer_stop(&t, stderr))
 			ret = 1;
 		agg_free(agg);
-		if (fflush(stdout) || ferror(stdout)) {
-			fprintf(stderr, "lotrace: cannot write the report: %s\n", strerror(errno));
-			ret = 1;
-		}
-		lt_reraise_fatal_signal();
-		return ret;
+		return finish(ret);
 	}
 	if (!opts.quiet) {
 		fprintf(stderr, "lotrace: tracing with the %s backend, lo counted via %s; ",
@@ -99,11 +108,5 @@ int main(int argc, char **argv)
 	else
 		report_table(stdout, agg, &f);
 	agg_free(agg);
-	/* SIGPIPE is ignored: a reader that went away is an error here, not a silent death. */
-	if (fflush(stdout) || ferror(stdout)) {
-		fprintf(stderr, "lotrace: cannot write the report: %s\n", strerror(errno));
-		ret = 1;
-	}
-	lt_reraise_fatal_signal();
-	return ret;
+	return finish(ret);
 }

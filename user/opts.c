@@ -225,6 +225,18 @@ static bool matches(const char *arg, const char *s, const char *l)
 	return (s && !strcmp(arg, s)) || !strcmp(arg, l);
 }
 
+/* A flag of stat's in stat_only[n]: an error saying so for command; else 0. */
+static int refuse_stat_flag(FILE *err, const char *flag, const char *const stat_only[][2],
+			    size_t n, const char *command)
+{
+	char expected[64];
+	snprintf(expected, sizeof(expected), "is an option of lotrace stat, not %s", command);
+	for (size_t i = 0; i < n; i++)
+		if (matches(flag, stat_only[i][0], stat_only[i][1]))
+			return lt_usage_error(err, flag, NULL, expected);
+	return 0;
+}
+
 /*
  * A flag of lotrace compare: its own (--count, --sizes, --help), or one of
  * stat's that only stat's report uses (an error); -1 for the flags both share.
@@ -240,9 +252,9 @@ static int compare_flag(struct lt_opts *opts, const char *flag, const char *val,
 		fputs(compare_usage_text, out);
 		return LT_PARSE_EXIT;
 	}
-	for (size_t i = 0; i < sizeof(stat_only) / sizeof(stat_only[0]); i++)
-		if (matches(flag, stat_only[i][0], stat_only[i][1]))
-			return lt_usage_error(err, flag, NULL, "is an option of lotrace stat, not compare");
+	if (refuse_stat_flag(err, flag, stat_only, sizeof(stat_only) / sizeof(stat_only[0]),
+			     "compare"))
+		return LT_PARSE_ERROR;
 	if (matches(flag, "-n", "--count")) {
 		char *end;
 		errno = 0;
@@ -283,9 +295,8 @@ static int top_flag(struct lt_opts *opts, const char *flag, const char *val, FIL
 		fputs(top_usage_text, out);
 		return LT_PARSE_EXIT;
 	}
-	for (size_t i = 0; i < sizeof(stat_only) / sizeof(stat_only[0]); i++)
-		if (matches(flag, stat_only[i][0], stat_only[i][1]))
-			return lt_usage_error(err, flag, NULL, "is an option of lotrace stat, not top");
+	if (refuse_stat_flag(err, flag, stat_only, sizeof(stat_only) / sizeof(stat_only[0]), "top"))
+		return LT_PARSE_ERROR;
 	if (matches(flag, "-i", "--interval")) {
 		char *end;
 		errno = 0;

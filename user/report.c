@@ -22,9 +22,7 @@ static bool comm_wanted(const char *name, const struct report_options *f)
 	return false;
 }
 
-/* comm: the process's name, or NULL to look it up as (tgid, tag). */
-static bool proc_wanted(const struct agg *a, uint32_t tgid, uint32_t tag, const char *comm,
-			const struct report_options *f)
+bool report_proc_wanted(const struct report_options *f, uint32_t tgid, const char *comm)
 {
 	if (f->npids) {
 		bool found = false;
@@ -33,17 +31,25 @@ static bool proc_wanted(const struct agg *a, uint32_t tgid, uint32_t tag, const 
 		if (!found)
 			return false;
 	}
-	return !f->ncomms || comm_wanted(comm ? comm : agg_comm(a, tgid, tag), f);
+	return !f->ncomms || comm_wanted(comm, f);
 }
 
-static bool transport_wanted(int transport, const struct report_options *f)
+/* comm: the process's name, or NULL to look it up as (tgid, tag). */
+static bool proc_wanted(const struct agg *a, uint32_t tgid, uint32_t tag, const char *comm,
+			const struct report_options *f)
+{
+	/* The name is looked up only when a --comm needs it. */
+	return report_proc_wanted(f, tgid, comm || !f->ncomms ? comm : agg_comm(a, tgid, tag));
+}
+
+bool report_transport_wanted(const struct report_options *f, int transport)
 {
 	return !f->transports || (f->transports & (1u << transport));
 }
 
 static bool pair_wanted(const struct agg *a, const struct agg_pair *p, const struct report_options *f)
 {
-	return transport_wanted(p->transport, f) &&
+	return report_transport_wanted(f, p->transport) &&
 	       (proc_wanted(a, p->sender, p->sender_tag, NULL, f) ||
 		proc_wanted(a, p->receiver, p->receiver_tag, NULL, f));
 }
@@ -535,7 +541,7 @@ void report_table(FILE *out, const struct agg *a, const struct report_options *f
 				r.rcv = v[j];
 		}
 		i = j;
-		if (!transport_wanted(r.any->transport, f) ||
+		if (!report_transport_wanted(f, r.any->transport) ||
 		    !proc_wanted(a, r.any->tgid, r.any->tag, NULL, f))
 			continue;
 		if (!(r.snd && r.snd->messages) && !(r.rcv && r.rcv->messages))
@@ -731,7 +737,7 @@ void report_json(FILE *out, const struct agg *a, const struct report_options *f)
 	bool first = true;
 	for (size_t i = 0; v && i < n; i++) {
 		const struct agg_proc *p = v[i];
-		if (!transport_wanted(p->transport, f) || !proc_wanted(a, p->tgid, p->tag, NULL, f) ||
+		if (!report_transport_wanted(f, p->transport) || !proc_wanted(a, p->tgid, p->tag, NULL, f) ||
 		    !p->messages)
 			continue;
 		fprintf(out, "%s\n  {\"pid\": %u, \"comm\": ", first ? "" : ",", p->tgid);

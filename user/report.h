@@ -35,6 +35,10 @@ struct report_options {
 	bool hist;             /* table: a log2 latency histogram per transport */
 };
 
+/* f's --pid and --comm (as the kernel has the name or as the outputs show it). */
+bool report_proc_wanted(const struct report_options *f, uint32_t tgid, const char *comm);
+/* f's --transport. */
+bool report_transport_wanted(const struct report_options *f, int transport);
 void report_table(FILE *out, const struct agg *a, const struct report_options *f);
 /*
  * A line of text (without its '\n'): as it is when wide, else broken at

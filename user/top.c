@@ -214,15 +214,6 @@ static struct top_pair *gather_pairs(const struct agg *a, struct top_prev *prev,
 	return pairs;
 }
 
-static bool wanted(const struct report_options *f, uint32_t tgid, const char *comm)
-{
-	bool pid_ok = !f->npids, comm_ok = !f->ncomms;
-	for (int i = 0; i < f->npids; i++)
-		pid_ok |= (uint32_t)f->pids[i] == tgid;
-	for (int i = 0; i < f->ncomms; i++)
-		comm_ok |= !strcmp(f->comms[i], comm);
-	return pid_ok && comm_ok;
-}
 
 /*
  * One frame into out: at most max_lines lines (a terminal's height; 0: no
@@ -255,8 +246,8 @@ static void frame(FILE *out, const struct agg *a, struct top_prev *prev_rows,
 			const struct top_row *r = &rows[i];
 			const struct agg_proc *p = r->snd ? r->snd : r->rcv;
 			const char *comm = agg_comm(a, p->tgid, p->tag);
-			if (!wanted(f, p->tgid, comm) || (f->top && shown >= f->top) ||
-			    (f->transports && !(f->transports & (1u << p->transport))))
+			if (!report_proc_wanted(f, p->tgid, comm) || (f->top && shown >= f->top) ||
+			    !report_transport_wanted(f, p->transport))
 				continue;
 			char clean[LT_NAME_CLEAN_LEN(LOTRACE_COMM_LEN)];
 			lt_name_clean(clean, sizeof(clean), comm);
@@ -276,9 +267,8 @@ static void frame(FILE *out, const struct agg *a, struct top_prev *prev_rows,
 			const struct agg_pair *p = pairs[i].p;
 			const char *sc = agg_comm(a, p->sender, p->sender_tag);
 			const char *rc = agg_comm(a, p->receiver, p->receiver_tag);
-			if ((!wanted(f, p->sender, sc) && !wanted(f, p->receiver, rc)) ||
-			    (f->top && shown >= f->top) ||
-			    (f->transports && !(f->transports & (1u << p->transport))))
+			if ((!report_proc_wanted(f, p->sender, sc) && !report_proc_wanted(f, p->receiver, rc)) ||
+			    (f->top && shown >= f->top) || !report_transport_wanted(f, p->transport))
 				continue;
 			char clean[LT_NAME_CLEAN_LEN(LOTRACE_COMM_LEN)], both[16 + sizeof(clean)];
 			lt_name_clean(clean, sizeof(clean), sc);
