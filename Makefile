@@ -29,7 +29,7 @@ TESTS += $(BUILD)/test_soak
 RUN_SUITE := sh tools/run-suite.sh
 LOGS := $(BUILD)/logs
 
-.PHONY: all test test-asan vmtest bench bench-icount clean
+.PHONY: vmtest-scenarios all test test-asan vmtest bench bench-icount clean
 .DELETE_ON_ERROR:
 all: lotrace tools/lobench
 
@@ -120,6 +120,11 @@ test-asan: $(ASAN_DIR)/lotrace tools/lobench $(BUILD)/test_integration $(BUILD)/
 # The backend matrix: Debian 6.1 and 6.12 kernels under qemu, and this host.
 vmtest: lotrace tools/lobench $(BUILD)/test_integration $(BUILD)/test_latency bench/hookfloor
 	tools/vmmatrix.sh
+
+# The same with every latency scenario of test_latency per backend in the VMs
+# (about two hours more under TCG: too long for CI).
+vmtest-scenarios: lotrace tools/lobench $(BUILD)/test_integration $(BUILD)/test_latency bench/hookfloor
+	tools/vmmatrix.sh --scenarios
 
 # Instructions lotrace adds per message, per transport, backend and mode,
 # under qemu -icount in Debian 6.12 and 6.1 guests: deterministic, unlike

@@ -159,6 +159,14 @@ enum dg_state {
 	DG_OPEN = 0,  /* neither side is done */
 	DG_SENT = 1,  /* the send returned first: send_ns is valid */
 	DG_TAKEN = 2, /* received or dropped first: the sender reports apart */
+	DG_CLAIMING = 3, /* a sender writes its stamp over a stale COPIED */
+	/*
+	 * No stamp but a mark: a unix datagram copied before its sender could
+	 * stamp it (see lt_copy_datagram); DG_COPIED and up, a new value each
+	 * time a copy marks it, so a sender replacing a stale mark cannot miss
+	 * a new one.  No other field is meaningful.
+	 */
+	DG_COPIED = 16,
 };
 
 /*
@@ -180,7 +188,7 @@ struct dg_stamp {
 	__u32 state;     /* enum dg_state */
 	__u32 send_ns;   /* once state is DG_SENT */
 	__u32 transport;
-	__u32 tid;       /* unix: the sending thread (several can send on one socket) */
+	__u32 pad;
 };
 
 /* Per-thread state of the send and recv calls in progress. */
@@ -250,33 +258,49 @@ LT_SHARED struct {
 } dgram_stamps SEC(".maps");
 
 /*
- * Unix datagrams a receiver took before their sender could stamp them (it
+ * Unix datagrams a receiver copied before their sender could stamp them (it
  * looks for its datagram at sk_data_ready, after queueing it), by sending
- * socket.  Whichever side comes second completes the other's half: a copy
- * before that look leaves TAKEN (the sender times it), a copy after it finds
- * RACED (the copy takes the stamp).  Each side writes its own fields, then
- * moves state from EMPTY with compare-and-swap, so exactly one side times it.
+ * socket.  The copy marks its skb COPIED in dgram_stamps, atomically against
+ * the stamp (see lt_copy_datagram and claim_stamp), so a sender learns its
+ * datagram went unstamped whether it looked before or after the copy; then
+ * whichever side comes second here completes the other's half: a copy
+ * leaves TAKEN (a sender times it), a sender leaves RACED (a copy takes its
+ * start).  Several threads can send on one socket, so several such datagrams
+ * can be in flight at once: each gets a slot.  A side reserves an EMPTY slot
+ * (compare-and-swap to BUSY), writes its fields, publishes it, and looks
+ * again for the other kind: of two that publish at once, at least one sees
+ * the other (each publication is a locked instruction, a full barrier).  The
+ * copy is the authority: every copy is completed once, so a pair counts each
+ * datagram received once; which of a socket's racing senders times a copy
+ * follows the skb it saw COPIED, else the order they come.  (One slot per
+ * socket and a sender that could stamp a copied skb lost 1-4 of 400,000
+ * messages from their pair with 8 threads on one socket, in 12 of 12 runs.)
  */
 enum dg_unstamped_state {
 	DG_U_EMPTY = 0,
 	DG_U_TAKEN = 1, /* copied: taken_* set, for the sender */
 	DG_U_RACED = 2, /* not found by its sender: raced_* set, for the copy */
+	DG_U_BUSY = 3,  /* reserved: its owner is writing it */
 };
 
-struct dg_unstamped {
+#define DG_U_SLOTS 4
+/*
+ * A TAKEN no sender claimed within a second is a datagram queued before
+ * tracing began (a sender looks microseconds after queueing); a RACED no copy
+ * claimed within 10 s was dropped with its socket.  Either gives up its slot.
+ */
+#define DG_U_TAKEN_STALE_NS 1000000000ull
+#define DG_U_RACED_STALE_NS 10000000000ull
+
+struct dg_unstamped_slot {
 	__u64 raced_ts;  /* the datagram's send entry and sender */
 	__u64 raced_id;
 	__u64 taken_ts;  /* when it was copied, by whom, how many bytes */
 	__u64 taken_by;
 	/*
-	 * The skb copied.  A sender that stamped its skb and then sees TAKEN
-	 * takes it only if it is that skb's: the copy of its previous datagram
-	 * can look for its stamp just before the sender made it and put TAKEN
-	 * up after the sender's look; that copy finds its stamp and times it.
-	 * Were the sender to take that TAKEN (deleting its new stamp), the new
-	 * datagram's copy would find no stamp and leave a TAKEN nobody takes:
-	 * a message lost from its pair (1 in ~300,000 of a unix_dgram oneway
-	 * stream), and the stale TAKEN misleads that socket's later races.
+	 * The skb copied: a sender that found its skb COPIED claims that TAKEN
+	 * first, so it is timed from its own send (other threads' sends on the
+	 * socket can be racing the same way).
 	 */
 	__u64 taken_skb;
 	__u32 taken_bytes;
@@ -288,6 +312,10 @@ struct dg_unstamped {
 	 * datagram was never copied; a new socket there must not take it.
 	 */
 	__u32 raced_ino;
+};
+
+struct dg_unstamped {
+	struct dg_unstamped_slot slot[DG_U_SLOTS];
 };
 
 LT_SHARED struct {

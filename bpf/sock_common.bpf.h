@@ -941,40 +941,58 @@ static __always_inline void stream_received(struct sock *sk, int transport, __u6
 
 /* ---- Datagram stamps (UDP, unix_dgram, unix_seqpacket) ---- */
 
-/* tid: the sending thread, for unix datagrams (claim_stamp); 0 for UDP. */
-static __always_inline long stamp(__u64 skb, __u64 ts, __u64 sender, __u64 id, __u32 tid,
-				  int transport, __u64 flags)
+/*
+ * Map update results are compared as int: on 6.1 the verifier calls the map's
+ * int-returning update op directly, and the upper half of the 64-bit result
+ * is not its sign (-EEXIST read back as 4294967279 in a 6.1 fentry program:
+ * every datagram stamped in a race then went unmatched).
+ */
+static __always_inline int stamp(__u64 skb, __u64 ts, __u64 sender, __u64 id, int transport,
+				 __u64 flags)
 {
 	struct dg_key key = { .skb = skb, .sender = sender };
 	struct dg_stamp st = {
 		.ts = ts,
 		.id = id,
 		.transport = transport,
-		.tid = tid,
 	};
-	return bpf_map_update_elem(&dgram_stamps, &key, &st, flags);
+	return (int)bpf_map_update_elem(&dgram_stamps, &key, &st, flags);
 }
 
 /*
- * Claim the unix datagram skb for this thread's send in progress: -EEXIST if
- * another thread sending on the same socket claimed it (its datagram and this
- * one were queued before either thread looked).  A stamp this thread made
- * there before is stale (its skb at this address was freed) and replaced, as
- * is one without a thread (tid 0: a copy put a RACED send's stamp there, and
- * takes whatever stamp it finds next).
+ * Claim the unix datagram skb for this thread's send in progress: 0 when
+ * stamped; -EEXIST if another send on the same socket claimed it (another
+ * thread's, or this thread's earlier datagram still queued: their datagrams
+ * were queued before either looked); DG_WAS_COPIED if it was copied before it
+ * could be stamped.  A COPIED an earlier datagram at this address left (this
+ * skb is queued again: linked) is written over in place, CLAIMING first: a
+ * copy that marks it meanwhile changes the state, and the claim fails.
  */
-static __always_inline long claim_stamp(__u64 skb, __u64 ts, __u64 sender, __u64 id,
+#define DG_WAS_COPIED 1
+static __always_inline int claim_stamp(struct sk_buff *skb, __u64 ts, __u64 sender, __u64 id,
 					int transport)
 {
-	__u32 tid = (__u32)bpf_get_current_pid_tgid();
-	long err = stamp(skb, ts, sender, id, tid, transport, BPF_NOEXIST);
+	int err = stamp((__u64)skb, ts, sender, id, transport, BPF_NOEXIST);
 	if (err != -EEXIST)
 		return err;
-	struct dg_key key = { .skb = skb, .sender = sender };
+	struct dg_key key = { .skb = (__u64)skb, .sender = sender };
 	struct dg_stamp *old = bpf_map_lookup_elem(&dgram_stamps, &key);
-	if (old && old->tid && old->tid != tid)
-		return -EEXIST;
-	return stamp(skb, ts, sender, id, tid, transport, BPF_ANY);
+	if (!old)
+		return -EEXIST; /* another send's, taken since */
+	__u32 state = LT_ONCE(old->state);
+	if (state < DG_COPIED)
+		return -EEXIST; /* another send's stamp, or claim in progress */
+	if (!LT_RD(skb, next))
+		return DG_WAS_COPIED; /* unlinked: its copy came first */
+	if (__sync_val_compare_and_swap(&old->state, state, DG_CLAIMING) != state)
+		return DG_WAS_COPIED; /* marked again since: copied now */
+	old->ts = ts;
+	old->id = id;
+	old->transport = transport;
+	old->send_ns = 0;
+	if (__sync_val_compare_and_swap(&old->state, DG_CLAIMING, DG_OPEN) != DG_CLAIMING)
+		return DG_WAS_COPIED; /* copied while it was written */
+	return 0;
 }
 
 /*
@@ -1036,7 +1054,7 @@ static __always_inline void lt_xmit(const struct sk_buff *skb, const struct net_
 	if (BPF_CORE_READ(shinfo, gso_size))
 		return;
 	/* No check: the stamp is looked up by this skb where it is queued. */
-	stamp((__u64)skb, ts, 0, ts ? current_id() : 0, 0, LT_UDP, BPF_ANY);
+	stamp((__u64)skb, ts, 0, ts ? current_id() : 0, LT_UDP, BPF_ANY);
 	if (ts && ctx)
 		ctx->stamp = (__u64)skb; /* for udp_queued: which datagram is this thread's */
 }
@@ -1072,6 +1090,102 @@ static __always_inline struct dg_unstamped *unstamped_of(__u64 sender)
 	struct dg_unstamped init = {};
 	bpf_map_update_elem(&dgram_unstamped, &sender, &init, BPF_NOEXIST);
 	return bpf_map_lookup_elem(&dgram_unstamped, &sender);
+}
+
+/* A slot whose other half will never come: it may be reserved anew. */
+static __always_inline bool slot_stale(struct dg_unstamped_slot *s, __u32 state, __u32 ino,
+				       __u64 now)
+{
+	if (state == DG_U_TAKEN)
+		return LT_ONCE(s->taken_ts) + DG_U_TAKEN_STALE_NS < now;
+	if (state == DG_U_RACED)
+		return LT_ONCE(s->raced_ts) + DG_U_RACED_STALE_NS < now ||
+		       raced_by_another(LT_ONCE(s->raced_ino), ino);
+	return false;
+}
+
+/* Reserve a slot of u (BUSY) to write into; -1 if all are in use. */
+static __always_inline int slot_reserve(struct dg_unstamped *u, __u32 ino, __u64 now)
+{
+	for (int i = 0; i < DG_U_SLOTS; i++) {
+		struct dg_unstamped_slot *s = &u->slot[i];
+		__u32 state = LT_ONCE(s->state);
+		if (state != DG_U_EMPTY && !slot_stale(s, state, ino, now))
+			continue;
+		if (__sync_val_compare_and_swap(&s->state, state, DG_U_BUSY) != state)
+			continue;
+		return i;
+	}
+	return -1;
+}
+
+/* Take a TAKEN slot back (or claim it): false if another side had it first. */
+static __always_inline bool slot_take_taken(struct dg_unstamped_slot *s)
+{
+	return __sync_val_compare_and_swap(&s->state, DG_U_TAKEN, DG_U_EMPTY) == DG_U_TAKEN;
+}
+
+/*
+ * A copy that found no stamp owns a RACED of this socket: its sender's start
+ * goes into found.  Another socket's RACED (it lived at this address; its
+ * datagram will never be copied) is dropped.  Fields are read before the slot
+ * is emptied: once EMPTY it can be reserved and written again.
+ */
+static __always_inline bool own_raced(struct dg_unstamped *u, __u32 ino, struct dg_stamp *found)
+{
+	for (int i = 0; i < DG_U_SLOTS; i++) {
+		struct dg_unstamped_slot *s = &u->slot[i];
+		if (LT_ONCE(s->state) != DG_U_RACED)
+			continue;
+		__u32 raced_ino = LT_ONCE(s->raced_ino);
+		__u64 ts = LT_ONCE(s->raced_ts), id = LT_ONCE(s->raced_id);
+		__u32 transport = LT_ONCE(s->transport);
+		if (__sync_val_compare_and_swap(&s->state, DG_U_RACED, DG_U_EMPTY) != DG_U_RACED)
+			continue;
+		if (raced_by_another(raced_ino, ino))
+			continue;
+		found->ts = ts;
+		found->id = id;
+		found->transport = transport;
+		return true;
+	}
+	return false;
+}
+
+static __always_inline bool any_raced(struct dg_unstamped *u)
+{
+	for (int i = 0; i < DG_U_SLOTS; i++)
+		if (LT_ONCE(u->slot[i].state) == DG_U_RACED)
+			return true;
+	return false;
+}
+
+/*
+ * A sender whose datagram was copied before it could stamp it claims a copy's
+ * TAKEN: one copied after its send began (with skb set: of that skb, the one
+ * it saw COPIED), timed from its copy.  An empty datagram delivered no
+ * message: claimed, not counted.
+ */
+static __always_inline bool claim_taken(struct dg_unstamped *u, __u64 skb, __u64 ts, __u64 me,
+					int transport)
+{
+	for (int i = 0; i < DG_U_SLOTS; i++) {
+		struct dg_unstamped_slot *s = &u->slot[i];
+		if (LT_ONCE(s->state) != DG_U_TAKEN)
+			continue;
+		__u64 taken_ts = LT_ONCE(s->taken_ts), taken_by = LT_ONCE(s->taken_by);
+		__u32 bytes = LT_ONCE(s->taken_bytes);
+		if (taken_ts < ts || (skb && LT_ONCE(s->taken_skb) != skb))
+			continue;
+		if (!slot_take_taken(s))
+			continue;
+		if (bytes) {
+			emit(EV_MESSAGE(transport, 1), taken_by, me, taken_ts - ts, 0);
+			count_pair(me, taken_by, transport, 1, bytes);
+		}
+		return true;
+	}
+	return false;
 }
 
 /*
@@ -1169,6 +1283,37 @@ static __always_inline void udp_queued(struct sock *sk)
 }
 
 /*
+ * A sender's datagram was copied before it could stamp it (or there was no
+ * room for its stamp): see dgram_unstamped.  The TAKEN of the skb it saw
+ * COPIED (mine) first, so the time is its own.  Not inlined: verified once per
+ * call with scalar arguments, not once per state of the queue walk before it.
+ */
+static __noinline void sender_unstamped(__u64 sk, __u64 ts, __u64 me, __u64 mine, int transport)
+{
+	struct dg_unstamped *u = unstamped_of(sk);
+	if (!u || (mine && claim_taken(u, mine, ts, me, transport)) ||
+	    claim_taken(u, 0, ts, me, transport))
+		return;
+	__u32 ino = sock_ino(sk);
+	int i = slot_reserve(u, ino, bpf_ktime_get_ns());
+	if (i < 0)
+		return; /* every slot in use: its copy finds no sender (unmatched) */
+	struct dg_unstamped_slot *s = &u->slot[i & (DG_U_SLOTS - 1)];
+	s->raced_ts = ts;
+	s->raced_id = me;
+	s->transport = transport;
+	s->raced_ino = ino;
+	__sync_val_compare_and_swap(&s->state, DG_U_BUSY, DG_U_RACED);
+	/*
+	 * Its copy may have put TAKEN up since the first look, before this RACED
+	 * was up: claim it (then take the RACED back; a copy that owned it
+	 * meanwhile was another of this socket's, timed from this send start).
+	 */
+	if (claim_taken(u, 0, ts, me, transport))
+		__sync_val_compare_and_swap(&s->state, DG_U_RACED, DG_U_EMPTY);
+}
+
+/*
  * Data was queued to sk: a UDP datagram (see udp_queued), or a unix datagram
  * appended to its receive queue just before: stamp it if this thread sent it
  * (the last, or one of the few before it when other senders raced in: it is
@@ -1193,72 +1338,30 @@ static __always_inline void lt_data_ready(struct sock *sk)
 	struct sk_buff *skb = LT_RD(sk, sk_receive_queue.prev);
 	__u64 empty = (__u64)&sk->sk_receive_queue; /* the list head: queue empty */
 	int transport = LT_RD(sk, sk_type) == SOCK_DGRAM ? LT_UNIX_DGRAM : LT_UNIX_SEQPACKET;
-	__u64 me = current_id();
-	for (int i = 0; i < DG_LOOK_BACK && (__u64)skb != empty; i++) {
+	__u64 me = current_id(), mine = 0;
+	/* A tail dequeued under us reads as NULL links: then it was copied. */
+	for (int i = 0; i < DG_LOOK_BACK && skb && (__u64)skb != empty; i++) {
 		if ((__u64)LT_RD(skb, sk) == ctx->sk) {
 			/* An empty datagram is no message (its send returns 0). */
 			if (!LT_RD(skb, len))
 				return;
-			long err = claim_stamp((__u64)skb, ctx->ts, ctx->sk, me, transport);
+			int err = claim_stamp(skb, ctx->ts, ctx->sk, me, transport);
 			if (err == -EEXIST) {
 				/* Another thread's send on this socket took it: look further back. */
 				skb = LT_RD(skb, prev);
 				continue;
 			}
-			if (err)
-				break; /* no room: its copy finds its stamp below */
-			ctx->stamp = (__u64)skb;
-			/*
-			 * A copy can have missed the stamp by a hair: then it is timed
-			 * here.  The copy marks TAKEN, then (full barrier) looks for the
-			 * stamp; the stamp's insertion ends in a plain store, which x86
-			 * may hold past later loads, so a full barrier goes between it
-			 * and the look at TAKEN: one side sees the other.  (Without it
-			 * both could miss: about one message in 100,000 of a ping-pong
-			 * with spinning receivers went untimed and out of its pair.)
-			 */
-			__sync_fetch_and_add(&ctx->barrier, 0);
-			struct dg_unstamped *u = bpf_map_lookup_elem(&dgram_unstamped, &ctx->sk);
-			if (u && u->taken_skb == (__u64)skb && u->taken_ts >= ctx->ts && u->taken_bytes &&
-			    __sync_val_compare_and_swap(&u->state, DG_U_TAKEN, DG_U_EMPTY) == DG_U_TAKEN) {
-				struct dg_key key = { .skb = (__u64)skb, .sender = ctx->sk };
-				bpf_map_delete_elem(&dgram_stamps, &key);
-				ctx->stamp = 0;
-				emit(EV_MESSAGE(transport, 1), u->taken_by, me, u->taken_ts - ctx->ts, 0);
-				count_pair(me, u->taken_by, transport, 1, u->taken_bytes);
+			if (err == 0) {
+				ctx->stamp = (__u64)skb;
+				return;
 			}
-			return;
+			if (err == DG_WAS_COPIED)
+				mine = (__u64)skb;
+			break; /* copied already (or no room for its stamp): see below */
 		}
 		skb = LT_RD(skb, prev);
 	}
-	/* Taken already (or no room for its stamp): see dgram_unstamped. */
-	struct dg_unstamped *u = unstamped_of(ctx->sk);
-	if (!u)
-		return;
-	__u32 ino = sock_ino(ctx->sk);
-	/*
-	 * Another socket's RACED (it lived at this address; its datagram will
-	 * never be copied) is dropped before this one's fields are written: a
-	 * copy that owns a RACED then reads fields of one socket only.
-	 */
-	if (LT_ONCE(u->state) == DG_U_RACED && raced_by_another(LT_ONCE(u->raced_ino), ino))
-		__sync_val_compare_and_swap(&u->state, DG_U_RACED, DG_U_EMPTY);
-	u->raced_ts = ctx->ts;
-	u->raced_id = me;
-	u->transport = transport;
-	u->raced_ino = ino;
-	if (__sync_val_compare_and_swap(&u->state, DG_U_EMPTY, DG_U_RACED) != DG_U_TAKEN)
-		return;
-	if (u->taken_ts < ctx->ts) { /* a copy from before this send: queued before tracing */
-		__sync_val_compare_and_swap(&u->state, DG_U_TAKEN, DG_U_RACED);
-		return;
-	}
-	/* Copied already: time it from its copy (an empty one delivered no message). */
-	if (__sync_val_compare_and_swap(&u->state, DG_U_TAKEN, DG_U_EMPTY) == DG_U_TAKEN &&
-	    u->taken_bytes) {
-		emit(EV_MESSAGE(transport, 1), u->taken_by, me, u->taken_ts - ctx->ts, 0);
-		count_pair(me, u->taken_by, transport, 1, u->taken_bytes);
-	}
+	sender_unstamped(ctx->sk, ctx->ts, me, mine, transport);
 }
 
 static __always_inline void dgram_received(struct dg_stamp *st, int transport, __u64 me,
@@ -1281,78 +1384,88 @@ static __always_inline void lt_copy_datagram(const struct sk_buff *skb, int len)
 	struct dg_key key;
 	if (!dg_key_of(skb, &key) || !key.sender)
 		return;
-	__u64 sender = key.sender;
-	struct dg_stamp *st = bpf_map_lookup_elem(&dgram_stamps, &key);
-	if (!st) {
-		/* Not stamped (yet): see dgram_unstamped. */
-		struct dg_unstamped *u = unstamped_of(sender);
+	struct dg_stamp taken;
+	bool stamped = false;
+	/*
+	 * Not stamped (yet): mark it copied, atomically against its sender's
+	 * stamp: both insert with BPF_NOEXIST (under the bucket lock), or
+	 * compare-and-swap the state of a mark an earlier datagram at this
+	 * address left.  A sender that finds its datagram then learns it was
+	 * copied first, and both sides meet in dgram_unstamped.  Twice at most:
+	 * losing to the sender means it was stamped in between.
+	 */
+	for (int i = 0; i < 2; i++) {
+		struct dg_stamp *st = bpf_map_lookup_elem(&dgram_stamps, &key);
+		if (!st) {
+			struct dg_stamp copied = { .state = DG_COPIED };
+			if ((int)bpf_map_update_elem(&dgram_stamps, &key, &copied, BPF_NOEXIST) !=
+			    -EEXIST)
+				break;
+			continue;
+		}
+		__u32 state = LT_ONCE(st->state);
+		if (state >= DG_COPIED || state == DG_CLAIMING) {
+			__u32 mark = state >= DG_COPIED ? state + 1 : DG_COPIED;
+			if (__sync_val_compare_and_swap(&st->state, state, mark) == state)
+				break;
+			continue;
+		}
+		/*
+		 * Take the stamp now: the skb is freed before the recv returns, and
+		 * a new datagram at its address can be stamped in between.  TAKEN
+		 * first, so a sender still to return reports its own send duration.
+		 */
+		__sync_val_compare_and_swap(&st->state, DG_OPEN, DG_TAKEN);
+		taken = *st;
+		bpf_map_delete_elem(&dgram_stamps, &key);
+		stamped = true;
+		break;
+	}
+	if (!stamped) {
+		/*
+		 * Copied before its sender stamped it (the mark stays for a sender
+		 * that still looks; one that never does leaves it to be written
+		 * over by the next datagram at this address).  Own a RACED of its socket, else put
+		 * TAKEN up for its sender, then look again for a RACED: its sender
+		 * may have looked since, before TAKEN was up.  Taking TAKEN back
+		 * first (it fails if a sender claimed it), twice at most: another
+		 * copy can own that RACED first.
+		 */
+		struct dg_unstamped *u = unstamped_of(key.sender);
 		if (!u)
 			return;
-		u->taken_ts = bpf_ktime_get_ns();
-		u->taken_by = current_id();
-		u->taken_bytes = len;
-		u->taken_skb = key.skb;
-		__u32 ino = sock_ino(sender);
-		bool raced = false;
-		/*
-		 * Put TAKEN up, or own the sender's RACED.  A RACED another socket
-		 * left at this address (raced_ino, read before owning it: a sender
-		 * never writes over another socket's RACED) is dropped, and the
-		 * state looked at again; so is one that changed under us.
-		 */
-		for (int i = 0; i < 3; i++) {
-			if (__sync_val_compare_and_swap(&u->state, DG_U_EMPTY, DG_U_TAKEN) !=
-			    DG_U_RACED)
-				break;
-			__u32 raced_ino = LT_ONCE(u->raced_ino);
-			if (__sync_val_compare_and_swap(&u->state, DG_U_RACED, DG_U_EMPTY) !=
-			    DG_U_RACED)
-				continue;
-			if (raced_by_another(raced_ino, ino))
-				continue;
-			raced = true;
-			break;
+		__u32 ino = sock_ino(key.sender);
+		taken = (struct dg_stamp){};
+		bool raced = own_raced(u, ino, &taken);
+		for (int round = 0; round < 2 && !raced; round++) {
+			int i = slot_reserve(u, ino, bpf_ktime_get_ns());
+			if (i < 0)
+				return; /* every slot in use: no sender will find it (unmatched) */
+			struct dg_unstamped_slot *s = &u->slot[i & (DG_U_SLOTS - 1)];
+			s->taken_ts = bpf_ktime_get_ns();
+			s->taken_by = current_id();
+			s->taken_bytes = len;
+			s->taken_skb = key.skb;
+			__sync_val_compare_and_swap(&s->state, DG_U_BUSY, DG_U_TAKEN);
+			if (!any_raced(u) || !slot_take_taken(s))
+				return; /* its sender times it */
+			raced = own_raced(u, ino, &taken);
 		}
-		if (raced) {
-			struct dg_stamp found = { .ts = u->raced_ts, .id = u->raced_id,
-						  .transport = u->transport };
-			bpf_map_update_elem(&dgram_stamps, &key, &found, BPF_ANY);
-		} else {
-			/*
-			 * TAKEN is up for the sender: unless the stamp came in since the
-			 * lookup and the sender has not taken it over, its sender times it
-			 * (or it was queued before tracing began).
-			 */
-			if (!bpf_map_lookup_elem(&dgram_stamps, &key) ||
-			    __sync_val_compare_and_swap(&u->state, DG_U_TAKEN, DG_U_EMPTY) != DG_U_TAKEN)
-				return;
-		}
-		st = bpf_map_lookup_elem(&dgram_stamps, &key);
-		if (!st)
+		if (!raced)
 			return;
 	}
 	struct lt_send_ctx *ctx = task_ctx(true);
-	/*
-	 * Take the stamp now: the skb is freed before the recv returns, and a new
-	 * datagram at its address can be stamped in between.  TAKEN first, so a
-	 * sender still to return reports its own send duration.
-	 */
-	__sync_val_compare_and_swap(&st->state, DG_OPEN, DG_TAKEN);
 	if (!ctx) {
 		/*
 		 * No per-thread state for the recv's return (the kernel could not
 		 * allocate it): the message is timed and paired at its copy, a
-		 * moment early, rather than lost with its stamp left behind.
+		 * moment early, rather than lost.
 		 */
-		struct dg_stamp taken = *st;
-		bpf_map_delete_elem(&dgram_stamps, &key);
-		/* A stamp keyed by its sending socket is a unix datagram's. */
 		dgram_received(&taken, taken.transport, current_id(), bpf_ktime_get_ns(), len);
 		return;
 	}
-	ctx->rx_stamp = *st;
+	ctx->rx_stamp = taken;
 	ctx->rx_key = key;
-	bpf_map_delete_elem(&dgram_stamps, &key);
 }
 
 /* The kernel drops skb: a stamped datagram will never be received. */
@@ -1364,7 +1477,7 @@ static __always_inline void lt_dropped(const struct sk_buff *skb)
 	struct dg_stamp *st = bpf_map_lookup_elem(&dgram_stamps, &key);
 	if (!st)
 		return;
-	if (st->ts) {
+	if (st->ts && LT_ONCE(st->state) <= DG_TAKEN) {
 		count_untimed(LT_UNTIMED_UNDELIVERED, st->transport, 1);
 		/* Its sender returned first and left the duration to the receiver. */
 		if (__sync_val_compare_and_swap(&st->state, DG_SENT, DG_TAKEN) == DG_SENT)

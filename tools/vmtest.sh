@@ -37,8 +37,11 @@
 #   --host-tool NAME    also copy host program NAME (from PATH) with its
 #                       libraries to its host path, e.g. bash or strace
 # Environment:
-#   VMTEST_ACCEL=tcg|kvm|icount
-#                         force the accelerator (icount: TCG, one thread,
+#   VMTEST_ACCEL=tcg|tcg-single|kvm|icount
+#                         force the accelerator (tcg-single: TCG with all
+#                         vCPUs on one host thread, which cannot race the
+#                         kernel's code patching as multi-threaded TCG can;
+#                         icount: TCG, one thread,
 #                         -icount shift=0,sleep=off: the guest clock advances
 #                         1 ns per guest instruction, so a duration measured
 #                         in the guest is an instruction count, the same run
@@ -403,8 +406,9 @@ fi
 case $accel in
 kvm) accel_args=(-accel kvm -cpu host) ;;
 tcg) accel_args=(-accel tcg -cpu max) ;;
+tcg-single) accel_args=(-accel tcg,thread=single -cpu max) ;;
 icount) accel_args=(-accel tcg,thread=single -icount shift=0,sleep=off -cpu max) ;;
-*) usage_die "VMTEST_ACCEL must be tcg, kvm or icount, not '$accel'" ;;
+*) usage_die "VMTEST_ACCEL must be tcg, tcg-single, kvm or icount, not '$accel'" ;;
 esac
 smp=${VMTEST_SMP:-2}
 mem=${VMTEST_MEM:-2048}
