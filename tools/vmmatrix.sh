@@ -9,9 +9,10 @@
 #   host: whatever loads must pass; auto must pick a backend that works
 # Then checks the instructions lotrace adds per message against the committed
 # bench/icount-6.12.txt and bench/icount-6.1.txt (bench/icount.sh --check).
-# Usage: vmmatrix.sh [--scenarios]   (--scenarios: also run every latency
-# scenario of test_latency per backend, ~10-15 more minutes each under TCG;
-# `make vmtest-scenarios`.  Without it the matrix fits CI's 90 minutes.)
+# Usage: vmmatrix.sh [--scenarios]   (--scenarios: every latency scenario of
+# test_latency per backend, not only the datagram accounting ones, ~10-15
+# more minutes each under TCG; `make vmtest-scenarios`.  Without it the
+# matrix fits CI's 90 minutes.)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 scenarios=
@@ -28,7 +29,7 @@ rows=$(mktemp)
 trap 'rm -f "$rows"' EXIT
 # A kernel gets 30 minutes (90 with --scenarios): under TCG a backend's
 # suites take 1-3 minutes (a lotrace start is seconds: the exact counts run
-# under one), the scenarios 10-15 more.  The guests run TCG on
+# under one), the datagram scenarios about 3 more, all scenarios 10-15.  The guests run TCG on
 # one host thread: multi-threaded TCG can run a stale translation of code the
 # kernel is patching (an "Oops: int3" in syscall_trace_enter seen as the
 # tracepoint backend attached on 6.12), and a single thread costs these
@@ -71,8 +72,8 @@ while read -r tag kernel backend loads attaches counts latency semantics scenari
 	fi
 done < "$rows"
 echo "pass/2: failed once (shown above), passed when run again."
-echo "SCENARIOS (tests/test_latency.c, in the VMs with --scenarios only: make vmtest-scenarios)"
-echo "is shown, not required: under TCG some scenarios still hit rare races."
+echo "SCENARIOS (tests/test_latency.c: its datagram accounting scenarios; all of them with"
+echo "make vmtest-scenarios) is shown, not required: under TCG some still hit rare races."
 echo "ADDED/BASE: one-way latency lotrace adds to a same-core unix_stream ping-pong (median"
 echo "of 3 interleaved rounds) / the untraced one-way latency; under TCG emulation both are"
 echo "inflated and noisy, so compare backends within a kernel, not across."
