@@ -1318,10 +1318,8 @@ static __noinline void sender_unstamped(__u64 sk, __u64 ts, __u64 me, __u64 mine
  * appended to its receive queue just before: stamp it if this thread sent it
  * (the last, or one of the few before it when other senders raced in: it is
  * looked for DG_LOOK_BACK deep; of one socket's, the newest that no other
- * thread claimed).  One not found there goes the RACED way,
- * which keeps one datagram per sending socket: two of a socket's that are
- * both deeper than that before either is copied lose the later one's pair.
- * (8 deep, 4 senders and a slow receiver under TCG lost 1 or 2 of 900.)
+ * send claimed).  One found COPIED, or not found (copied already, or deeper
+ * than that), meets its copy in dgram_unstamped (sender_unstamped).
  */
 static __always_inline void lt_data_ready(struct sock *sk)
 {
