@@ -1167,19 +1167,30 @@ static bool named_exact(const char *text, void *ctx)
 	return true;
 }
 
-/* Every filler message in the fillers' series, evicted, or another's (see below). */
-static double fillers_accounted(const char *text, const char *transport, int d)
+/*
+ * Where the fillers' messages of one transport and direction (d: 0 send,
+ * 1 recv) are: their own series, evicted, "other", and what other processes
+ * counted meanwhile.  The evicted count is computed from totals read before
+ * the rows, so it can lag by what other processes sent during that scan
+ * (counted in their series); it never counts a message twice.
+ */
+struct filler_parts {
+	double kept, ev, other, busy;
+};
+
+static struct filler_parts fillers_in(const char *text, const char *transport, int d)
 {
 	static const char *const metric[2] = { "lotrace_sent_messages_total",
 					       "lotrace_received_messages_total" };
 	static const char *const dir_label[2] = { "direction=\"send\"", "direction=\"recv\"" };
 	char tl[64];
 	snprintf(tl, sizeof(tl), "transport=\"%s\"", transport);
-	double kept = METRIC(text, metric[d], tl, "comm=\"" IDLE_FILLER_COMM "\"");
-	double ev = METRIC(text, "lotrace_evicted_messages_total", tl, dir_label[d]);
-	double other = METRIC(text, metric[d], tl, "comm=\"other\"");
-	double busy = METRIC(text, metric[d], tl) - kept - other;
-	return kept + ev + busy;
+	struct filler_parts p;
+	p.kept = METRIC(text, metric[d], tl, "comm=\"" IDLE_FILLER_COMM "\"");
+	p.ev = METRIC(text, "lotrace_evicted_messages_total", tl, dir_label[d]);
+	p.other = METRIC(text, metric[d], tl, "comm=\"other\"");
+	p.busy = METRIC(text, metric[d], tl) - p.kept - p.other;
+	return p;
 }
 
 struct settled {
@@ -1192,10 +1203,13 @@ static bool newcomer_and_fillers_settled(const char *text, void *ctx)
 	struct settled *w = ctx;
 	if (!named_exact(text, &w->want))
 		return false;
-	for (int t = 0; t < NTRANSPORTS; t++)
-		for (int d = 0; d < 2; d++)
-			if (fillers_accounted(text, transports[t], d) < w->fillers)
+	for (int t = 0; t < NTRANSPORTS; t++) {
+		for (int d = 0; d < 2; d++) {
+			struct filler_parts p = fillers_in(text, transports[t], d);
+			if (p.kept + p.ev + p.busy < w->fillers)
 				return false;
+		}
+	}
 	return true;
 }
 
@@ -1241,27 +1255,14 @@ Test(export, a_full_map_cannot_hide_a_new_process, .timeout = 120)
 	}
 	double evicted = 0;
 	for (int t = 0; t < NTRANSPORTS; t++) {
-		char tl[64];
-		snprintf(tl, sizeof(tl), "transport=\"%s\"", transports[t]);
-		static const char *const metric[2] = { "lotrace_sent_messages_total",
-						       "lotrace_received_messages_total" };
-		static const char *const dir_label[2] = { "direction=\"send\"",
-							  "direction=\"recv\"" };
 		for (int d = 0; d < 2; d++) {
-			double kept = METRIC(text, metric[d], tl, "comm=\"" IDLE_FILLER_COMM "\"");
-			double ev = METRIC(text, "lotrace_evicted_messages_total", tl, dir_label[d]);
-			double other = METRIC(text, metric[d], tl, "comm=\"other\"");
-			/*
-			 * The evicted count is computed from totals read before the rows, so
-			 * it can lag by what other processes sent during that scan (counted
-			 * in their series); it never counts a message twice.
-			 */
-			double busy = METRIC(text, metric[d], tl) - kept - other;
-			cr_expect_geq(kept + ev + busy, fillers,
+			struct filler_parts p = fillers_in(text, transports[t], d);
+			cr_expect_geq(p.kept + p.ev + p.busy, fillers,
 				      "%s %s: %g in series + %g evicted + %g others' < %d sent",
-				      transports[t], metric[d], kept, ev, busy, fillers);
-			cr_expect_geq(other, ev, "evicted counts are part of \"other\"");
-			evicted += ev;
+				      transports[t], d ? "lotrace_received_messages_total" :
+				      "lotrace_sent_messages_total", p.kept, p.ev, p.busy, fillers);
+			cr_expect_geq(p.other, p.ev, "evicted counts are part of \"other\"");
+			evicted += p.ev;
 		}
 	}
 	cr_log_info("export: %d idle processes, %ld proc_counts entries, %g messages evicted",
