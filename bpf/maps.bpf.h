@@ -283,7 +283,12 @@ enum dg_unstamped_state {
 	DG_U_BUSY = 3,  /* reserved: its owner is writing it */
 };
 
-#define DG_U_SLOTS 4
+/*
+ * Slots per sending socket: each holds one datagram copied before its sender
+ * stamped it, until the other side comes.  Threads sharing a socket can each
+ * have one in flight, so 8 threads could run 4 slots out (unpaired, then).
+ */
+#define DG_U_SLOTS 8
 /*
  * A TAKEN no sender claimed within a second is a datagram queued before
  * tracing began (a sender looks microseconds after queueing); a RACED no copy

@@ -963,14 +963,15 @@ static __always_inline int stamp(__u64 skb, __u64 ts, __u64 sender, __u64 id, in
  * Claim the unix datagram skb for this thread's send in progress: 0 when
  * stamped; -EEXIST if another send on the same socket claimed it (another
  * thread's, or this thread's earlier datagram still queued: their datagrams
- * were queued before either looked); DG_WAS_COPIED if it was copied before it
- * could be stamped.  A COPIED an earlier datagram at this address left (this
- * skb is queued again: linked) is written over in place, CLAIMING first: a
- * copy that marks it meanwhile changes the state, and the claim fails.
+ * were queued before either looked; *other_ts is then that send's start);
+ * DG_WAS_COPIED if it was copied before it could be stamped.  A COPIED an
+ * earlier datagram at this address left (this skb is queued again: linked) is
+ * written over in place, CLAIMING first: a copy that marks it meanwhile
+ * changes the state, and the claim fails.
  */
 #define DG_WAS_COPIED 1
 static __always_inline int claim_stamp(struct sk_buff *skb, __u64 ts, __u64 sender, __u64 id,
-					int transport)
+					int transport, __u64 *other_ts)
 {
 	int err = stamp((__u64)skb, ts, sender, id, transport, BPF_NOEXIST);
 	if (err != -EEXIST)
@@ -980,8 +981,10 @@ static __always_inline int claim_stamp(struct sk_buff *skb, __u64 ts, __u64 send
 	if (!old)
 		return -EEXIST; /* another send's, taken since */
 	__u32 state = LT_ONCE(old->state);
-	if (state < DG_COPIED)
+	if (state < DG_COPIED) {
+		*other_ts = LT_ONCE(old->ts);
 		return -EEXIST; /* another send's stamp, or claim in progress */
+	}
 	if (!LT_RD(skb, next))
 		return DG_WAS_COPIED; /* unlinked: its copy came first */
 	if (__sync_val_compare_and_swap(&old->state, state, DG_CLAIMING) != state)
@@ -1029,10 +1032,17 @@ static __always_inline void lt_xmit(const struct sk_buff *skb, const struct net_
 	 * implies ctx" to a later ctx->ts (kprobe backend: "invalid mem access").
 	 */
 	__u64 ts = 0;
-	if (send_started(ctx, (__u64)LT_RD(skb, sk))) {
+	struct sock *owner = LT_RD(skb, sk);
+	if (send_started(ctx, (__u64)owner)) {
 		ctx->lo_tx = 1;
 		ts = ctx->ts;
 	}
+	/*
+	 * Only UDP is stamped here: a TCP socket's packet (data and ACKs, most
+	 * of lo's) returns before the header read (~180 instructions each).
+	 */
+	if (owner && LT_RD(owner, sk_protocol) == IPPROTO_TCP)
+		return;
 
 	unsigned char *head = LT_RD(skb, head);
 	__u16 nh = LT_RD(skb, network_header);
@@ -1081,16 +1091,21 @@ static __always_inline bool raced_by_another(__u32 raced_ino, __u32 ino)
 	return raced_ino && ino && raced_ino != ino;
 }
 
+/* All slots EMPTY (in .rodata: too big for the stack). */
+static const struct dg_unstamped empty_unstamped;
+
 /* The unstamped-datagram state of a sending socket, made if missing. */
 static __always_inline struct dg_unstamped *unstamped_of(__u64 sender)
 {
 	struct dg_unstamped *u = bpf_map_lookup_elem(&dgram_unstamped, &sender);
 	if (u)
 		return u;
-	struct dg_unstamped init = {};
-	bpf_map_update_elem(&dgram_unstamped, &sender, &init, BPF_NOEXIST);
+	bpf_map_update_elem(&dgram_unstamped, &sender, &empty_unstamped, BPF_NOEXIST);
 	return bpf_map_lookup_elem(&dgram_unstamped, &sender);
 }
+
+/* Rounds a copy tries to own a RACED that another copy keeps taking first. */
+#define DG_U_ROUNDS 3
 
 /* A slot whose other half will never come: it may be reserved anew. */
 static __always_inline bool slot_stale(struct dg_unstamped_slot *s, __u32 state, __u32 ino,
@@ -1181,6 +1196,37 @@ static __always_inline bool claim_taken(struct dg_unstamped *u, __u64 skb, __u64
 			continue;
 		if (bytes) {
 			emit(EV_MESSAGE(transport, 1), taken_by, me, taken_ts - ts, 0);
+			count_pair(me, taken_by, transport, 1, bytes);
+		}
+		return true;
+	}
+	return false;
+}
+
+/*
+ * A sender that found no datagram of its own (another thread stamped it: their
+ * datagrams were queued before either looked) and no TAKEN copied since its
+ * send began claims one copied earlier: the datagram of the thread that
+ * stamped its own, whose copy no sender will claim (a RACED put up instead
+ * would wait for a copy that never comes).  Timed from that thread's start if
+ * it saw it (other_ts), else paired but untimed.
+ */
+static __always_inline bool claim_earlier_taken(struct dg_unstamped *u, __u64 other_ts, __u64 me,
+						int transport)
+{
+	for (int i = 0; i < DG_U_SLOTS; i++) {
+		struct dg_unstamped_slot *s = &u->slot[i];
+		if (LT_ONCE(s->state) != DG_U_TAKEN)
+			continue;
+		__u64 taken_ts = LT_ONCE(s->taken_ts), taken_by = LT_ONCE(s->taken_by);
+		__u32 bytes = LT_ONCE(s->taken_bytes);
+		if (!slot_take_taken(s))
+			continue;
+		if (bytes) {
+			if (other_ts && other_ts <= taken_ts)
+				emit(EV_MESSAGE(transport, 1), taken_by, me, taken_ts - other_ts, 0);
+			else
+				count_untimed(LT_UNTIMED_RACED, transport, 1);
 			count_pair(me, taken_by, transport, 1, bytes);
 		}
 		return true;
@@ -1288,16 +1334,33 @@ static __always_inline void udp_queued(struct sock *sk)
  * COPIED (mine) first, so the time is its own.  Not inlined: verified once per
  * call with scalar arguments, not once per state of the queue walk before it.
  */
-static __noinline void sender_unstamped(__u64 sk, __u64 ts, __u64 me, __u64 mine, int transport)
+struct unstamped_send {
+	__u64 sk, ts, me;
+	__u64 mine;     /* its skb, seen COPIED; 0: not found */
+	__u64 other_ts; /* not found: the start of another send that had stamped one of its skbs */
+	int transport;
+};
+
+static __noinline void sender_unstamped(struct unstamped_send *a)
 {
+	if (!a)
+		return;
+	__u64 sk = a->sk, ts = a->ts, me = a->me, mine = a->mine;
+	int transport = a->transport;
 	struct dg_unstamped *u = unstamped_of(sk);
 	if (!u || (mine && claim_taken(u, mine, ts, me, transport)) ||
 	    claim_taken(u, 0, ts, me, transport))
 		return;
+	if (!mine && claim_earlier_taken(u, a->other_ts, me, transport))
+		return;
 	__u32 ino = sock_ino(sk);
 	int i = slot_reserve(u, ino, bpf_ktime_get_ns());
 	if (i < 0)
-		return; /* every slot in use: its copy finds no sender (unmatched) */
+		/*
+		 * Every slot in use: its copy finds no sender (unmatched; only the
+		 * copy counts unpaired, so no message is counted twice).
+		 */
+		return;
 	struct dg_unstamped_slot *s = &u->slot[i & (DG_U_SLOTS - 1)];
 	s->raced_ts = ts;
 	s->raced_id = me;
@@ -1336,14 +1399,14 @@ static __always_inline void lt_data_ready(struct sock *sk)
 	struct sk_buff *skb = LT_RD(sk, sk_receive_queue.prev);
 	__u64 empty = (__u64)&sk->sk_receive_queue; /* the list head: queue empty */
 	int transport = LT_RD(sk, sk_type) == SOCK_DGRAM ? LT_UNIX_DGRAM : LT_UNIX_SEQPACKET;
-	__u64 me = current_id(), mine = 0;
+	__u64 me = current_id(), mine = 0, other_ts = 0;
 	/* A tail dequeued under us reads as NULL links: then it was copied. */
 	for (int i = 0; i < DG_LOOK_BACK && skb && (__u64)skb != empty; i++) {
 		if ((__u64)LT_RD(skb, sk) == ctx->sk) {
 			/* An empty datagram is no message (its send returns 0). */
 			if (!LT_RD(skb, len))
 				return;
-			int err = claim_stamp(skb, ctx->ts, ctx->sk, me, transport);
+			int err = claim_stamp(skb, ctx->ts, ctx->sk, me, transport, &other_ts);
 			if (err == -EEXIST) {
 				/* Another thread's send on this socket took it: look further back. */
 				skb = LT_RD(skb, prev);
@@ -1359,7 +1422,11 @@ static __always_inline void lt_data_ready(struct sock *sk)
 		}
 		skb = LT_RD(skb, prev);
 	}
-	sender_unstamped(ctx->sk, ctx->ts, me, mine, transport);
+	struct unstamped_send a = {
+		.sk = ctx->sk, .ts = ctx->ts, .me = me, .mine = mine, .other_ts = other_ts,
+		.transport = transport,
+	};
+	sender_unstamped(&a);
 }
 
 static __always_inline void dgram_received(struct dg_stamp *st, int transport, __u64 me,
@@ -1389,10 +1456,13 @@ static __always_inline void lt_copy_datagram(const struct sk_buff *skb, int len)
 	 * stamp: both insert with BPF_NOEXIST (under the bucket lock), or
 	 * compare-and-swap the state of a mark an earlier datagram at this
 	 * address left.  A sender that finds its datagram then learns it was
-	 * copied first, and both sides meet in dgram_unstamped.  Twice at most:
-	 * losing to the sender means it was stamped in between.
+	 * copied first, and both sides meet in dgram_unstamped.  Each lost race
+	 * is a step of its sender's claim (no entry or a stale mark, CLAIMING,
+	 * stamped), so the fourth look finds the stamp.  (With two, a copy that
+	 * read CLAIMING just before the sender stamped gave up, and left the
+	 * stamp to nobody: now and then one datagram of a run under TCG.)
 	 */
-	for (int i = 0; i < 2; i++) {
+	for (int i = 0; i < 4; i++) {
 		struct dg_stamp *st = bpf_map_lookup_elem(&dgram_stamps, &key);
 		if (!st) {
 			struct dg_stamp copied = { .state = DG_COPIED };
@@ -1426,31 +1496,41 @@ static __always_inline void lt_copy_datagram(const struct sk_buff *skb, int len)
 		 * over by the next datagram at this address).  Own a RACED of its socket, else put
 		 * TAKEN up for its sender, then look again for a RACED: its sender
 		 * may have looked since, before TAKEN was up.  Taking TAKEN back
-		 * first (it fails if a sender claimed it), twice at most: another
-		 * copy can own that RACED first.
+		 * first (it fails if a sender claimed it), DG_U_ROUNDS times at most:
+		 * another copy can own that RACED first.  The last round leaves its
+		 * TAKEN up whatever it sees: a sender still to look can claim it.
 		 */
+		/* A helper read: the sender is a number to the verifier. */
+		struct sock *ssk = (struct sock *)key.sender;
+		int transport = BPF_CORE_READ(ssk, sk_type) == SOCK_DGRAM ? LT_UNIX_DGRAM :
+									    LT_UNIX_SEQPACKET;
 		struct dg_unstamped *u = unstamped_of(key.sender);
-		if (!u)
+		if (!u) {
+			count_untimed(LT_UNTIMED_UNPAIRED, transport, 1);
 			return;
+		}
 		__u32 ino = sock_ino(key.sender);
 		taken = (struct dg_stamp){};
 		bool raced = own_raced(u, ino, &taken);
-		for (int round = 0; round < 2 && !raced; round++) {
+		for (int round = 0; round < DG_U_ROUNDS && !raced; round++) {
 			int i = slot_reserve(u, ino, bpf_ktime_get_ns());
-			if (i < 0)
-				return; /* every slot in use: no sender will find it (unmatched) */
+			if (i < 0) {
+				/* Every slot in use: no sender will find it. */
+				count_untimed(LT_UNTIMED_UNPAIRED, transport, 1);
+				return;
+			}
 			struct dg_unstamped_slot *s = &u->slot[i & (DG_U_SLOTS - 1)];
 			s->taken_ts = bpf_ktime_get_ns();
 			s->taken_by = current_id();
 			s->taken_bytes = len;
 			s->taken_skb = key.skb;
 			__sync_val_compare_and_swap(&s->state, DG_U_BUSY, DG_U_TAKEN);
-			if (!any_raced(u) || !slot_take_taken(s))
+			if (round == DG_U_ROUNDS - 1 || !any_raced(u) || !slot_take_taken(s))
 				return; /* its sender times it */
 			raced = own_raced(u, ino, &taken);
 		}
 		if (!raced)
-			return;
+			return; /* not reached: the last round returns */
 	}
 	struct lt_send_ctx *ctx = task_ctx(true);
 	if (!ctx) {
