@@ -110,7 +110,6 @@ struct lt_lo_val {
 	X(BEFORE_START, "before_start")   /* queued behind data sent before tracing began */ \
 	X(NO_SEND_START, "no_send_start") /* send seen only at its end (io_uring, sendfile) */ \
 	X(UNDELIVERED, "undelivered")     /* the kernel dropped the datagram */ \
-	X(UNPAIRED, "unpaired")           /* unix datagram copied before its sender stamped it, no room to pair them */ \
 	X(RACED, "raced")                 /* paired, but threads sharing a socket raced for its stamp: no send start */
 
 enum lotrace_untimed_cause {

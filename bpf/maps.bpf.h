@@ -286,7 +286,7 @@ enum dg_unstamped_state {
 /*
  * Slots per sending socket: each holds one datagram copied before its sender
  * stamped it, until the other side comes.  Threads sharing a socket can each
- * have one in flight, so 8 threads could run 4 slots out (unpaired, then).
+ * have one in flight, so 8 threads could run 4 slots out (unmatched, then).
  */
 #define DG_U_SLOTS 8
 /*

@@ -1374,11 +1374,7 @@ static __noinline void sender_unstamped(struct unstamped_send *a)
 	__u32 ino = sock_ino(sk);
 	int i = slot_reserve(u, ino, bpf_ktime_get_ns());
 	if (i < 0)
-		/*
-		 * Every slot in use: its copy finds no sender (unmatched; only the
-		 * copy counts unpaired, so no message is counted twice).
-		 */
-		return;
+		return; /* every slot in use: its copy finds no sender (unmatched) */
 	struct dg_unstamped_slot *s = &u->slot[i & (DG_U_SLOTS - 1)];
 	s->raced_ts = ts;
 	s->raced_id = me;
@@ -1518,25 +1514,21 @@ static __always_inline void lt_copy_datagram(const struct sk_buff *skb, int len)
 		 * another copy can own that RACED first.  The last round leaves its
 		 * TAKEN up whatever it sees: a sender still to look can claim it.
 		 */
-		/* A helper read: the sender is a number to the verifier. */
-		struct sock *ssk = (struct sock *)key.sender;
-		int transport = BPF_CORE_READ(ssk, sk_type) == SOCK_DGRAM ? LT_UNIX_DGRAM :
-									    LT_UNIX_SEQPACKET;
+		/*
+		 * Where no slot is left, nothing is counted here: the copy cannot
+		 * tell a traced send's datagram from one queued before tracing
+		 * began, so its sender's message stays unmatched (sent, not timed).
+		 */
 		struct dg_unstamped *u = unstamped_of(key.sender);
-		if (!u) {
-			count_untimed(LT_UNTIMED_UNPAIRED, transport, 1);
+		if (!u)
 			return;
-		}
 		__u32 ino = sock_ino(key.sender);
 		taken = (struct dg_stamp){};
 		bool raced = own_raced(u, ino, &taken);
 		for (int round = 0; round < DG_U_ROUNDS && !raced; round++) {
 			int i = slot_reserve(u, ino, bpf_ktime_get_ns());
-			if (i < 0) {
-				/* Every slot in use: no sender will find it. */
-				count_untimed(LT_UNTIMED_UNPAIRED, transport, 1);
-				return;
-			}
+			if (i < 0)
+				return; /* every slot in use: no sender will find it */
 			struct dg_unstamped_slot *s = &u->slot[i & (DG_U_SLOTS - 1)];
 			s->taken_ts = bpf_ktime_get_ns();
 			s->taken_by = current_id();

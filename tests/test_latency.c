@@ -1733,7 +1733,7 @@ Test(accounting, untimed_exact_when_started_mid_stream, .timeout = 60)
 	json_object *causes = json_object_object_get(doc, "untimed_by_cause");
 	cr_expect_not_null(causes, "no untimed_by_cause");
 	const char *names[] = { "sampled", "queue_full", "before_start",
-				"undelivered", "no_send_start", "unpaired", "raced", "unmatched" };
+				"undelivered", "no_send_start", "raced", "unmatched" };
 	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
 		json_object *v;
 		v = NULL;
