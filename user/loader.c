@@ -458,18 +458,12 @@ int tracer_snapshot(struct tracer *t)
 	return 0;
 }
 
-int tracer_detach(struct tracer *t, FILE *log)
-{
-	int ret = lo_detach(&t->lo, log);
-	destroy_links(t);
-	return ret;
-}
-
 int tracer_stop(struct tracer *t, FILE *log)
 {
-	int ret = tracer_detach(t, log);
+	int ret = lo_detach(&t->lo, log);
 	ring_buffer__free(t->rb);
 	t->rb = NULL;
+	destroy_links(t);
 	lotrace_bpf__destroy(t->skel);
 	t->skel = NULL;
 	return ret;

@@ -49,13 +49,7 @@ uint64_t tracer_detach_caps(const struct tracer *t);
  * when allowed, bounding set cleared): what is attached stays attached.
  */
 int lt_drop_capabilities(uint64_t keep, FILE *log);
-/*
- * Detach the programs (lo's too) but keep the maps and ring buffer: what is
- * read after it is one cut, with no traffic counted between its reads.  0 when
- * nothing is left attached.
- */
-int tracer_detach(struct tracer *t, FILE *log);
-/* Detach everything and free it; 0 when nothing is left attached. */
+/* Detach everything; 0 when nothing is left attached. */
 int tracer_stop(struct tracer *t, FILE *log);
 
 #endif

@@ -98,13 +98,6 @@ int main(int argc, char **argv)
 		}
 	}
 	agg->duration_s = lt_clock_s(CLOCK_MONOTONIC) - start;
-	/*
-	 * Detached first, so the report is one cut: traffic that kept running
-	 * while the rows, events and untimed counters were read one after the
-	 * other made them disagree (host-wide sent != timed + untimed).
-	 */
-	if (tracer_detach(&t, stderr))
-		ret = 1;
 	tracer_poll(&t, 0);
 	tracer_snapshot(&t);
 	if (tracer_stop(&t, stderr))
