@@ -109,8 +109,7 @@ struct lt_lo_val {
 	X(QUEUE_FULL, "queue_full")       /* picked, but its timing queue was full */ \
 	X(BEFORE_START, "before_start")   /* queued behind data sent before tracing began */ \
 	X(NO_SEND_START, "no_send_start") /* send seen only at its end (io_uring, sendfile) */ \
-	X(UNDELIVERED, "undelivered")     /* the kernel dropped the datagram */ \
-	X(RACED, "raced")                 /* paired, but threads sharing a socket raced for its stamp: no send start */
+	X(UNDELIVERED, "undelivered")     /* the kernel dropped the datagram */
 
 enum lotrace_untimed_cause {
 #define LOTRACE_X_ENUM(e, n) LT_UNTIMED_##e,

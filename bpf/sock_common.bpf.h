@@ -1222,34 +1222,19 @@ static __always_inline bool claim_taken(struct dg_unstamped *u, __u64 skb, __u64
 }
 
 /*
- * A sender that found no datagram of its own (another thread stamped it: their
- * datagrams were queued before either looked) and no TAKEN copied since its
- * send began claims one copied earlier: the datagram of the thread that
- * stamped its own, whose copy no sender will claim (a RACED put up instead
- * would wait for a copy that never comes).  Timed from that thread's start if
- * it saw it (other_ts), else paired but untimed.
+ * A sender whose datagram another thread stamped (their datagrams were queued
+ * before either looked; other_ts is that thread's start) and that finds no
+ * TAKEN copied since its own send began claims one copied since the other's:
+ * the other thread's datagram, copied before it was stamped, which no sender
+ * would claim (a RACED put up instead waits for a copy that never comes).
+ * Timed from the other thread's start.  Without such a sign of a swap an
+ * earlier TAKEN is not this send's business: a single sender's own copy can
+ * be still on its way (a CI run took one left at a reused socket address).
  */
-static __always_inline bool claim_earlier_taken(struct dg_unstamped *u, __u64 other_ts, __u64 me,
+static __always_inline bool claim_swapped_taken(struct dg_unstamped *u, __u64 other_ts, __u64 me,
 						int transport)
 {
-	for (int i = 0; i < DG_U_SLOTS; i++) {
-		struct dg_unstamped_slot *s = &u->slot[i];
-		if (LT_ONCE(s->state) != DG_U_TAKEN)
-			continue;
-		__u64 taken_ts = LT_ONCE(s->taken_ts), taken_by = LT_ONCE(s->taken_by);
-		__u32 bytes = LT_ONCE(s->taken_bytes);
-		if (!slot_take_taken(s))
-			continue;
-		if (bytes) {
-			if (other_ts && other_ts <= taken_ts)
-				emit(EV_MESSAGE(transport, 1), taken_by, me, taken_ts - other_ts, 0);
-			else
-				count_untimed(LT_UNTIMED_RACED, transport, 1);
-			count_pair(me, taken_by, transport, 1, bytes);
-		}
-		return true;
-	}
-	return false;
+	return other_ts && claim_taken(u, 0, other_ts, me, transport);
 }
 
 /*
@@ -1369,7 +1354,7 @@ static __noinline void sender_unstamped(struct unstamped_send *a)
 	if (!u || (mine && claim_taken(u, mine, ts, me, transport)) ||
 	    claim_taken(u, 0, ts, me, transport))
 		return;
-	if (!mine && claim_earlier_taken(u, a->other_ts, me, transport))
+	if (!mine && claim_swapped_taken(u, a->other_ts, me, transport))
 		return;
 	__u32 ino = sock_ino(sk);
 	int i = slot_reserve(u, ino, bpf_ktime_get_ns());
