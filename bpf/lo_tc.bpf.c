@@ -33,6 +33,8 @@ int lt_lo_egress(struct __sk_buff *skb)
 {
 	__u8 proto = 0;
 
+	if (lt_frozen)
+		return TC_ACT_UNSPEC;
 	if (skb->protocol == bpf_htons(ETH_P_IP)) {
 		bpf_skb_load_bytes(skb, ETH_HLEN + 9, &proto, 1);
 	} else if (skb->protocol == bpf_htons(ETH_P_IPV6)) {

@@ -39,6 +39,18 @@ extern const volatile __u8 lt_send_start_at_syscall;
 #endif
 
 /*
+ * Raised by user space just before its final read (tracer_freeze): from then
+ * on no program counts, times or stamps anything, so the rows, events and
+ * untimed counters it reads are one cut, and detaching the programs one by
+ * one afterwards cannot half-see a message.  In .bss: one load per run.
+ */
+#ifdef LT_MAPS_OWNER
+volatile __u8 lt_frozen = 0;
+#else
+extern volatile __u8 lt_frozen;
+#endif
+
+/*
  * Counter maps are LRU: a full map evicts its least recently used rows
  * (idle processes) instead of refusing new ones, so no process can keep
  * another's traffic from being counted.  Evicted counts stay in `totals`.

@@ -1042,6 +1042,8 @@ static __always_inline bool dg_key_of(const struct sk_buff *skb, struct dg_key *
  */
 static __always_inline void lt_xmit(const struct sk_buff *skb, const struct net_device *dev)
 {
+	if (lt_frozen)
+		return;
 	if (!(LT_RD(dev, flags) & IFF_LOOPBACK))
 		return;
 	struct lt_send_ctx *ctx = task_ctx(false);
@@ -1385,6 +1387,8 @@ static __noinline void sender_unstamped(struct unstamped_send *a)
  */
 static __always_inline void lt_data_ready(struct sock *sk)
 {
+	if (lt_frozen)
+		return;
 	__u16 family = LT_RD(sk, __sk_common.skc_family);
 	if ((family == AF_INET || family == AF_INET6) && LT_RD(sk, sk_protocol) == IPPROTO_UDP) {
 		udp_queued(sk);
@@ -1445,6 +1449,8 @@ static __always_inline void dgram_received(struct dg_stamp *st, int transport, _
  */
 static __always_inline void lt_copy_datagram(const struct sk_buff *skb, int len)
 {
+	if (lt_frozen)
+		return;
 	struct dg_key key;
 	if (!dg_key_of(skb, &key) || !key.sender)
 		return;
@@ -1544,6 +1550,8 @@ static __always_inline void lt_copy_datagram(const struct sk_buff *skb, int len)
 /* The kernel drops skb: a stamped datagram will never be received. */
 static __always_inline void lt_dropped(const struct sk_buff *skb)
 {
+	if (lt_frozen)
+		return;
 	struct dg_key key;
 	if (!dg_key_of(skb, &key))
 		return;
@@ -1601,6 +1609,8 @@ static __always_inline struct dg_stamp *dgram_stamp_of(int transport, struct lt_
 
 static __always_inline void lt_send_enter(struct sock *sk, __u32 messages)
 {
+	if (lt_frozen)
+		return;
 	int transport = lt_transport_of(sk);
 
 	if (transport < 0)
@@ -1623,6 +1633,8 @@ static __always_inline void lt_send_enter(struct sock *sk, __u32 messages)
 
 static __always_inline void lt_send_exit(struct sock *sk, int ret)
 {
+	if (lt_frozen)
+		return;
 	int transport = lt_transport_of(sk);
 
 	if (transport < 0)
@@ -1687,6 +1699,8 @@ static __always_inline bool udp_received(struct sock *sk, __u64 now, __u64 me)
 
 static __always_inline void lt_recv_exit(struct sock *sk, int ret, int flags)
 {
+	if (lt_frozen)
+		return;
 	int transport = lt_transport_of(sk);
 	if (transport < 0)
 		return;
@@ -1789,6 +1803,8 @@ static __always_inline void lt_send_saved_exit(int ret)
 /* A TCP socket closed: the queue of data sent to it goes with it. */
 static __always_inline void lt_tcp_closed(struct sock *sk)
 {
+	if (lt_frozen)
+		return;
 	struct tq_key k = {};
 
 	tq_key_recv(sk, &k, true);

@@ -393,6 +393,7 @@ int compare_run(struct tracer *t, const struct lt_opts *o, struct agg *a, FILE *
 		}
 	}
 	munmap(rtt, (size_t)o->compare_rounds * sizeof(*rtt));
+	tracer_freeze(t);
 	if (tracer_poll(t, 0) || tracer_snapshot(t))
 		ret = 1;
 	for (size_t i = 0; i < n; i++)

@@ -8,6 +8,7 @@
 #include <sys/resource.h>
 #include <sys/syscall.h>
 #include <sys/utsname.h>
+#include <time.h>
 #include <unistd.h>
 #include <linux/capability.h>
 #include <bpf/bpf.h>
@@ -382,6 +383,22 @@ int tracer_poll(struct tracer *t, int timeout_ms)
 		return n;
 	n = ring_buffer__consume(t->rb);
 	return n < 0 && n != -EINTR ? n : 0;
+}
+
+void tracer_freeze(struct tracer *t)
+{
+	__atomic_store_n(&t->skel->bss->lt_frozen, 1, __ATOMIC_SEQ_CST);
+	/*
+	 * A program that read the flag before it was raised may still be
+	 * counting.  Non-sleepable BPF programs run inside an RCU read-side
+	 * section, and MEMBARRIER_CMD_GLOBAL waits for an RCU grace period
+	 * (synchronize_rcu) on a multi-CPU host.  It returns at once on one CPU
+	 * or fails with nohz_full, where a short sleep covers a run that was
+	 * preempted (a run takes microseconds).
+	 */
+	if (syscall(SYS_membarrier, 1 /* MEMBARRIER_CMD_GLOBAL */, 0, 0) != 0 ||
+	    sysconf(_SC_NPROCESSORS_ONLN) < 2)
+		nanosleep(&(struct timespec){ .tv_nsec = 10 * 1000 * 1000 }, NULL);
 }
 
 static void snap_proc(void *agg, const struct kmap_entry *e)

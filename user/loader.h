@@ -38,6 +38,12 @@ int tracer_poll_within(struct tracer *t, double left_s);
 
 /* Seconds on clock c (CLOCK_MONOTONIC for intervals, CLOCK_REALTIME for dates). */
 double lt_clock_s(clockid_t c);
+/*
+ * Stop every program counting, and wait until the runs already under way have
+ * ended: what is read afterwards (rows, events, untimed counters) is one cut.
+ * For the final report; nothing counts again until tracer_stop.
+ */
+void tracer_freeze(struct tracer *t);
 /* Copy the kernel counters into the aggregate. */
 int tracer_snapshot(struct tracer *t);
 /* The kernel's statistics (enum lotrace_stat). */

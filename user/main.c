@@ -98,6 +98,7 @@ int main(int argc, char **argv)
 		}
 	}
 	agg->duration_s = lt_clock_s(CLOCK_MONOTONIC) - start;
+	tracer_freeze(&t);
 	tracer_poll(&t, 0);
 	tracer_snapshot(&t);
 	if (tracer_stop(&t, stderr))
