@@ -20,7 +20,7 @@ LIB_SRCS := user/hist.c user/opts.c user/agg.c user/report.c user/names.c
 # lotrace export (issue 4): exposition format, series state, atomic file, /proc
 LIB_SRCS += user/export_opts.c user/prom.c user/exporter.c user/textfile.c user/procid.c
 APP_SRCS := $(LIB_SRCS) user/loader.c user/lo_attach.c user/main.c user/signals.c
-APP_SRCS += user/kmaps.c user/export.c user/compare.c user/top.c
+APP_SRCS += user/kmaps.c user/export.c user/compare.c user/top.c user/trace.c
 USER_HDRS := $(wildcard user/*.h) bpf/lotrace.h
 TESTS := $(BUILD)/test_unit $(BUILD)/test_lobench $(BUILD)/test_integration
 TESTS += $(BUILD)/test_latency $(BUILD)/test_export $(BUILD)/test_export_integration

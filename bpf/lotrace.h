@@ -177,6 +177,8 @@ struct lt_event {
 	 * sampler was thinning a backlog: then every weight-th message is timed).
 	 */
 	__u16 weight;
+	/* When it was emitted (CLOCK_MONOTONIC ns) in `lotrace trace`; else 0. */
+	__u64 at_ns;
 };
 
 /* Default ring buffer size (--ring-buffer-size changes it before load). */

@@ -28,6 +28,17 @@ extern const volatile __u64 lt_wakeup_bytes;
 #endif
 
 /*
+ * `lotrace trace` prints when each message was timed: only then does an event
+ * carry a clock read (a constant here, so the other modes' programs lose the
+ * branch at load).
+ */
+#ifdef LT_MAPS_OWNER
+const volatile __u8 lt_event_times = 0;
+#else
+extern const volatile __u8 lt_event_times;
+#endif
+
+/*
  * Set for the tracepoint backend, whose send start is a system call's entry:
  * its programs the fentry backend shares (lo transmit) must not judge a
  * function-entry start by the system call it happens in (io_uring has none).

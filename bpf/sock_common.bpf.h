@@ -402,6 +402,7 @@ __weak __noinline int emit(__u32 what, __u64 id, __u64 peer, __u64 value, __u32 
 	e->kind = (what >> 8) & 0xff;
 	e->transport = what & 0xff;
 	e->weight = what >> 16;
+	e->at_ns = lt_event_times ? bpf_ktime_get_ns() : 0;
 	/*
 	 * Waking the reader for every event costs more than the traffic traced;
 	 * it polls on a short timer and is woken only when the ring fills up.

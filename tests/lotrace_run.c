@@ -54,12 +54,25 @@ bool lotrace_start(struct lotrace_proc *p, const char *const *args)
 	return lotrace_start_in(p, NULL, args);
 }
 
-bool lotrace_start_in(struct lotrace_proc *p, const char *netns, const char *const *args)
+/*
+ * `$LOTRACE command ARGS...` (stat: with --json), in netns; its stdout a pipe,
+ * or the file out_path (for output that must not wait for its reader).
+ */
+static bool start_command(struct lotrace_proc *p, const char *netns, const char *command,
+			  const char *out_path, const char *const *args)
 {
 	int out[2], err[2];
 	memset(p, 0, sizeof(*p));
 	if (pipe2(out, O_CLOEXEC) || pipe2(err, O_CLOEXEC))
 		return false;
+	if (out_path) {
+		close(out[0]);
+		close(out[1]);
+		out[0] = -1;
+		out[1] = open(out_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+		if (out[1] < 0)
+			return false;
+	}
 	pid_t pid = fork();
 	if (pid < 0)
 		return false;
@@ -76,8 +89,8 @@ bool lotrace_start_in(struct lotrace_proc *p, const char *netns, const char *con
 			}
 			close(fd);
 		}
-		const char *argv[32] = { lotrace_path(), "stat", "--json" };
-		int n = 3;
+		const char *argv[32] = { lotrace_path(), command, "--json" };
+		int n = strcmp(command, "stat") ? 2 : 3;
 		/* The VM matrix runs the same tests once per backend. */
 		const char *backend = getenv("LOTRACE_BACKEND");
 		if (backend && *backend) {
@@ -119,6 +132,32 @@ bool lotrace_start_in(struct lotrace_proc *p, const char *netns, const char *con
 		return false;
 	}
 	return true;
+}
+
+bool lotrace_start_in(struct lotrace_proc *p, const char *netns, const char *const *args)
+{
+	return start_command(p, netns, "stat", NULL, args);
+}
+
+bool lotrace_start_to_file(struct lotrace_proc *p, const char *command, const char *out_path,
+			   const char *const *args)
+{
+	return start_command(p, NULL, command, out_path, args);
+}
+
+int lotrace_stop_status(struct lotrace_proc *p)
+{
+	int st = -1;
+	if (p->pid <= 0)
+		return -1;
+	kill(p->pid, SIGINT);
+	waitpid(p->pid, &st, 0);
+	drain_err(p, 0);
+	if (p->out_fd >= 0)
+		close(p->out_fd);
+	close(p->err_fd);
+	p->pid = 0;
+	return st;
 }
 
 char *read_fd_all(int fd, size_t *len_out)

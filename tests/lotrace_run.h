@@ -20,6 +20,15 @@ bool lotrace_start(struct lotrace_proc *p, const char *const *args);
 bool lotrace_start_in(struct lotrace_proc *p, const char *netns, const char *const *args);
 
 /*
+ * Start `$LOTRACE command ARGS...` (no --json added) with its stdout written
+ * to out_path, and wait until it traces.  out_fd is -1.
+ */
+bool lotrace_start_to_file(struct lotrace_proc *p, const char *command, const char *out_path,
+			   const char *const *args);
+/* SIGINT it and reap it: its exit status (-1 if it was not running); err has its stderr. */
+int lotrace_stop_status(struct lotrace_proc *p);
+
+/*
  * What a test owns, instead of global BPF state other tools change: the ids of
  * the BPF programs process pid holds (prog and link fds, from
  * /proc/PID/fdinfo), read while it runs.  Returns how many (at most max).

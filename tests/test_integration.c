@@ -1610,3 +1610,177 @@ Test(top, under_a_terminal_fits_resizes_and_quits, .timeout = 60)
 		waitpid(readers[i], NULL, 0);
 	}
 }
+
+/*
+ * lotrace trace (issue 12): its output, run against processes of a known name
+ * that each send n unix datagrams to themselves (every one timed).
+ */
+struct trace_lines {
+	int messages;             /* {"type": "message"} lines */
+	int of_comm;              /* of those, with comm at either end */
+	int bad;                  /* of those, not as the traffic was: wrong pid, transport, ... */
+	long not_shown;           /* sum of {"type": "not_shown"} lines' messages */
+	int max_per_second;       /* the most message lines of one wall-clock second */
+	json_object *summary;     /* the last line (caller puts) */
+};
+
+static void read_trace_json(const char *path, const char *comm, pid_t pid, struct trace_lines *t)
+{
+	memset(t, 0, sizeof(*t));
+	FILE *f = fopen(path, "r");
+	cr_assert_not_null(f);
+	char line[2048], second[32] = "";
+	int in_second = 0;
+	while (fgets(line, sizeof(line), f)) {
+		json_object *o = json_tokener_parse(line);
+		cr_assert_not_null(o, "not JSON: %s", line);
+		const char *type = json_object_get_string(json_object_object_get(o, "type"));
+		cr_assert_not_null(type, "no type: %s", line);
+		if (!strcmp(type, "summary")) {
+			if (t->summary)
+				json_object_put(t->summary);
+			t->summary = o;
+			continue;
+		}
+		if (!strcmp(type, "not_shown")) {
+			t->not_shown += jint(o, "messages");
+		} else if (!strcmp(type, "message")) {
+			t->messages++;
+			json_object *s, *r;
+			json_object_object_get_ex(o, "sender", &s);
+			json_object_object_get_ex(o, "receiver", &r);
+			const char *sc = json_object_get_string(json_object_object_get(s, "comm"));
+			const char *rc = json_object_get_string(json_object_object_get(r, "comm"));
+			if ((sc && !strcmp(sc, comm)) || (rc && !strcmp(rc, comm))) {
+				t->of_comm++;
+				const char *tr = json_object_get_string(json_object_object_get(o, "transport"));
+				if (jint(s, "pid") != pid || jint(r, "pid") != pid || !tr ||
+				    strcmp(tr, "unix_dgram") || jint(o, "latency_ns") <= 0 ||
+				    jint(o, "weight") != 1) {
+					if (t->bad++ < 3)
+						cr_log_error("unexpected line: %s", line);
+				}
+			}
+			const char *when = json_object_get_string(json_object_object_get(o, "time"));
+			cr_assert(when && strlen(when) > 19, "time: %s", line);
+			if (strncmp(when, second, 19)) {
+				snprintf(second, sizeof(second), "%.19s", when);
+				in_second = 0;
+			}
+			if (++in_second > t->max_per_second)
+				t->max_per_second = in_second;
+		} else {
+			cr_assert_fail("unknown line type: %s", line);
+		}
+		json_object_put(o);
+	}
+	fclose(f);
+	cr_assert_not_null(t->summary, "no summary line");
+}
+
+/* `lotrace trace ARGS` writing to a new file (its name into path, "/tmp/lotrace-trace-XXXXXX"). */
+static void trace_start(struct lotrace_proc *lt, char *path, const char *const *args)
+{
+	int fd = mkstemp(path);
+	cr_assert_geq(fd, 0);
+	close(fd);
+	cr_assert(lotrace_start_to_file(lt, "trace", path, args), "lotrace trace did not start");
+}
+
+/* Lets the reader drain (every 50 ms), stops it: it must exit 0. */
+static void trace_stop(struct lotrace_proc *lt)
+{
+	sleep_s(0.3);
+	int st = lotrace_stop_status(lt);
+	cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "trace exit %d: %s", st, lt->err);
+}
+
+static pid_t run_named_and_wait(const char *comm, int n)
+{
+	pid_t pid = run_named(comm, n, 64);
+	int st;
+	cr_assert_gt(pid, 0);
+	cr_assert_eq(waitpid(pid, &st, 0), pid);
+	cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "%s's traffic failed", comm);
+	return pid;
+}
+
+/* At a low rate: a line for every message, none for a process filtered out. */
+Test(trace, one_json_line_per_message, .timeout = 60)
+{
+	need_root();
+	char path[] = "/tmp/lotrace-trace-XXXXXX";
+	struct lotrace_proc lt;
+	const char *args[] = { "--json", "--comm", "lt-trace-one", NULL };
+	trace_start(&lt, path, args);
+	pid_t pid = run_named_and_wait("lt-trace-one", 200);
+	run_named_and_wait("lt-trace-other", 100);
+	trace_stop(&lt);
+	struct trace_lines t;
+	read_trace_json(path, "lt-trace-one", pid, &t);
+	unlink(path);
+	cr_expect_eq(t.of_comm, 200, "lines of the 200 messages sent");
+	cr_expect_eq(t.messages, t.of_comm, "lines of processes --comm leaves out");
+	cr_expect_eq(t.bad, 0, "lines that are not the traffic sent");
+	cr_expect_eq(t.not_shown, 0);
+	cr_expect_eq(jint(t.summary, "lines"), t.messages);
+	cr_expect_geq(jint(t.summary, "filtered"), 100, "lt-trace-other's messages");
+	cr_expect_eq(jint(t.summary, "not_shown_rate"), 0);
+	cr_expect_eq(jint(t.summary, "lost_events"), 0);
+	json_object_put(t.summary);
+}
+
+/* Over --rate: at most that many lines a second, and every other message counted. */
+Test(trace, over_the_rate_counted_not_lost, .timeout = 60)
+{
+	need_root();
+	enum { SENT = 3000, RATE = 100 };
+	char path[] = "/tmp/lotrace-trace-XXXXXX";
+	struct lotrace_proc lt;
+	const char *args[] = { "--json", "--comm", "lt-trace-fast", "--rate", "100", NULL };
+	trace_start(&lt, path, args);
+	pid_t pid = run_named_and_wait("lt-trace-fast", SENT);
+	trace_stop(&lt);
+	struct trace_lines t;
+	read_trace_json(path, "lt-trace-fast", pid, &t);
+	unlink(path);
+	cr_expect_leq(t.max_per_second, RATE, "lines in one second");
+	cr_expect_gt(t.not_shown, 0, "%d messages in about a second must go over %d/s", SENT, RATE);
+	cr_expect_eq(t.of_comm + t.not_shown, SENT, "lines %d + not shown %ld", t.of_comm, t.not_shown);
+	cr_expect_eq(t.bad, 0);
+	cr_expect_eq(jint(t.summary, "not_shown_rate"), t.not_shown);
+	cr_expect_eq(jint(t.summary, "lines"), t.messages);
+	cr_expect_eq(jint(t.summary, "lost_events"), 0);
+	json_object_put(t.summary);
+}
+
+/* The text lines: a header, then a line per message, each within 80 columns. */
+Test(trace, text_lines_fit_80_columns, .timeout = 60)
+{
+	need_root();
+	char path[] = "/tmp/lotrace-trace-XXXXXX";
+	struct lotrace_proc lt;
+	const char *args[] = { "--comm", "lt-trace-text", NULL };
+	trace_start(&lt, path, args);
+	pid_t pid = run_named_and_wait("lt-trace-text", 20);
+	trace_stop(&lt);
+	cr_expect(strstr(lt.err, "20 lines;") != NULL, "summary on stderr: %s", lt.err);
+	FILE *f = fopen(path, "r");
+	cr_assert_not_null(f);
+	char line[512], want[64];
+	snprintf(want, sizeof(want), "%d lt-trace-t", (int)pid); /* the column may cut the name */
+	int n = 0, lines = 0;
+	while (fgets(line, sizeof(line), f)) {
+		size_t len = 0; /* columns: characters, not the bytes of a cut name's ellipsis */
+		for (const char *c = line; *c && *c != '\n'; c++)
+			len += ((unsigned char)*c & 0xc0) != 0x80;
+		cr_expect_leq(len, 80, "line of %zu columns: %s", len, line);
+		if (lines++ == 0)
+			cr_expect(!strncmp(line, "TIME ", 5) && strstr(line, "LAT"), "header: %s", line);
+		else
+			n += strstr(line, want) && strstr(line, "unix_dgram") && strstr(line, "us");
+	}
+	fclose(f);
+	unlink(path);
+	cr_expect_eq(n, 20, "message lines of %d", 20);
+}

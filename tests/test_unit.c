@@ -618,10 +618,26 @@ Test(opts, good_flags)
 	cr_expect_eq(parse(&o, NULL, "stat", "-h", NULL, NULL), LT_PARSE_EXIT);
 }
 
+Test(opts, trace_defaults_and_flags)
+{
+	struct lt_opts o;
+	cr_assert_eq(parse(&o, NULL, "trace", NULL, NULL, NULL), LT_PARSE_OK);
+	cr_expect_eq(o.command, LT_CMD_TRACE);
+	cr_expect_eq(o.trace_rate, 1000, "a bound by default");
+	cr_expect_eq(o.lo_mode, LT_LO_NONE, "trace shows no lo line: no clsact/tcx needed");
+	cr_assert_eq(parse(&o, NULL, "trace", "--rate=50", "-j", "--pid=7"), LT_PARSE_OK);
+	cr_expect_eq(o.trace_rate, 50);
+	cr_expect(o.json);
+	cr_expect_eq(o.npids, 1);
+	cr_assert_eq(parse(&o, NULL, "trace", "-d", "1.5", "--transport=tcp"), LT_PARSE_OK);
+	cr_expect_float_eq(o.duration_s, 1.5, 1e-9);
+	cr_expect_eq(o.transports, 1u << LT_TCP);
+}
+
 Test(opts, help_fits_80_columns)
 {
-	const char *commands[] = { "stat", "export", "compare", "top" };
-	for (size_t c = 0; c < 4; c++) {
+	const char *commands[] = { "stat", "export", "compare", "top", "trace" };
+	for (size_t c = 0; c < sizeof(commands) / sizeof(commands[0]); c++) {
 		char *argv[] = { "lotrace", (char *)commands[c], "--help", NULL };
 		char *text = NULL;
 		size_t len = 0;
@@ -686,6 +702,11 @@ Test(opts, bad_flags_name_the_flag)
 		{ "stat", "--top", "5x", "--top" },
 		{ "stat", "--transport", "sctp", "--transport" },
 		{ "frob", NULL, NULL, "frob" },
+		{ "trace", "--rate", "0", "--rate" },
+		{ "trace", "--rate", "many", "--rate" },
+		{ "trace", "--wide", NULL, "--wide" },
+		{ "trace", "--lo-attach", "tcx", "--lo-attach" },
+		{ "stat", "--rate", "10", "--rate" },
 	};
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		struct lt_opts o;

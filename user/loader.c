@@ -232,6 +232,7 @@ static int try_backend(struct tracer *t, const struct backend_def *b, const stru
 	bpf_map__set_max_entries(t->skel->maps.events, (__u32)opts->ring_bytes);
 	t->skel->rodata->lt_wakeup_bytes = opts->ring_bytes / 4;
 	t->skel->rodata->lt_send_start_at_syscall = b->id == LT_BACKEND_TRACEPOINT;
+	t->skel->rodata->lt_event_times = opts->command == LT_CMD_TRACE;
 	bpf_object__for_each_program(prog, t->skel->obj) {
 		const char *sec = bpf_program__section_name(prog);
 		/* The lo counter only when it is attached: loading it needs CAP_NET_ADMIN. */

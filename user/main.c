@@ -7,6 +7,7 @@
 #include "agg.h"
 #include "compare.h"
 #include "top.h"
+#include "trace.h"
 #include "export.h"
 #include "loader.h"
 #include "opts.h"
@@ -68,9 +69,11 @@ int main(int argc, char **argv)
 				    .sort = (enum report_sort)opts.sort,
 				    .top = opts.top,
 				    .hist = opts.hist };
-	if (opts.command == LT_CMD_TOP || opts.command == LT_CMD_COMPARE) {
-		int ret = opts.command == LT_CMD_TOP ? top_run(&t, &opts, &f, agg, stdout) :
-						       compare_run(&t, &opts, agg, stdout);
+	if (opts.command == LT_CMD_TOP || opts.command == LT_CMD_COMPARE ||
+	    opts.command == LT_CMD_TRACE) {
+		int ret = opts.command == LT_CMD_TOP   ? top_run(&t, &opts, &f, agg, stdout) :
+			  opts.command == LT_CMD_TRACE ? trace_run(&t, &opts, &f, agg, stdout) :
+							 compare_run(&t, &opts, agg, stdout);
 		if (tracer_stop(&t, stderr))
 			ret = 1;
 		agg_free(agg);

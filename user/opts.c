@@ -11,6 +11,7 @@ static const char usage_text[] =
 "Usage: lotrace stat [OPTIONS]\n"
 "       lotrace export --textfile-dir DIR [OPTIONS]   (lotrace export --help)\n"
 "       lotrace top [OPTIONS]       a live view (lotrace top --help)\n"
+"       lotrace trace [OPTIONS]     a line per message (lotrace trace --help)\n"
 "       lotrace compare [OPTIONS]   this host's transports, like for like, in\n"
 "                                   seconds (lotrace compare --help)\n"
 "\n"
@@ -181,6 +182,48 @@ static const char top_usage_text[] =
 "Needs root, as lotrace stat does.  Exit status: 0 on q, Ctrl-C or the last\n"
 "iteration; 1 when tracing failed; 2 on bad usage.\n";
 
+static const char trace_usage_text[] =
+"Usage: lotrace trace [--rate N] [--json] [OPTIONS]\n"
+"\n"
+"One line per timed message, as the kernel timed it:\n"
+"  TIME       when the receiver got the message's first byte (local time;\n"
+"             a send that returned after the receive: when the send did)\n"
+"  SENDER > RECEIVER   pid and name of each end\n"
+"  TRANSPORT  tcp, udp, unix_stream, unix_dgram or unix_seqpacket\n"
+"  LAT        send entry to the recv return of the message's first byte\n"
+"  SEND       time inside the send call (- when it ended after the receive\n"
+"             and travelled apart)\n"
+"  xK         on a stream or UDP socket with a backlog every K-th message\n"
+"             in send order is timed: its line stands for K messages\n"
+"A message without a latency sample has no line (stat counts them by cause\n"
+"in untimed_messages); the summary at the end says how many there were.\n"
+"\n"
+"Options:\n"
+"  -d, --duration SECONDS  trace this long (default: until Ctrl-C or SIGTERM)\n"
+"      --rate N            print at most N lines per second (default 1000,\n"
+"                          1 to 10000000); the lines over it are counted, and\n"
+"                          a line (\"# N timed messages ... not shown\") says\n"
+"                          so for each second that had some\n"
+"  -j, --json              JSON lines: {\"type\": \"message\", ...} per message,\n"
+"                          {\"type\": \"not_shown\"} per second over --rate, and\n"
+"                          a last {\"type\": \"summary\"} (schema in README.md)\n"
+"  -p, --pid PID           only messages this process sent or received\n"
+"                          (repeat for several)\n"
+"  -c, --comm NAME         only messages a process of this name sent or\n"
+"                          received (repeat for several)\n"
+"  -t, --transport NAME    only this transport (repeat for several)\n"
+"  -b, --backend NAME      auto, fentry, tracepoint or kprobe (see stat --help)\n"
+"      --ring-buffer-size SIZE\n"
+"                          latency events buffer (default 16M); events lost\n"
+"                          when it is full are counted in the summary\n"
+"  -q, --quiet             no progress lines and no summary on stderr\n"
+"  -h, --help              show this help\n"
+"\n"
+"Filters act on the lines, in user space; the summary's message counts are\n"
+"host-wide.  lo is not attached (trace needs no CAP_NET_ADMIN).  Exit status:\n"
+"0 on Ctrl-C or the end of --duration, 1 when tracing failed or the output\n"
+"could not be written, 2 on bad usage.\n";
+
 static const char *command_name = "stat";
 
 enum lt_parse_result lt_usage_error(FILE *err, const char *flag, const char *value,
@@ -326,6 +369,33 @@ static int top_flag(struct lt_opts *opts, const char *flag, const char *val, FIL
 	return -1;
 }
 
+/* A flag of lotrace trace: its own, or one of stat's that trace has no use for (an error). */
+static int trace_flag(struct lt_opts *opts, const char *flag, const char *val, FILE *out,
+		      FILE *err)
+{
+	static const char *const stat_only[][2] = {
+		{ "-w", "--wide" }, { NULL, "--sort" }, { NULL, "--top" }, { NULL, "--hist" },
+		{ NULL, "--lo-attach" },
+	};
+	if (matches(flag, "-h", "--help")) {
+		fputs(trace_usage_text, out);
+		return LT_PARSE_EXIT;
+	}
+	if (refuse_stat_flag(err, flag, stat_only, sizeof(stat_only) / sizeof(stat_only[0]),
+			     "trace"))
+		return LT_PARSE_ERROR;
+	if (matches(flag, NULL, "--rate")) {
+		char *end;
+		errno = 0;
+		long n = strtol(val, &end, 10);
+		if (errno || end == val || *end || n < 1 || n > 10000000)
+			return lt_usage_error(err, flag, val, "lines per second, 1 to 10000000");
+		opts->trace_rate = n;
+		return LT_PARSE_OK;
+	}
+	return -1;
+}
+
 enum lt_parse_result lt_parse_args(int argc, char **argv, struct lt_opts *opts,
 				   FILE *out, FILE *err)
 {
@@ -354,12 +424,17 @@ enum lt_parse_result lt_parse_args(int argc, char **argv, struct lt_opts *opts,
 		opts->command = LT_CMD_TOP;
 		command_name = "top";
 		opts->top_interval_s = 1;
+	} else if (!strcmp(argv[1], "trace")) {
+		opts->command = LT_CMD_TRACE;
+		command_name = "trace";
+		opts->trace_rate = 1000;
+		opts->lo_mode = LT_LO_NONE; /* no lo line to show */
 	} else if (!strcmp(argv[1], "compare")) {
 		opts->command = LT_CMD_COMPARE;
 		command_name = "compare";
 		opts->compare_rounds = 2000;
 	} else if (strcmp(argv[1], "stat")) {
-		fprintf(err, "lotrace: unknown command '%s': expected stat, top, export or compare\n",
+		fprintf(err, "lotrace: unknown command '%s': expected stat, top, trace, export or compare\n",
 			argv[1]);
 		fprintf(err, "Try 'lotrace stat --help'.\n");
 		return LT_PARSE_ERROR;
@@ -381,6 +456,7 @@ enum lt_parse_result lt_parse_args(int argc, char **argv, struct lt_opts *opts,
 				    (matches(flag, "-n", "--count") || matches(flag, "-s", "--sizes"))) ||
 				   (opts->command == LT_CMD_TOP &&
 				    (matches(flag, "-i", "--interval") || matches(flag, NULL, "--iterations"))) ||
+				   (opts->command == LT_CMD_TRACE && matches(flag, NULL, "--rate")) ||
 				   matches(flag, "-c", "--comm") || matches(flag, "-b", "--backend") ||
 				   matches(flag, "-t", "--transport") ||
 				   matches(flag, NULL, "--lo-attach") ||
@@ -407,6 +483,13 @@ enum lt_parse_result lt_parse_args(int argc, char **argv, struct lt_opts *opts,
 		}
 		if (opts->command == LT_CMD_TOP) {
 			int r = top_flag(opts, flag, val, out, err);
+			if (r == LT_PARSE_OK)
+				continue;
+			if (r > 0)
+				return r;
+		}
+		if (opts->command == LT_CMD_TRACE) {
+			int r = trace_flag(opts, flag, val, out, err);
 			if (r == LT_PARSE_OK)
 				continue;
 			if (r > 0)

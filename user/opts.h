@@ -11,7 +11,7 @@
 enum lt_backend { LT_BACKEND_AUTO, LT_BACKEND_FENTRY, LT_BACKEND_TRACEPOINT, LT_BACKEND_KPROBE, LT_BACKEND_COUNT };
 enum lt_lo_mode { LT_LO_AUTO, LT_LO_TCX, LT_LO_CLSACT, LT_LO_NONE };
 
-enum lt_command { LT_CMD_STAT, LT_CMD_EXPORT, LT_CMD_COMPARE, LT_CMD_TOP };
+enum lt_command { LT_CMD_STAT, LT_CMD_EXPORT, LT_CMD_COMPARE, LT_CMD_TOP, LT_CMD_TRACE };
 #define LOTRACE_VERSION "0.1.0"
 
 /* How many values one repeatable filter flag (--pid, --comm) takes. */
@@ -35,6 +35,8 @@ struct lt_opts {
 	long top_iterations; /* 0: until stopped */
 	bool top_batch;      /* one frame after another, no terminal control */
 	bool top_pairs;      /* start in the pairs view */
+	/* lotrace trace: lines per second at most (of the messages' times) */
+	long trace_rate;
 	/* --pid and --comm may repeat: a process is reported when it is one of
 	 * the pids (if any were given) and has one of the names (if any were). */
 	int pids[LT_MAX_FILTER_VALUES];

@@ -639,7 +639,7 @@ void report_table(FILE *out, const struct agg *a, const struct report_options *f
  * no control characters left), so only " and \\ need escaping.  The longest
  * strings are backend reasons.
  */
-static void json_string(FILE *out, const char *s)
+void report_json_string(FILE *out, const char *s)
 {
 	char clean[LT_NAME_CLEAN_LEN(LT_REASON_LEN)];
 	lt_name_clean(clean, sizeof(clean), s);
@@ -702,16 +702,16 @@ void report_json(FILE *out, const struct agg *a, const struct report_options *f)
 	struct agg_proc **v = sorted_procs(a, &n);
 
 	fprintf(out, "{\"backend\": ");
-	json_string(out, a->backend);
+	report_json_string(out, a->backend);
 	fprintf(out, ", \"lo_attach\": ");
-	json_string(out, a->lo_attach);
+	report_json_string(out, a->lo_attach);
 	fprintf(out, ", \"backend_reasons\": {");
 	bool first_reason = true;
 	for (int b = LT_BACKEND_AUTO + 1; b < LT_BACKEND_COUNT; b++) {
 		if (!a->backend_reasons[b][0])
 			continue;
 		fprintf(out, "%s\"%s\": ", first_reason ? "" : ", ", lt_backend_name(b));
-		json_string(out, a->backend_reasons[b]);
+		report_json_string(out, a->backend_reasons[b]);
 		first_reason = false;
 	}
 	fprintf(out, "}");
@@ -741,7 +741,7 @@ void report_json(FILE *out, const struct agg *a, const struct report_options *f)
 		    !p->messages)
 			continue;
 		fprintf(out, "%s\n  {\"pid\": %u, \"comm\": ", first ? "" : ",", p->tgid);
-		json_string(out, agg_comm(a, p->tgid, p->tag));
+		report_json_string(out, agg_comm(a, p->tgid, p->tag));
 		fprintf(out, ", \"transport\": \"%s\", \"direction\": \"%s\", \"messages\": %llu, "
 			     "\"bytes\": %llu, ",
 			lt_transport_name(p->transport), lt_direction_name(p->direction),
@@ -764,9 +764,9 @@ void report_json(FILE *out, const struct agg *a, const struct report_options *f)
 			continue;
 		fprintf(out, "%s\n  {\"sender_pid\": %u, \"sender_comm\": ", first ? "" : ",",
 			p->sender);
-		json_string(out, agg_comm(a, p->sender, p->sender_tag));
+		report_json_string(out, agg_comm(a, p->sender, p->sender_tag));
 		fprintf(out, ", \"receiver_pid\": %u, \"receiver_comm\": ", p->receiver);
-		json_string(out, agg_comm(a, p->receiver, p->receiver_tag));
+		report_json_string(out, agg_comm(a, p->receiver, p->receiver_tag));
 		fprintf(out, ", \"transport\": \"%s\", \"messages\": %llu, \"bytes\": %llu, ",
 			lt_transport_name(p->transport), (unsigned long long)p->messages,
 			(unsigned long long)p->bytes);
@@ -802,7 +802,7 @@ void report_json(FILE *out, const struct agg *a, const struct report_options *f)
 		if (filtering(f) && !proc_wanted(a, l->tgid, 0, comm, f))
 			continue;
 		fprintf(out, "%s\n   {\"pid\": %u, \"comm\": ", first ? "" : ",", l->tgid);
-		json_string(out, comm);
+		report_json_string(out, comm);
 		fprintf(out, ", \"protocol\": \"%s\", \"packets\": %llu, \"bytes\": %llu}",
 			lt_l4_name((int)l->l4), (unsigned long long)l->packets,
 			(unsigned long long)l->bytes);

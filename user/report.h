@@ -46,6 +46,8 @@ void report_table(FILE *out, const struct agg *a, const struct report_options *f
  */
 void report_line(FILE *out, const char *text, bool wide);
 void report_json(FILE *out, const struct agg *a, const struct report_options *f);
+/* s as a JSON string, cleaned as every output shows names (lt_name_clean). */
+void report_json_string(FILE *out, const char *s);
 /* "850 ns", "4.1 us", "12.3 ms", "1.20 s" */
 void format_ns(char *buf, size_t len, uint64_t ns);
 /* At most 6 characters: "850ns", "4.1us", "12.3us", "850us", "12.3ms", "1.20s", ">1day" */
