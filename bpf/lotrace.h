@@ -62,6 +62,24 @@ struct lt_proc_val {
 	__u64 bytes;
 	__u64 start_ns; /* thread-group leader's start_boottime */
 	char comm[LOTRACE_COMM_LEN]; /* thread-group leader's name */
+	__u64 cgroup_id; /* its cgroup v2 (the row's first counting thread's): key of proc_cgroups */
+};
+
+/*
+ * A cgroup's path, recorded in the kernel with the first process row counted
+ * in it: a process that lives 10 ms in a scope systemd removes at once still
+ * has its unit.  Components leaf first; the root's is not among them (a
+ * process in the root cgroup has depth 0).  A component longer than
+ * LOTRACE_CGROUP_NAME_LEN - 1 is cut; one above LOTRACE_CGROUP_DEPTH levels
+ * sets `truncated`.
+ */
+#define LOTRACE_CGROUP_DEPTH 8
+#define LOTRACE_CGROUP_NAME_LEN 96
+
+struct lt_cgroup_path {
+	__u32 depth;     /* components filled */
+	__u32 truncated; /* 1: more levels above the last */
+	char name[LOTRACE_CGROUP_DEPTH][LOTRACE_CGROUP_NAME_LEN];
 };
 
 /* Sender -> receiver pairs, counted by the receiving side. */

@@ -374,6 +374,24 @@ LT_SHARED struct {
 	__type(value, struct lt_pair_val);
 } pair_counts SEC(".maps");
 
+/* Cgroup paths by cgroup id (see lt_cgroup_path); many processes share one. */
+#define LOTRACE_MAX_CGROUPS 4096
+
+LT_SHARED struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, LOTRACE_MAX_CGROUPS);
+	__type(key, __u64);
+	__type(value, struct lt_cgroup_path);
+} proc_cgroups SEC(".maps");
+
+/* Where a path is built: too big for the 512-byte BPF stack. */
+LT_SHARED struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct lt_cgroup_path);
+} cgroup_scratch SEC(".maps");
+
 LT_SHARED struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
 	__uint(max_entries, LOTRACE_RINGBUF_BYTES);

@@ -316,6 +316,51 @@ static __always_inline void count_total(__u32 idx, __u64 n, __u64 bytes)
 	}
 }
 
+/* Linux 6.15 renamed kernfs_node.parent to __parent (RCU). */
+struct kernfs_node___old {
+	struct kernfs_node *parent;
+} __attribute__((preserve_access_index));
+
+static __always_inline struct kernfs_node *kn_parent(struct kernfs_node *kn)
+{
+	if (bpf_core_field_exists(kn->__parent))
+		return BPF_CORE_READ(kn, __parent);
+	return BPF_CORE_READ((struct kernfs_node___old *)kn, parent);
+}
+
+/*
+ * Records the path of cgroup id (the current task's, on the default
+ * hierarchy) unless it is known.  Runs once per new process row, not per
+ * message.
+ */
+__weak __noinline int note_cgroup(__u64 id)
+{
+	__u32 zero = 0;
+	if (bpf_map_lookup_elem(&proc_cgroups, &id))
+		return 0;
+	struct lt_cgroup_path *p = bpf_map_lookup_elem(&cgroup_scratch, &zero);
+	if (!p)
+		return 0;
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	struct kernfs_node *kn = BPF_CORE_READ(task, cgroups, dfl_cgrp, kn);
+	p->depth = 0;
+	p->truncated = 0;
+	for (int i = 0; i < LOTRACE_CGROUP_DEPTH; i++) {
+		struct kernfs_node *parent = kn ? kn_parent(kn) : NULL;
+		if (!parent) /* kn is the root (its name is not a component), or none */
+			break;
+		const char *name = BPF_CORE_READ(kn, name);
+		if (bpf_probe_read_kernel_str(p->name[i], LOTRACE_CGROUP_NAME_LEN, name) < 0)
+			p->name[i][0] = 0;
+		p->depth = i + 1;
+		kn = parent;
+	}
+	if (p->depth == LOTRACE_CGROUP_DEPTH && kn && kn_parent(kn))
+		p->truncated = 1;
+	bpf_map_update_elem(&proc_cgroups, &id, p, BPF_NOEXIST);
+	return 0;
+}
+
 __weak __noinline int count_proc(__u64 id, int transport, int direction, __u64 bytes)
 {
 	struct lt_proc_key key = {
@@ -335,6 +380,8 @@ __weak __noinline int count_proc(__u64 id, int transport, int direction, __u64 b
 		struct task_struct *task = (struct task_struct *)bpf_get_current_task();
 		BPF_CORE_READ_STR_INTO(&init.comm, task, group_leader, comm);
 		init.start_ns = BPF_CORE_READ(task, group_leader, start_boottime);
+		init.cgroup_id = bpf_get_current_cgroup_id();
+		note_cgroup(init.cgroup_id);
 		bpf_map_update_elem(&proc_counts, &key, &init, BPF_NOEXIST);
 		v = bpf_map_lookup_elem(&proc_counts, &key);
 		if (!v) {

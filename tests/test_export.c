@@ -240,6 +240,7 @@ struct fake {
 	char comm[FAKE_PIDS][16];    /* what /proc says */
 	char kcomm[FAKE_PIDS][16];   /* what the kernel recorded */
 	char cgroup[FAKE_PIDS][64];
+	char kcgroup[FAKE_PIDS][64]; /* what the kernel recorded ("": nothing) */
 };
 
 static int fake_start(void *ctx, uint32_t tgid, uint64_t *start)
@@ -285,6 +286,18 @@ static int fake_kernel_comm(void *ctx, uint32_t tgid, uint32_t tag, int transpor
 	return 0;
 }
 
+static int fake_kernel_cgroup(void *ctx, uint32_t tgid, uint32_t tag, int transport,
+			      int direction, char *out, size_t len)
+{
+	struct fake *f = ctx;
+	(void)transport;
+	(void)direction;
+	if (tgid >= FAKE_PIDS || !f->kcgroup[tgid][0] || tag != tag_of(tgid))
+		return -1;
+	snprintf(out, len, "%s", f->kcgroup[tgid]);
+	return 0;
+}
+
 static struct fake *fake_new(void)
 {
 	return cur_fake = calloc(1, sizeof(struct fake));
@@ -303,7 +316,7 @@ static struct exporter *fake_exporter(struct fake *f, enum lt_export_by by, unsi
 				      double idle)
 {
 	struct exp_config cfg = { by, max_series, idle,
-				  { fake_start, fake_identity, fake_kernel_comm, f, 1 } };
+				  { fake_start, fake_identity, fake_kernel_comm, fake_kernel_cgroup, f, 1 } };
 	return exporter_new(&cfg);
 }
 
@@ -628,12 +641,16 @@ Test(exporter, labels_by_pid_cgroup_and_unit)
 		struct exporter *x = fake_exporter(f, cases[i].by, 5, 0);
 		fake_spawn(f, 40, "nginx", "/system.slice/nginx.service");
 		ksend(40, LT_TCP, LT_RECV, 2, 20);
-		/* Gone before lotrace saw it: its cgroup is unknown. */
+		/* Gone before lotrace saw it, no kernel record: its cgroup is unknown. */
 		ksend(41, LT_TCP, LT_RECV, 1, 1);
+		/* Gone too, but the kernel recorded its cgroup with its counters. */
+		snprintf(f->kcgroup[42], sizeof(f->kcgroup[42]), "/system.slice/nginx.service");
+		ksend(42, LT_TCP, LT_RECV, 1, 300);
 		scan(x, 0);
 		char *text = render(x);
 		struct parsed p = parse(text);
-		cr_assert_eq(sum_of(&p, "lotrace_received_bytes_total", cases[i].want), 20, "%s", text);
+		cr_assert_eq(sum_of(&p, "lotrace_received_bytes_total", cases[i].want),
+			     cases[i].by == LT_BY_PID ? 20 : 320, "%s", text);
 		if (cases[i].by != LT_BY_PID)
 			cr_assert_eq(sum_of(&p, "lotrace_received_bytes_total", "\"unknown\""), 1);
 		free(p.s);

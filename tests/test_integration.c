@@ -17,6 +17,7 @@
 #include <sys/prctl.h>
 #include <sys/sendfile.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
 #include <sys/wait.h>
@@ -1760,15 +1761,16 @@ Test(trace, text_lines_fit_80_columns, .timeout = 60)
 	need_root();
 	char path[] = "/tmp/lotrace-trace-XXXXXX";
 	struct lotrace_proc lt;
-	const char *args[] = { "--comm", "lt-trace-text", NULL };
+	const char *args[] = { "--comm", "lt-trace-txt", NULL };
 	trace_start(&lt, path, args);
-	pid_t pid = run_named_and_wait("lt-trace-text", 20);
+	pid_t pid = run_named_and_wait("lt-trace-txt", 20);
 	trace_stop(&lt);
 	cr_expect(strstr(lt.err, "20 lines;") != NULL, "summary on stderr: %s", lt.err);
 	FILE *f = fopen(path, "r");
 	cr_assert_not_null(f);
 	char line[512], want[64];
-	snprintf(want, sizeof(want), "%d lt-trace-t", (int)pid); /* the column may cut the name */
+	/* The 18-column end cuts the name after 10 characters for a 7-digit pid. */
+	snprintf(want, sizeof(want), "%d lt-trace", (int)pid);
 	int n = 0, lines = 0;
 	while (fgets(line, sizeof(line), f)) {
 		size_t len = 0; /* columns: characters, not the bytes of a cut name's ellipsis */
@@ -1776,11 +1778,132 @@ Test(trace, text_lines_fit_80_columns, .timeout = 60)
 			len += ((unsigned char)*c & 0xc0) != 0x80;
 		cr_expect_leq(len, 80, "line of %zu columns: %s", len, line);
 		if (lines++ == 0)
-			cr_expect(!strncmp(line, "TIME ", 5) && strstr(line, "LAT"), "header: %s", line);
+			cr_expect(!strncmp(line, "TIME(s) ", 8) && strstr(line, "LAT"), "header: %s", line);
 		else
 			n += strstr(line, want) && strstr(line, "unix_dgram") && strstr(line, "us");
 	}
 	fclose(f);
 	unlink(path);
 	cr_expect_eq(n, 20, "message lines of %d", 20);
+}
+
+/* Where cgroup2 is mounted ("/sys/fs/cgroup", or ".../unified" on a hybrid host). */
+static void cgroup2_root(char *out, size_t len)
+{
+	FILE *m = fopen("/proc/mounts", "r");
+	cr_assert_not_null(m);
+	char dev[256], dir[256], type[64];
+	out[0] = 0;
+	while (!out[0] && fscanf(m, "%255s %255s %63s %*[^\n]", dev, dir, type) == 3)
+		if (!strcmp(type, "cgroup2"))
+			snprintf(out, len, "%s", dir);
+	fclose(m);
+	cr_assert(out[0], "no cgroup2 mount: lotrace records cgroup v2 paths");
+}
+
+/* A child named comm that moves itself into cgroup dir, sends n datagrams to itself, exits. */
+static pid_t run_in_cgroup(const char *dir, const char *comm, int n)
+{
+	pid_t pid = fork();
+	if (pid == 0) {
+		char procs[512];
+		snprintf(procs, sizeof(procs), "%s/cgroup.procs", dir);
+		int fd = open(procs, O_WRONLY);
+		if (fd < 0 || write(fd, "0", 1) != 1) /* "0": the writer itself */
+			_exit(3);
+		close(fd);
+		prctl(PR_SET_NAME, comm);
+		_exit(self_dgram_traffic(n, 64) ? 1 : 0);
+	}
+	return pid;
+}
+
+/*
+ * Issue 12: a process that lives a few milliseconds in a scope removed right
+ * after it exits still has its cgroup and unit in the report (recorded in the
+ * kernel), and --unit / --cgroup keep exactly the processes they name.
+ */
+Test(cgroups, short_lived_scope_keeps_its_unit_and_filters, .timeout = 60)
+{
+	need_root();
+	char root[256], slice[400], shortd[512], otherd[512], unit[128], cgpath[256];
+	cgroup2_root(root, sizeof(root));
+	int me = (int)getpid();
+	snprintf(slice, sizeof(slice), "%s/lt-test-%d.slice", root, me);
+	snprintf(shortd, sizeof(shortd), "%s/lt-short-%d.scope", slice, me);
+	snprintf(otherd, sizeof(otherd), "%s/lt-other-%d.scope", slice, me);
+	snprintf(unit, sizeof(unit), "lt-short-%d.scope", me);
+	snprintf(cgpath, sizeof(cgpath), "/lt-test-%d.slice", me);
+	cr_assert_eq(mkdir(slice, 0755), 0, "mkdir %s: %s", slice, strerror(errno));
+	cr_assert_eq(mkdir(shortd, 0755), 0);
+	cr_assert_eq(mkdir(otherd, 0755), 0);
+
+	struct lotrace_proc all, by_unit, by_cgroup;
+	const char *unit_args[] = { "--unit", unit, NULL };
+	const char *cgroup_args[] = { "--cgroup", cgpath, "--comm", "lt-cg-short", NULL };
+	cr_assert(lotrace_start(&all, NULL), "lotrace did not start");
+	cr_assert(lotrace_start(&by_unit, unit_args), "lotrace --unit did not start");
+	cr_assert(lotrace_start(&by_cgroup, cgroup_args), "lotrace --cgroup did not start");
+	struct lotrace_proc tr;
+	char trace_path[] = "/tmp/lotrace-trace-XXXXXX";
+	const char *trace_args[] = { "--json", "--unit", unit, NULL };
+	trace_start(&tr, trace_path, trace_args);
+	double t0 = now_s();
+	pid_t shortp = run_in_cgroup(shortd, "lt-cg-short", 20);
+	int st;
+	cr_assert_eq(waitpid(shortp, &st, 0), shortp);
+	double lived = now_s() - t0;
+	cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "the short-lived process failed (%d)", st);
+	cr_assert_eq(rmdir(shortd), 0, "rmdir %s: %s", shortd, strerror(errno)); /* gone before the report */
+	pid_t otherp = run_in_cgroup(otherd, "lt-cg-other", 30);
+	cr_assert_eq(waitpid(otherp, &st, 0), otherp);
+	cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+	rmdir(otherd);
+	rmdir(slice);
+	cr_log_info("the short-lived process lived %.1f ms", lived * 1e3);
+	trace_stop(&tr);
+	struct trace_lines t;
+	read_trace_json(trace_path, "lt-cg-short", shortp, &t);
+	unlink(trace_path);
+	cr_expect_eq(t.of_comm, 20, "trace --unit: lines of the short-lived process's 20 messages");
+	cr_expect_eq(t.messages, t.of_comm, "trace --unit: lines of another unit");
+	cr_expect_eq(t.bad, 0);
+	json_object_put(t.summary);
+
+	json_object *doc = lotrace_stop(&all, NULL);
+	json_object *du = lotrace_stop(&by_unit, NULL);
+	json_object *dc = lotrace_stop(&by_cgroup, NULL);
+	cr_assert(doc && du && dc);
+	char want_cg[512];
+	snprintf(want_cg, sizeof(want_cg), "%s/%s", cgpath, unit);
+	json_object *row = find_process(doc, shortp, "unix_dgram", "send");
+	cr_assert_not_null(row, "no row of the short-lived process");
+	json_object *v;
+	cr_expect(json_object_object_get_ex(row, "cgroup", &v) && v &&
+			  !strcmp(json_object_get_string(v), want_cg),
+		  "cgroup %s, want %s", v ? json_object_get_string(v) : "null", want_cg);
+	cr_expect(json_object_object_get_ex(row, "unit", &v) && v &&
+			  !strcmp(json_object_get_string(v), unit),
+		  "unit %s, want %s", v ? json_object_get_string(v) : "null", unit);
+	cr_expect_eq(jint(row, "messages"), 20);
+	row = find_process(doc, otherp, "unix_dgram", "recv");
+	cr_assert_not_null(row, "no row of the other process");
+	cr_expect(json_object_object_get_ex(row, "unit", &v) && v &&
+		  strstr(json_object_get_string(v), "lt-other-"));
+
+	cr_expect_not_null(find_process(du, shortp, "unix_dgram", "send"), "--unit dropped its process");
+	cr_expect_eq(jint(find_process(du, shortp, "unix_dgram", "send"), "messages"), 20);
+	cr_expect_null(find_process(du, otherp, "unix_dgram", "send"), "--unit kept another unit's process");
+	cr_expect_not_null(find_process(dc, shortp, "unix_dgram", "recv"), "--cgroup (+ --comm) dropped it");
+	cr_expect_null(find_process(dc, otherp, "unix_dgram", "recv"), "--comm within --cgroup kept another");
+	json_object *procs;
+	cr_assert(json_object_object_get_ex(du, "processes", &procs));
+	for (size_t i = 0; i < json_object_array_length(procs); i++) {
+		json_object *u = json_object_object_get(json_object_array_get_idx(procs, i), "unit");
+		cr_expect(u && !strcmp(json_object_get_string(u), unit), "--unit kept unit %s",
+			  u ? json_object_get_string(u) : "null");
+	}
+	json_object_put(doc);
+	json_object_put(du);
+	json_object_put(dc);
 }

@@ -127,8 +127,8 @@ Test(agg, counter_snapshots_replace_values_and_keep_comm)
 {
 	struct agg *a = agg_new();
 	struct lt_proc_key k = { .tgid = 7, .transport = LT_TCP, .direction = LT_SEND };
-	agg_set_proc(a, &k, 5, 500, 0, "redis-server");
-	agg_set_proc(a, &k, 6, 600, 0, NULL);
+	agg_set_proc(a, &k, 5, 500, 0, 0, "redis-server");
+	agg_set_proc(a, &k, 6, 600, 0, 0, NULL);
 	struct agg_proc *p = agg_proc(a, 7, 0, LT_TCP, LT_SEND);
 	cr_expect_eq(p->messages, 6);
 	cr_expect_eq(p->bytes, 600);
@@ -165,9 +165,9 @@ static struct agg *sample_agg(void)
 	struct lt_proc_key s = { .tgid = 100, .transport = LT_UNIX_STREAM, .direction = LT_SEND };
 	struct lt_proc_key r = { .tgid = 200, .transport = LT_UNIX_STREAM, .direction = LT_RECV };
 	struct lt_proc_key t = { .tgid = 200, .transport = LT_TCP, .direction = LT_RECV };
-	agg_set_proc(a, &s, 10, 640, 0, "cli\"ent\\x");
-	agg_set_proc(a, &r, 10, 640, 0, "server");
-	agg_set_proc(a, &t, 4, 256, 0, "server");
+	agg_set_proc(a, &s, 10, 640, 0, 0, "cli\"ent\\x");
+	agg_set_proc(a, &r, 10, 640, 0, 0, "server");
+	agg_set_proc(a, &t, 4, 256, 0, 0, "server");
 	struct lt_pair_key pk = { .sender_tgid = 100, .receiver_tgid = 200,
 				  .transport = LT_UNIX_STREAM };
 	agg_set_pair(a, &pk, 10, 640);
@@ -320,8 +320,8 @@ Test(table, timed_share_of_the_messages_delivered)
 	a->lo_attach = "tcx";
 	struct lt_proc_key s = { .tgid = 100, .transport = LT_TCP, .direction = LT_SEND };
 	struct lt_proc_key r = { .tgid = 200, .transport = LT_TCP, .direction = LT_RECV };
-	agg_set_proc(a, &s, 100, 100000, 0, "writer");
-	agg_set_proc(a, &r, 10, 100000, 0, "reader");
+	agg_set_proc(a, &s, 100, 100000, 0, 0, "writer");
+	agg_set_proc(a, &r, 10, 100000, 0, 0, "reader");
 	struct lt_pair_key pk = { .sender_tgid = 100, .receiver_tgid = 200, .transport = LT_TCP };
 	agg_set_pair(a, &pk, 100, 100000);
 	agg_count_delivered(a);
@@ -478,7 +478,7 @@ static struct agg *names_agg(void)
 	for (uint32_t i = 0; i < 5; i++) {
 		struct lt_proc_key k = { .tgid = 101 + i, .transport = LT_UNIX_STREAM,
 					 .direction = LT_SEND };
-		agg_set_proc(a, &k, 1 + i, 10 * (1 + i), 0, comms[i]);
+		agg_set_proc(a, &k, 1 + i, 10 * (1 + i), 0, 0, comms[i]);
 		struct lt_pair_key pk = { .sender_tgid = 101 + i, .receiver_tgid = 101,
 					  .transport = LT_UNIX_STREAM };
 		agg_set_pair(a, &pk, 1 + i, 10 * (1 + i));
@@ -718,15 +718,20 @@ Test(opts, bad_flags_name_the_flag)
 	}
 }
 
-static char *table_of(struct agg *a, bool wide)
+static char *table_with(struct agg *a, const struct report_options *f)
 {
-	struct report_options f = { .wide = wide };
 	char *buf = NULL;
 	size_t len = 0;
 	FILE *m = open_memstream(&buf, &len);
-	report_table(m, a, &f);
+	report_table(m, a, f);
 	fclose(m);
 	return buf;
+}
+
+static char *table_of(struct agg *a, bool wide)
+{
+	struct report_options f = { .wide = wide };
+	return table_with(a, &f);
 }
 
 /*
@@ -787,7 +792,7 @@ static struct agg *widest_agg(void)
 	for (uint32_t t = 0; t < LT_TRANSPORT_COUNT; t++) {
 		for (uint32_t d = 0; d < LT_DIRECTION_COUNT; d++) {
 			struct lt_proc_key k = { .tgid = 4194304 - t, .transport = t, .direction = d };
-			agg_set_proc(a, &k, 999999999999ull, 999999999999999ull, 0, comms[t % 2]);
+			agg_set_proc(a, &k, 999999999999ull, 999999999999999ull, 0, 0, comms[t % 2]);
 			a->totals[LT_TOT_PROC_BASE + t * LT_DIRECTION_COUNT + d] =
 				(struct lt_count){ 1999999999999ull, 1999999999999999ull };
 		}
@@ -892,8 +897,8 @@ Test(table, sorted_by_traffic_and_cut_by_top)
 	for (int i = 0; i < 3; i++) {
 		struct lt_proc_key s = { .tgid = p[i].pid, .transport = LT_TCP, .direction = LT_SEND };
 		struct lt_proc_key r = { .tgid = p[i].pid + 1, .transport = LT_TCP, .direction = LT_RECV };
-		agg_set_proc(a, &s, p[i].msgs, p[i].bytes, 0, p[i].comm);
-		agg_set_proc(a, &r, p[i].msgs, p[i].bytes, 0, "peer");
+		agg_set_proc(a, &s, p[i].msgs, p[i].bytes, 0, 0, p[i].comm);
+		agg_set_proc(a, &r, p[i].msgs, p[i].bytes, 0, 0, "peer");
 		struct lt_pair_key pk = { .sender_tgid = p[i].pid, .receiver_tgid = p[i].pid + 1,
 					  .transport = LT_TCP };
 		agg_set_pair(a, &pk, p[i].msgs, p[i].bytes);
@@ -1001,8 +1006,8 @@ Test(table, a_reused_pid_shows_both_processes)
 	a->lo_attach = "tcx";
 	struct lt_proc_key old = { .tgid = 42, .tag = 7, .transport = LT_UDP, .direction = LT_SEND };
 	struct lt_proc_key new = { .tgid = 42, .tag = 9, .transport = LT_UDP, .direction = LT_SEND };
-	agg_set_proc(a, &new, 2, 20, 2000, "newer");
-	agg_set_proc(a, &old, 1, 10, 1000, "older");
+	agg_set_proc(a, &new, 2, 20, 2000, 0, "newer");
+	agg_set_proc(a, &old, 1, 10, 1000, 0, "older");
 	add_event(a, LT_EV_SEND_DURATION, LT_UDP, 42, 0, 500);
 	cr_expect_str_eq(agg_comm(a, 42, 7), "older");
 	cr_expect_str_eq(agg_comm(a, 42, 9), "newer");
@@ -1016,5 +1021,110 @@ Test(table, a_reused_pid_shows_both_processes)
 	char *o = strstr(table, "42       older"), *n = strstr(table, "42       newer");
 	cr_expect(o && n && o < n, "both, in start order:\n%s", table);
 	free(table);
+	agg_free(a);
+}
+
+/*
+ * Issue 12: --by unit sums a unit's processes per transport (histograms
+ * merged) and its pairs per (sender unit, receiver unit); --unit/--cgroup
+ * keep the processes they name; JSON rows carry cgroup and unit.
+ */
+static struct agg *units_agg(void)
+{
+	struct agg *a = agg_new();
+	a->backend = "tracepoint";
+	a->lo_attach = "none";
+	a->duration_s = 1;
+	agg_set_cgroup(a, 11, "/system.slice/redis-server.service");
+	agg_set_cgroup(a, 12, "/user.slice/user-0.slice/session-1.scope/bench");
+	struct lt_proc_key k = { .transport = LT_TCP };
+	/* two redis processes (send), one client (recv) */
+	k.tgid = 100, k.direction = LT_SEND;
+	agg_set_proc(a, &k, 10, 1000, 0, 11, "redis-server");
+	k.tgid = 101;
+	agg_set_proc(a, &k, 5, 500, 0, 11, "redis-server");
+	k.tgid = 200, k.direction = LT_RECV;
+	agg_set_proc(a, &k, 15, 1500, 0, 12, "redis-benchmark");
+	struct lt_pair_key pk = { .sender_tgid = 100, .receiver_tgid = 200, .transport = LT_TCP };
+	agg_set_pair(a, &pk, 10, 1000);
+	pk.sender_tgid = 101;
+	agg_set_pair(a, &pk, 5, 500);
+	for (int i = 0; i < 15; i++)
+		add_event(a, LT_EV_MESSAGE, LT_TCP, 200, i < 10 ? 100 : 101, 3000);
+	return a;
+}
+
+Test(table, by_unit_sums_processes_and_pairs)
+{
+	struct agg *a = units_agg();
+	struct report_options f = { .by = REPORT_BY_UNIT };
+	char *buf = table_with(a, &f);
+	cr_expect(strstr(buf, "UNIT "), "%s", buf);
+	/* both redis processes in one row: 15 sent */
+	cr_expect(strstr(buf, "redis-server.service    tcp                15      0"), "%s", buf);
+	cr_expect(strstr(buf, "session-1.scope         tcp                 0     15"), "%s", buf);
+	cr_expect(strstr(buf, "redis-server.service -> session-1.scope      tcp                15"),
+		  "%s", buf);
+	free(buf);
+	f.by = REPORT_BY_CGROUP;
+	buf = table_with(a, &f);
+	/* 80 columns: a path keeps its end */
+	cr_expect(strstr(buf, "\xe2\x80\xa6" "e/redis-server.service tcp                15"), "%s", buf);
+	cr_expect(strstr(buf, "\xe2\x80\xa6/session-1.scope/bench tcp                 0     15"), "%s", buf);
+	free(buf);
+	f.wide = true;
+	buf = table_with(a, &f);
+	cr_expect(strstr(buf, "/system.slice/redis-server.service       tcp "), "%s", buf);
+	free(buf);
+	agg_free(a);
+}
+
+/* The JSON processes row of (pid, transport, direction), or NULL. */
+static json_object *find_process(json_object *doc, int pid, const char *transport,
+				 const char *direction)
+{
+	json_object *procs = get(doc, "processes");
+	for (size_t i = 0; procs && i < json_object_array_length(procs); i++) {
+		json_object *p = json_object_array_get_idx(procs, i);
+		if (json_object_get_int(get(p, "pid")) == pid &&
+		    !strcmp(json_object_get_string(get(p, "transport")), transport) &&
+		    !strcmp(json_object_get_string(get(p, "direction")), direction))
+			return p;
+	}
+	return NULL;
+}
+
+Test(json, rows_carry_cgroup_and_unit_and_filters_keep_them)
+{
+	struct agg *a = units_agg();
+	const char *units[] = { "session-1.scope" };
+	const char *cgroups[] = { "/system.slice/" };
+	struct report_options f = { 0 };
+	json_object *doc = json_of(a, &f);
+	json_object *row = find_process(doc, 100, "tcp", "send");
+	cr_assert_not_null(row);
+	cr_expect_str_eq(json_object_get_string(json_object_object_get(row, "cgroup")),
+			 "/system.slice/redis-server.service");
+	cr_expect_str_eq(json_object_get_string(json_object_object_get(row, "unit")),
+			 "redis-server.service");
+	json_object_put(doc);
+
+	f = (struct report_options){ .units = units, .nunits = 1 };
+	doc = json_of(a, &f);
+	cr_expect_null(find_process(doc, 100, "tcp", "send"));
+	cr_expect_not_null(find_process(doc, 200, "tcp", "recv"));
+	json_object_put(doc);
+
+	f = (struct report_options){ .cgroups = cgroups, .ncgroups = 1 };
+	doc = json_of(a, &f);
+	cr_expect_not_null(find_process(doc, 100, "tcp", "send"));
+	cr_expect_not_null(find_process(doc, 101, "tcp", "send"));
+	cr_expect_null(find_process(doc, 200, "tcp", "recv"));
+	json_object_put(doc);
+	const char *prefix_only[] = { "/system.sl" }; /* a path prefix is not a parent cgroup */
+	f = (struct report_options){ .cgroups = prefix_only, .ncgroups = 1 };
+	doc = json_of(a, &f);
+	cr_expect_null(find_process(doc, 100, "tcp", "send"));
+	json_object_put(doc);
 	agg_free(a);
 }

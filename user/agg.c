@@ -57,6 +57,9 @@ void agg_free(struct agg *a)
 	free(a->procs);
 	free(a->pairs);
 	free(a->lo);
+	for (size_t i = 0; i < a->ncgroups; i++)
+		free(a->cgroups[i].path);
+	free(a->cgroups);
 	free(a->proc_index.slot);
 	free(a->pair_index.slot);
 	free(a);
@@ -218,6 +221,16 @@ const char *agg_comm(const struct agg *a, uint32_t tgid, uint32_t tag)
 	return "?";
 }
 
+const char *agg_cgroup_of(const struct agg *a, uint32_t tgid, uint32_t tag)
+{
+	for (size_t i = 0; i < a->nprocs; i++) {
+		const struct agg_proc *p = &a->procs[i];
+		if (p->tgid == tgid && (p->tag == tag || !tag) && p->cgroup_id)
+			return agg_cgroup_path(a, p->cgroup_id);
+	}
+	return NULL;
+}
+
 const char *agg_comm_latest(const struct agg *a, uint32_t tgid)
 {
 	const struct agg_proc *best = NULL;
@@ -279,8 +292,30 @@ int agg_event(struct agg *a, const void *data, size_t size)
 	return -1;
 }
 
+void agg_set_cgroup(struct agg *a, uint64_t id, const char *path)
+{
+	if (!id || agg_cgroup_path(a, id))
+		return;
+	struct agg_cgroup *g = grow(a->cgroups, &a->cgroups_cap, a->ncgroups + 1, sizeof(*g));
+	if (!g)
+		return;
+	a->cgroups = g;
+	char *copy = strdup(path);
+	if (!copy)
+		return;
+	a->cgroups[a->ncgroups++] = (struct agg_cgroup){ .id = id, .path = copy };
+}
+
+const char *agg_cgroup_path(const struct agg *a, uint64_t id)
+{
+	for (size_t i = 0; id && i < a->ncgroups; i++)
+		if (a->cgroups[i].id == id)
+			return a->cgroups[i].path;
+	return NULL;
+}
+
 void agg_set_proc(struct agg *a, const struct lt_proc_key *k, uint64_t messages,
-		  uint64_t bytes, uint64_t start_ns, const char *comm)
+		  uint64_t bytes, uint64_t start_ns, uint64_t cgroup_id, const char *comm)
 {
 	if (k->transport >= LT_TRANSPORT_COUNT || k->direction >= LT_DIRECTION_COUNT)
 		return;
@@ -291,6 +326,8 @@ void agg_set_proc(struct agg *a, const struct lt_proc_key *k, uint64_t messages,
 	p->bytes = bytes;
 	if (start_ns)
 		p->start_ns = start_ns;
+	if (cgroup_id)
+		p->cgroup_id = cgroup_id;
 	if (comm && comm[0]) {
 		size_t n = strnlen(comm, LOTRACE_COMM_LEN - 1);
 		memcpy(p->comm, comm, n);

@@ -18,6 +18,7 @@ struct agg_proc {
 	uint32_t tgid;
 	uint32_t tag;
 	uint64_t start_ns; /* 0 until its kernel row is read */
+	uint64_t cgroup_id; /* cgroup v2 id, recorded in the kernel (0: unknown) */
 	uint8_t transport;
 	uint8_t direction;
 	char comm[LOTRACE_COMM_LEN];
@@ -62,6 +63,11 @@ struct agg {
 	struct agg_index pair_index;
 	struct agg_lo_proc *lo;
 	size_t nlo, lo_cap;
+	struct agg_cgroup {
+		uint64_t id;
+		char *path;
+	} *cgroups; /* few: searched in order */
+	size_t ncgroups, cgroups_cap;
 
 	struct hist transport_latency[LT_TRANSPORT_COUNT];
 	struct hist transport_send[LT_TRANSPORT_COUNT];
@@ -107,6 +113,8 @@ struct agg_pair *agg_pair(struct agg *a, uint32_t sender, uint32_t sender_tag, u
 			  uint32_t receiver_tag, int transport);
 /* Comm of process (tgid, tag) from any of its rows, or "?" */
 const char *agg_comm(const struct agg *a, uint32_t tgid, uint32_t tag);
+/* Cgroup path of process (tgid, tag) (tag 0: of any process with pid tgid), or NULL. */
+const char *agg_cgroup_of(const struct agg *a, uint32_t tgid, uint32_t tag);
 /* Comm of the latest process (by start time) that had pid tgid, or "?" (lo rows carry no tag). */
 const char *agg_comm_latest(const struct agg *a, uint32_t tgid);
 
@@ -124,7 +132,11 @@ int agg_event(struct agg *a, const void *data, size_t size);
 
 /* Snapshots of the kernel counters (absolute values). */
 void agg_set_proc(struct agg *a, const struct lt_proc_key *k, uint64_t messages,
-		  uint64_t bytes, uint64_t start_ns, const char *comm);
+		  uint64_t bytes, uint64_t start_ns, uint64_t cgroup_id, const char *comm);
+/* The path of cgroup id as the kernel recorded it ("/system.slice/x.service"). */
+void agg_set_cgroup(struct agg *a, uint64_t id, const char *path);
+/* Path of cgroup id, or NULL if it was not recorded (or id is 0). */
+const char *agg_cgroup_path(const struct agg *a, uint64_t id);
 void agg_set_pair(struct agg *a, const struct lt_pair_key *k, uint64_t messages, uint64_t bytes);
 void agg_set_lo(struct agg *a, const struct lt_lo_key *k, uint64_t packets, uint64_t bytes);
 

@@ -57,20 +57,43 @@ struct exp_run {
 	bool dir_lost;  /* --textfile-dir is gone: logged once until it is back */
 };
 
+/* The kernel's proc_counts row of (tgid, tag, transport, direction) into e; 0, or -1. */
+static int kernel_row(struct exp_run *r, uint32_t tgid, uint32_t tag, int transport,
+		      int direction, struct kmap_entry *e)
+{
+	struct lt_proc_key k = { .tgid = tgid, .tag = tag, .transport = (__u8)transport,
+				 .direction = (__u8)direction };
+	return kmap_lookup(&r->lookup, bpf_map__fd(r->t.skel->maps.proc_counts), &k,
+			   sizeof(struct lt_proc_val), e);
+}
+
 static int kernel_comm(void *ctx, uint32_t tgid, uint32_t tag, int transport, int direction,
 		       char *out, size_t len)
 {
-	struct exp_run *r = ctx;
-	struct lt_proc_key k = { .tgid = tgid, .tag = tag, .transport = (__u8)transport,
-				 .direction = (__u8)direction };
 	struct kmap_entry e;
-	if (kmap_lookup(&r->lookup, bpf_map__fd(r->t.skel->maps.proc_counts), &k,
-			sizeof(struct lt_proc_val), &e))
+	if (kernel_row(ctx, tgid, tag, transport, direction, &e))
 		return -1;
 	const char *comm = kmap_proc_comm(&e);
 	if (!comm)
 		return -1;
 	snprintf(out, len, "%.*s", (int)strnlen(comm, LOTRACE_COMM_LEN), comm);
+	return 0;
+}
+
+static int kernel_cgroup(void *ctx, uint32_t tgid, uint32_t tag, int transport, int direction,
+			 char *out, size_t len)
+{
+	struct exp_run *r = ctx;
+	struct kmap_entry e;
+	if (kernel_row(r, tgid, tag, transport, direction, &e))
+		return -1;
+	__u64 id = kmap_proc_cgroup(&e);
+	if (!id || kmap_lookup(&r->lookup, bpf_map__fd(r->t.skel->maps.proc_cgroups), &id,
+			       sizeof(struct lt_cgroup_path), &e))
+		return -1;
+	char path[KMAP_CGROUP_PATH_LEN];
+	kmap_cgroup_path(e.values, path, sizeof(path));
+	snprintf(out, len, "%s", path);
 	return 0;
 }
 
@@ -232,7 +255,7 @@ int export_main(const struct lt_opts *opts)
 	struct agg *agg = agg_new();
 	int ret = 1;
 	if (!r || !agg || kmap_reader_init(&r->scan, sizeof(struct lt_proc_val)) ||
-	    kmap_reader_init(&r->lookup, sizeof(struct lt_proc_val))) {
+	    kmap_reader_init(&r->lookup, sizeof(struct lt_cgroup_path))) {
 		fprintf(stderr, "lotrace: out of memory\n");
 		goto out;
 	}
@@ -242,6 +265,7 @@ int export_main(const struct lt_opts *opts)
 	keyvec_init(&r->reap[EXP_MAP_LO], sizeof(struct lt_lo_key));
 	struct exp_config cfg = { xo->by, xo->max_series, xo->idle_expiry_s, exp_procfs() };
 	cfg.sys.kernel_comm = kernel_comm;
+	cfg.sys.kernel_cgroup = kernel_cgroup;
 	cfg.sys.ctx = r;
 	r->x = exporter_new(&cfg);
 	if (!r->x) {

@@ -315,7 +315,17 @@ static const char *task_label(struct exporter *x, struct exp_task *t, int transp
 		break;
 	case LT_BY_CGROUP:
 	case LT_BY_UNIT:
-		if (t->alive) /* a reused pid's /proc entry is another process's */
+		/* As the kernel recorded it (a process gone at once keeps its unit); else /proc. */
+		if (s->kernel_cgroup && !s->kernel_cgroup(s->ctx, t->tgid, t->tag, transport,
+							  direction, raw, sizeof(raw))) {
+			ok = 0;
+			if (x->cfg.by == LT_BY_UNIT) {
+				char path[EXP_LABEL_MAX];
+				snprintf(path, sizeof(path), "%s", raw);
+				procid_unit_of(path, raw, sizeof(raw));
+			}
+		}
+		if (ok && t->alive) /* a reused pid's /proc entry is another process's */
 			ok = s->identity(s->ctx, x->cfg.by, t->tgid, raw, sizeof(raw));
 		break;
 	}

@@ -33,11 +33,14 @@ struct exp_sys {
 	/* The comm the kernel recorded with the counters of (tgid, tag, transport, direction); -1 if none. */
 	int (*kernel_comm)(void *ctx, uint32_t tgid, uint32_t tag, int transport, int direction,
 			   char *out, size_t len);
+	/* The cgroup v2 path the kernel recorded with those counters; -1 if none. */
+	int (*kernel_cgroup)(void *ctx, uint32_t tgid, uint32_t tag, int transport, int direction,
+			     char *out, size_t len);
 	void *ctx;
 	uint64_t start_tick_ns; /* resolution of start() (/proc: one clock tick); 0: 1 ns */
 };
 
-/* /proc-backed start and identity; kernel_comm left NULL (the caller has the maps). */
+/* /proc-backed start and identity; kernel_comm/kernel_cgroup NULL (the caller has the maps). */
 struct exp_sys exp_procfs(void);
 
 /*

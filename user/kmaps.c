@@ -150,6 +150,31 @@ uint64_t kmap_proc_start(const struct kmap_entry *e)
 	return 0;
 }
 
+uint64_t kmap_proc_cgroup(const struct kmap_entry *e)
+{
+	for (int c = 0; c < e->copies; c++) {
+		const struct lt_proc_val *v =
+			(const void *)((const char *)e->values + (size_t)c * e->stride);
+		if (v->cgroup_id)
+			return v->cgroup_id;
+	}
+	return 0;
+}
+
+void kmap_cgroup_path(const struct lt_cgroup_path *p, char *out, size_t len)
+{
+	size_t n = 0;
+	int depth = p->depth < LOTRACE_CGROUP_DEPTH ? (int)p->depth : LOTRACE_CGROUP_DEPTH;
+	out[0] = 0;
+	if (p->truncated)
+		n += (size_t)snprintf(out, len, "/...");
+	for (int i = depth - 1; i >= 0 && n < len; i--)
+		n += (size_t)snprintf(out + n, len - n, "/%.*s",
+				      (int)strnlen(p->name[i], LOTRACE_CGROUP_NAME_LEN), p->name[i]);
+	if (!depth && !p->truncated)
+		snprintf(out, len, "/");
+}
+
 static void total_of(void *ctx, const struct kmap_entry *e)
 {
 	struct lt_count *out = ctx;

@@ -8,6 +8,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include "lotrace.h"
 
 #define KMAP_MAX_FIELDS 4
 
@@ -50,6 +51,12 @@ int kmap_take(struct kmap_reader *r, int fd, const void *key, size_t value_size,
 const char *kmap_proc_comm(const struct kmap_entry *e);
 /* The process start time (ns after boot) of a proc_counts entry, or 0. */
 uint64_t kmap_proc_start(const struct kmap_entry *e);
+/* The cgroup id of a proc_counts entry, or 0. */
+uint64_t kmap_proc_cgroup(const struct kmap_entry *e);
+/* A proc_cgroups value as a path: "/", "/system.slice/x.service", "/.../deep/leaf". */
+struct lt_cgroup_path;
+#define KMAP_CGROUP_PATH_LEN (LOTRACE_CGROUP_DEPTH * LOTRACE_CGROUP_NAME_LEN + 8)
+void kmap_cgroup_path(const struct lt_cgroup_path *p, char *out, size_t len);
 /* The `totals` map (enum lotrace_total), summed over CPUs.  0, or -1. */
 struct lt_count;
 int kmap_read_totals(struct kmap_reader *r, int fd, struct lt_count *out);

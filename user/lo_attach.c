@@ -381,7 +381,7 @@ static int clsact_attach(struct lo_attachment *lo, int prog_fd, FILE *log)
 	return 0;
 }
 
-int lo_attach(struct lo_attachment *lo, int prog_fd, enum lt_lo_mode want, FILE *log)
+int lo_attach(struct lo_attachment *lo, int prog_fd, enum lt_lo_mode want, FILE *log, bool quiet)
 {
 	memset(lo, 0, sizeof(*lo));
 	lo->link_fd = -1;
@@ -411,8 +411,9 @@ int lo_attach(struct lo_attachment *lo, int prog_fd, enum lt_lo_mode want, FILE 
 				strerror(-err));
 			goto out;
 		}
-		fprintf(log, "lotrace: lo: tcx not available (%s; needs Linux 6.6+), using a clsact filter instead\n",
-			strerror(-err));
+		if (!quiet) /* the JSON's lo_attach says which */
+			fprintf(log, "lotrace: lo: tcx not available (%s; needs Linux 6.6+), using a clsact filter instead\n",
+				strerror(-err));
 	}
 	err = clsact_attach(lo, prog_fd, log);
 out:

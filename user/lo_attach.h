@@ -36,8 +36,8 @@ struct lo_attachment {
 	bool created_qdisc;   /* clsact: lotrace created it, so it may remove it */
 };
 
-/* Attach prog_fd to lo egress as opts asks; progress/fallback notes go to log. */
-int lo_attach(struct lo_attachment *lo, int prog_fd, enum lt_lo_mode want, FILE *log);
+/* Attach prog_fd to lo egress as opts asks; errors go to log, and the fallback note unless quiet. */
+int lo_attach(struct lo_attachment *lo, int prog_fd, enum lt_lo_mode want, FILE *log, bool quiet);
 /* Detach; returns 0 when nothing of lotrace's is left on lo. */
 int lo_detach(struct lo_attachment *lo, FILE *log);
 /* Number of tc filters on lo (both clsact directions), -1 on error. */

@@ -348,7 +348,8 @@ int tracer_start(struct tracer *t, const struct lt_opts *opts, struct agg *agg, 
 		fprintf(log, "lotrace: cannot open the ring buffer: %s\n", strerror(errno));
 		goto fail;
 	}
-	if (lo_attach(&t->lo, bpf_program__fd(t->skel->progs.lt_lo_egress), opts->lo_mode, log)) {
+	if (lo_attach(&t->lo, bpf_program__fd(t->skel->progs.lt_lo_egress), opts->lo_mode, log,
+		      opts->quiet)) {
 		fprintf(log, "lotrace: cannot count packets on lo (use --lo-attach none to trace without it)\n");
 		goto fail;
 	}
@@ -404,7 +405,15 @@ void tracer_freeze(struct tracer *t)
 
 static void snap_proc(void *agg, const struct kmap_entry *e)
 {
-	agg_set_proc(agg, e->key, e->sum[0], e->sum[1], kmap_proc_start(e), kmap_proc_comm(e));
+	agg_set_proc(agg, e->key, e->sum[0], e->sum[1], kmap_proc_start(e), kmap_proc_cgroup(e),
+		     kmap_proc_comm(e));
+}
+
+static void snap_cgroup(void *agg, const struct kmap_entry *e)
+{
+	char path[KMAP_CGROUP_PATH_LEN];
+	kmap_cgroup_path(e->values, path, sizeof(path));
+	agg_set_cgroup(agg, *(const __u64 *)e->key, path);
 }
 
 static void snap_pair(void *agg, const struct kmap_entry *e)
@@ -455,10 +464,13 @@ int tracer_snapshot(struct tracer *t)
 {
 	struct kmap_reader r;
 	uint64_t stats[LT_STAT_COUNT];
-	if (kmap_reader_init(&r, sizeof(struct lt_proc_val)))
+	if (kmap_reader_init(&r, sizeof(struct lt_cgroup_path)))
 		return -1;
 	kmap_foreach(&r, bpf_map__fd(t->skel->maps.proc_counts), sizeof(struct lt_proc_key),
 		     sizeof(struct lt_proc_val), 2, snap_proc, t->agg);
+	/* After the rows: a row's cgroup is recorded before the row. */
+	kmap_foreach(&r, bpf_map__fd(t->skel->maps.proc_cgroups), sizeof(__u64),
+		     sizeof(struct lt_cgroup_path), 0, snap_cgroup, t->agg);
 	kmap_foreach(&r, bpf_map__fd(t->skel->maps.pair_counts), sizeof(struct lt_pair_key),
 		     sizeof(struct lt_pair_val), 2, snap_pair, t->agg);
 	agg_count_delivered(t->agg);

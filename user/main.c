@@ -64,9 +64,14 @@ int main(int argc, char **argv)
 				    .npids = opts.npids,
 				    .comms = comms,
 				    .ncomms = opts.ncomms,
+				    .units = opts.units,
+				    .nunits = opts.nunits,
+				    .cgroups = opts.cgroups,
+				    .ncgroups = opts.ncgroups,
 				    .transports = opts.transports,
 				    .wide = opts.wide,
 				    .sort = (enum report_sort)opts.sort,
+				    .by = (enum report_by)opts.by,
 				    .top = opts.top,
 				    .hist = opts.hist };
 	if (opts.command == LT_CMD_TOP || opts.command == LT_CMD_COMPARE ||

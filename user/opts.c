@@ -33,6 +33,10 @@ static const char usage_text[] =
 "      --sort KEY          table order, largest first: msgs (default; sent +\n"
 "                          received), bytes, p99 (latency), send (send p50),\n"
 "                          or pid (ascending)\n"
+"      --by WHAT           table rows per process (default), unit (systemd\n"
+"                          unit or container: foo.service, container:ID) or\n"
+"                          cgroup, and transport; pairs likewise.  JSON rows\n"
+"                          are per process and carry cgroup and unit\n"
 "      --top N             table: only the first N rows and N pairs (a line\n"
 "                          says how many more there are); JSON has them all\n"
 "      --hist              table: a latency histogram per transport, in\n"
@@ -44,6 +48,14 @@ static const char usage_text[] =
 "                          at most 15 characters, as in /proc/PID/comm); repeat\n"
 "                          for several names (at most 16); with --pid as well,\n"
 "                          a process must match both\n"
+"      --unit NAME         report only processes of this systemd unit or\n"
+"                          container (as JSON's \"unit\": foo.service,\n"
+"                          run-u12.scope, container:0123456789ab); repeat for\n"
+"                          several (at most 16)\n"
+"      --cgroup PATH       report only processes in this cgroup (v2) or below\n"
+"                          it (/system.slice); repeat for several.  A process's\n"
+"                          cgroup is recorded in the kernel when it is first\n"
+"                          counted, so one that lived 10 ms in a scope has it\n"
 "  -t, --transport NAME    report only rows and pairs of this transport (tcp,\n"
 "                          udp, unix_stream, unix_dgram, unix_seqpacket);\n"
 "                          repeat for several.  Filters act on the report: the\n"
@@ -171,6 +183,8 @@ static const char top_usage_text[] =
 "      --top N             at most N rows (default: what fits the terminal)\n"
 "  -p, --pid PID           only this process (repeat for several)\n"
 "  -c, --comm NAME         only processes with this name (repeat for several)\n"
+"      --unit NAME         only processes of this unit (repeat for several)\n"
+"      --cgroup PATH       only processes in this cgroup or below it\n"
 "  -t, --transport NAME    only this transport (repeat for several)\n"
 "  -b, --backend NAME      auto, fentry, tracepoint or kprobe (see stat --help)\n"
 "      --lo-attach MODE    auto, tcx, clsact or none\n"
@@ -186,8 +200,9 @@ static const char trace_usage_text[] =
 "Usage: lotrace trace [--rate N] [--json] [OPTIONS]\n"
 "\n"
 "One line per timed message, as the kernel timed it:\n"
-"  TIME       when the receiver got the message's first byte (local time;\n"
-"             a send that returned after the receive: when the send did)\n"
+"  TIME(s)    seconds since tracing began, when the receiver got the\n"
+"             message's first byte (a send that returned after the receive:\n"
+"             when the send did); --json has the date and time, UTC\n"
 "  SENDER > RECEIVER   pid and name of each end\n"
 "  TRANSPORT  tcp, udp, unix_stream, unix_dgram or unix_seqpacket\n"
 "  LAT        send entry to the recv return of the message's first byte\n"
@@ -211,6 +226,10 @@ static const char trace_usage_text[] =
 "                          (repeat for several)\n"
 "  -c, --comm NAME         only messages a process of this name sent or\n"
 "                          received (repeat for several)\n"
+"      --unit NAME         only messages a process of this unit sent or\n"
+"                          received (repeat for several)\n"
+"      --cgroup PATH       only messages a process in this cgroup (or below)\n"
+"                          sent or received (repeat for several)\n"
 "  -t, --transport NAME    only this transport (repeat for several)\n"
 "  -b, --backend NAME      auto, fentry, tracepoint or kprobe (see stat --help)\n"
 "      --ring-buffer-size SIZE\n"
@@ -290,6 +309,7 @@ static int compare_flag(struct lt_opts *opts, const char *flag, const char *val,
 	static const char *const stat_only[][2] = {
 		{ "-d", "--duration" }, { "-p", "--pid" }, { "-c", "--comm" }, { "-w", "--wide" },
 		{ NULL, "--sort" },     { NULL, "--top" }, { NULL, "--hist" }, { "-t", "--transport" },
+		{ NULL, "--unit" },     { NULL, "--cgroup" }, { NULL, "--by" },
 	};
 	if (matches(flag, "-h", "--help")) {
 		fputs(compare_usage_text, out);
@@ -333,6 +353,7 @@ static int top_flag(struct lt_opts *opts, const char *flag, const char *val, FIL
 {
 	static const char *const stat_only[][2] = {
 		{ "-d", "--duration" }, { "-j", "--json" }, { "-w", "--wide" }, { NULL, "--hist" },
+		{ NULL, "--by" },
 	};
 	if (matches(flag, "-h", "--help")) {
 		fputs(top_usage_text, out);
@@ -375,7 +396,7 @@ static int trace_flag(struct lt_opts *opts, const char *flag, const char *val, F
 {
 	static const char *const stat_only[][2] = {
 		{ "-w", "--wide" }, { NULL, "--sort" }, { NULL, "--top" }, { NULL, "--hist" },
-		{ NULL, "--lo-attach" },
+		{ NULL, "--lo-attach" }, { NULL, "--by" },
 	};
 	if (matches(flag, "-h", "--help")) {
 		fputs(trace_usage_text, out);
@@ -458,7 +479,8 @@ enum lt_parse_result lt_parse_args(int argc, char **argv, struct lt_opts *opts,
 				    (matches(flag, "-i", "--interval") || matches(flag, NULL, "--iterations"))) ||
 				   (opts->command == LT_CMD_TRACE && matches(flag, NULL, "--rate")) ||
 				   matches(flag, "-c", "--comm") || matches(flag, "-b", "--backend") ||
-				   matches(flag, "-t", "--transport") ||
+				   matches(flag, "-t", "--transport") || matches(flag, NULL, "--unit") ||
+				   matches(flag, NULL, "--cgroup") || matches(flag, NULL, "--by") ||
 				   matches(flag, NULL, "--lo-attach") ||
 				   matches(flag, NULL, "--ring-buffer-size") ||
 				   matches(flag, NULL, "--sort") || matches(flag, NULL, "--top") ||
@@ -519,6 +541,11 @@ enum lt_parse_result lt_parse_args(int argc, char **argv, struct lt_opts *opts,
 			if (k < 0)
 				return lt_usage_error(err, flag, val, "msgs, bytes, p99, send or pid");
 			opts->sort = k;
+		} else if (matches(flag, NULL, "--by") && opts->command == LT_CMD_STAT) {
+			int k = lt_name_index(report_by_names, REPORT_BY_COUNT, val);
+			if (k < 0)
+				return lt_usage_error(err, flag, val, "process, unit or cgroup");
+			opts->by = k;
 		} else if (matches(flag, NULL, "--top")) {
 			char *end;
 			errno = 0;
@@ -551,6 +578,22 @@ enum lt_parse_result lt_parse_args(int argc, char **argv, struct lt_opts *opts,
 			if (opts->ncomms == LT_MAX_FILTER_VALUES)
 				return lt_usage_error(err, flag, val, "at most 16 --comm flags");
 			memcpy(opts->comms[opts->ncomms++], val, n + 1);
+		} else if (matches(flag, NULL, "--unit") &&
+			   opts->command != LT_CMD_EXPORT && opts->command != LT_CMD_COMPARE) {
+			if (!*val || strchr(val, '/'))
+				return lt_usage_error(err, flag, val,
+						      "a unit name without '/' (e.g. redis-server.service)");
+			if (opts->nunits == LT_MAX_FILTER_VALUES)
+				return lt_usage_error(err, flag, val, "at most 16 --unit flags");
+			opts->units[opts->nunits++] = val;
+		} else if (matches(flag, NULL, "--cgroup") &&
+			   opts->command != LT_CMD_EXPORT && opts->command != LT_CMD_COMPARE) {
+			if (val[0] != '/')
+				return lt_usage_error(err, flag, val,
+						      "a cgroup path from the cgroup2 root, starting with '/'");
+			if (opts->ncgroups == LT_MAX_FILTER_VALUES)
+				return lt_usage_error(err, flag, val, "at most 16 --cgroup flags");
+			opts->cgroups[opts->ncgroups++] = val;
 		} else if (matches(flag, "-t", "--transport")) {
 			int t = lt_transport_from_name(val);
 			if (t < 0)

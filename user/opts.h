@@ -23,6 +23,7 @@ struct lt_opts {
 	bool json;
 	bool wide;         /* the table's every column (default: 80 columns) */
 	int sort;          /* enum report_sort: the table's order */
+	int by;            /* enum report_by: the table's rows (stat --by) */
 	unsigned top;      /* the table's rows and pairs shown (0: all) */
 	bool hist;         /* the table: latency histograms per transport */
 	/* lotrace compare: round trips per cell and message sizes (bytes). */
@@ -43,6 +44,11 @@ struct lt_opts {
 	int npids;
 	char comms[LT_MAX_FILTER_VALUES][LOTRACE_COMM_LEN];
 	int ncomms;
+	/* --unit NAME and --cgroup PATH (stat, top): argv strings */
+	const char *units[LT_MAX_FILTER_VALUES];
+	int nunits;
+	const char *cgroups[LT_MAX_FILTER_VALUES];
+	int ncgroups;
 	unsigned transports; /* --transport: bit per enum lotrace_transport; 0: all */
 	enum lt_backend backend;
 	enum lt_lo_mode lo_mode;

@@ -3,11 +3,13 @@
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
+#include "kmaps.h"
 #include "names.h"
+#include "procid.h"
 
 static bool filtering(const struct report_options *f)
 {
-	return f->npids || f->ncomms;
+	return f->npids || f->ncomms || f->nunits || f->ncgroups;
 }
 
 /* name is one of the filter's comms, as the kernel has it or as the outputs show it. */
@@ -34,12 +36,45 @@ bool report_proc_wanted(const struct report_options *f, uint32_t tgid, const cha
 	return !f->ncomms || comm_wanted(comm, f);
 }
 
+bool report_cgroup_wanted(const struct report_options *f, const char *cgroup)
+{
+	if (!f->nunits && !f->ncgroups)
+		return true;
+	if (!cgroup)
+		return false;
+	if (f->nunits) {
+		char unit[KMAP_CGROUP_PATH_LEN];
+		bool found = false;
+		procid_unit_of(cgroup, unit, sizeof(unit));
+		for (int i = 0; i < f->nunits && !found; i++)
+			found = !strcmp(unit, f->units[i]);
+		if (!found)
+			return false;
+	}
+	for (int i = 0; i < f->ncgroups; i++) {
+		const char *want = f->cgroups[i];
+		size_t n = strlen(want);
+		while (n > 1 && want[n - 1] == '/')
+			n--; /* "/system.slice/" is "/system.slice" */
+		if (!strncmp(cgroup, want, n) && (n == 1 || cgroup[n] == '/' || !cgroup[n]))
+			return true;
+	}
+	return !f->ncgroups;
+}
+
 /* comm: the process's name, or NULL to look it up as (tgid, tag). */
 static bool proc_wanted(const struct agg *a, uint32_t tgid, uint32_t tag, const char *comm,
 			const struct report_options *f)
 {
-	/* The name is looked up only when a --comm needs it. */
-	return report_proc_wanted(f, tgid, comm || !f->ncomms ? comm : agg_comm(a, tgid, tag));
+	/* The name and cgroup are looked up only when a filter needs them. */
+	return report_proc_wanted(f, tgid, comm || !f->ncomms ? comm : agg_comm(a, tgid, tag)) &&
+	       (!(f->nunits || f->ncgroups) || report_cgroup_wanted(f, agg_cgroup_of(a, tgid, tag)));
+}
+
+bool report_agg_proc_wanted(const struct agg *a, const struct report_options *f, uint32_t tgid,
+			    uint32_t tag)
+{
+	return proc_wanted(a, tgid, tag, NULL, f);
 }
 
 bool report_transport_wanted(const struct report_options *f, int transport)
@@ -511,15 +546,14 @@ static const char table_legend[] =
 	"returning the first byte (p50, p99); SEND: time inside the send call; TIMED:\n"
 	"share of the messages received with a latency sample.  --wide: bytes, p99s.\n";
 
-void report_table(FILE *out, const struct agg *a, const struct report_options *f)
+/* The table's rows per process and transport, then its sender -> receiver pairs. */
+static void process_tables(FILE *out, const struct agg *a, const struct report_options *f)
 {
 	char b1[32], b2[32], b3[32], b4[16], c1[16], c2[16];
 	const bool wide = f->wide;
 	size_t n;
 	struct agg_proc **v = sorted_procs(a, &n);
 
-	fprintf(out, "lotrace: %.1f s traced, backend %s, lo counted via %s\n\n", a->duration_s,
-		a->backend, a->lo_attach);
 	if (wide)
 		fprintf(out, "%-8s %-16s %-15s %10s %12s %10s %12s %9s %9s %5s %9s\n", "PID", "COMM",
 			"TRANSPORT", "SENT MSGS", "SENT BYTES", "RECV MSGS", "RECV BYTES", "LAT p50",
@@ -581,7 +615,7 @@ void report_table(FILE *out, const struct agg *a, const struct report_options *f
 	more_rows(out, shown, nrows, "rows");
 	if (!nrows)
 		fprintf(out, "(no %straffic seen in %.1f s; `lotrace compare` makes some)\n",
-			f->npids || f->ncomms ? "matching " : "", a->duration_s);
+			filtering(f) ? "matching " : "", a->duration_s);
 	free(rows);
 	free(v);
 
@@ -621,6 +655,240 @@ void report_table(FILE *out, const struct agg *a, const struct report_options *f
 	}
 	more_rows(out, shown, npairs, "pairs");
 	free(pairs);
+}
+
+const char *const report_by_names[REPORT_BY_COUNT] = { "process", "unit", "cgroup" };
+
+/* A process's label in a --by unit|cgroup table: "?" when its cgroup was not recorded. */
+static void group_label(const struct agg *a, const struct report_options *f, uint32_t tgid,
+			uint32_t tag, char *out, size_t len)
+{
+	const char *cgroup = agg_cgroup_of(a, tgid, tag);
+	if (!cgroup)
+		snprintf(out, len, "?");
+	else if (f->by == REPORT_BY_UNIT)
+		procid_unit_of(cgroup, out, len);
+	else
+		snprintf(out, len, "%s", cgroup);
+}
+
+/* One row of a --by table: a unit's (or cgroup's) processes on one transport. */
+struct group_row {
+	char label[KMAP_CGROUP_PATH_LEN];
+	char peer[KMAP_CGROUP_PATH_LEN]; /* pairs: the receiver's label */
+	uint8_t transport;
+	uint64_t sent, sent_bytes, recvd, recv_bytes, delivered;
+	struct hist latency, send;
+	uint64_t key;
+};
+
+struct group_set {
+	struct group_row *rows;
+	size_t n, cap;
+};
+
+/* The row of (label, peer, transport), created empty; NULL when out of memory. */
+static struct group_row *group_of(struct group_set *g, const char *label, const char *peer,
+				  int transport)
+{
+	for (size_t i = 0; i < g->n; i++)
+		if (g->rows[i].transport == transport && !strcmp(g->rows[i].label, label) &&
+		    !strcmp(g->rows[i].peer, peer))
+			return &g->rows[i];
+	if (g->n == g->cap) {
+		size_t cap = g->cap ? g->cap * 2 : 16;
+		struct group_row *r = realloc(g->rows, cap * sizeof(*r));
+		if (!r)
+			return NULL;
+		g->rows = r;
+		g->cap = cap;
+	}
+	struct group_row *r = &g->rows[g->n++];
+	memset(r, 0, sizeof(*r));
+	snprintf(r->label, sizeof(r->label), "%s", label);
+	snprintf(r->peer, sizeof(r->peer), "%s", peer);
+	r->transport = (uint8_t)transport;
+	return r;
+}
+
+static uint64_t group_key(const struct group_row *r, enum report_sort sort)
+{
+	switch (sort) {
+	case REPORT_SORT_BYTES:
+		return r->sent_bytes + r->recv_bytes;
+	case REPORT_SORT_P99:
+		return quantile_key(&r->latency, 0.99);
+	case REPORT_SORT_SEND:
+		return quantile_key(&r->send, 0.5);
+	case REPORT_SORT_PID:
+		return 0; /* by label */
+	default:
+		return r->sent + r->recvd;
+	}
+}
+
+static int cmp_group(const void *x, const void *y)
+{
+	const struct group_row *a = x, *b = y;
+	if (a->key != b->key)
+		return a->key > b->key ? -1 : 1;
+	int c = strcmp(a->label, b->label);
+	if (c)
+		return c;
+	c = strcmp(a->peer, b->peer);
+	return c ? c : a->transport - b->transport;
+}
+
+static void sort_groups(struct group_set *g, enum report_sort sort)
+{
+	for (size_t i = 0; i < g->n; i++)
+		g->rows[i].key = group_key(&g->rows[i], sort);
+	if (g->n)
+		qsort(g->rows, g->n, sizeof(*g->rows), cmp_group);
+}
+
+/*
+ * A label in a column: cleaned (it comes from other users' names) and cut to
+ * width; a cgroup path loses its start ("…/redis-server.service"), where the
+ * slices are, rather than its leaf.
+ */
+static void label_column(FILE *out, const char *label, int width, bool keep_end)
+{
+	char clean[LT_NAME_CLEAN_LEN(KMAP_CGROUP_PATH_LEN) + 4];
+	lt_name_clean(clean, sizeof(clean) - 4, label);
+	const char *p = clean;
+	if (keep_end && lt_name_width(p) > width) {
+		while (*p && lt_name_width(p) > width - 1)
+			do
+				p++;
+			while (((unsigned char)*p & 0xc0) == 0x80);
+		memmove(clean + 3, p, strlen(p) + 1);
+		memcpy(clean, "\xe2\x80\xa6", 3); /* U+2026 */
+		p = clean;
+	}
+	lt_name_column(out, p, width);
+}
+
+/*
+ * --by unit|cgroup: the process rows and pairs summed per unit (or cgroup),
+ * histograms merged; the same filters, sort and --top.
+ */
+static void group_tables(FILE *out, const struct agg *a, const struct report_options *f)
+{
+	char b1[32], b2[32], b3[32], b4[16], c1[16], c2[16], label[KMAP_CGROUP_PATH_LEN],
+		peer[KMAP_CGROUP_PATH_LEN];
+	const bool wide = f->wide;
+	const char *what = f->by == REPORT_BY_UNIT ? "UNIT" : "CGROUP";
+	struct group_set rows = { 0 }, pairs = { 0 };
+
+	for (size_t i = 0; i < a->nprocs; i++) {
+		const struct agg_proc *p = &a->procs[i];
+		if (!p->messages || !report_transport_wanted(f, p->transport) ||
+		    !proc_wanted(a, p->tgid, p->tag, NULL, f))
+			continue;
+		group_label(a, f, p->tgid, p->tag, label, sizeof(label));
+		struct group_row *r = group_of(&rows, label, "", p->transport);
+		if (!r)
+			break;
+		if (p->direction == LT_SEND) {
+			r->sent += p->messages;
+			r->sent_bytes += p->bytes;
+			if (p->send_dur)
+				hist_merge(&r->send, p->send_dur);
+		} else {
+			r->recvd += p->messages;
+			r->recv_bytes += p->bytes;
+			r->delivered += agg_recv_messages(p);
+			if (p->latency)
+				hist_merge(&r->latency, p->latency);
+		}
+	}
+	for (size_t i = 0; i < a->npairs; i++) {
+		const struct agg_pair *p = &a->pairs[i];
+		if (!pair_wanted(a, p, f) || (!p->messages && !p->bytes))
+			continue;
+		group_label(a, f, p->sender, p->sender_tag, label, sizeof(label));
+		group_label(a, f, p->receiver, p->receiver_tag, peer, sizeof(peer));
+		struct group_row *r = group_of(&pairs, label, peer, p->transport);
+		if (!r)
+			break;
+		r->sent += p->messages;
+		r->sent_bytes += p->bytes;
+		if (p->latency)
+			hist_merge(&r->latency, p->latency);
+	}
+	sort_groups(&rows, f->sort);
+	sort_groups(&pairs, f->sort);
+
+	int lw = wide ? 40 : 23;
+	if (wide)
+		fprintf(out, "%-40s %-15s %10s %12s %10s %12s %9s %9s %5s %9s\n", what, "TRANSPORT",
+			"SENT MSGS", "SENT BYTES", "RECV MSGS", "RECV BYTES", "LAT p50", "LAT p99",
+			"TIMED", "SEND p50");
+	else
+		fprintf(out, "%-23s %-14s %6s %6s %6s %6s %5s %6s\n", what, "TRANSPORT", "SENT", "RECV",
+			"LAT50", "LAT99", "TIMED", "SEND50");
+	size_t shown = f->top && f->top < rows.n ? f->top : rows.n;
+	for (size_t i = 0; i < shown; i++) {
+		const struct group_row *r = &rows.rows[i];
+		const char *lat50 = quantile_or_dash(b1, sizeof(b1), &r->latency, 0.5, wide);
+		const char *lat99 = quantile_or_dash(b2, sizeof(b2), &r->latency, 0.99, wide);
+		const char *timed = timed_or_dash(b4, sizeof(b4), &r->latency, r->delivered);
+		const char *send50 = quantile_or_dash(b3, sizeof(b3), &r->send, 0.5, wide);
+		label_column(out, r->label, lw, f->by == REPORT_BY_CGROUP);
+		if (wide)
+			fprintf(out, " %-15s %10llu %12llu %10llu %12llu %9s %9s %5s %9s\n",
+				lt_transport_name(r->transport), (unsigned long long)r->sent,
+				(unsigned long long)r->sent_bytes, (unsigned long long)r->recvd,
+				(unsigned long long)r->recv_bytes, lat50, lat99, timed, send50);
+		else
+			fprintf(out, " %-14s %6s %6s %6s %6s %5s %6s\n", lt_transport_name(r->transport),
+				count_short(c1, sizeof(c1), r->sent), count_short(c2, sizeof(c2), r->recvd),
+				lat50, lat99, timed, send50);
+	}
+	more_rows(out, shown, rows.n, "rows");
+	if (!rows.n)
+		fprintf(out, "(no %straffic seen in %.1f s; `lotrace compare` makes some)\n",
+			filtering(f) ? "matching " : "", a->duration_s);
+
+	int pw = wide ? 30 : 20;
+	if (pairs.n && wide)
+		fprintf(out, "\n%-30s    %-30s %-15s %10s %12s %9s %9s %5s\n", "SENDER", "RECEIVER",
+			"TRANSPORT", "MSGS", "BYTES", "LAT p50", "LAT p99", "TIMED");
+	else if (pairs.n)
+		fprintf(out, "\n%-20s    %-20s %-14s %6s %6s %5s\n", "SENDER", "RECEIVER", "TRANSPORT",
+			"MSGS", "LAT50", "TIMED");
+	shown = f->top && f->top < pairs.n ? f->top : pairs.n;
+	for (size_t i = 0; i < shown; i++) {
+		const struct group_row *r = &pairs.rows[i];
+		label_column(out, r->label, pw, f->by == REPORT_BY_CGROUP);
+		fputs(" -> ", out);
+		label_column(out, r->peer, pw, f->by == REPORT_BY_CGROUP);
+		const char *lat50 = quantile_or_dash(b1, sizeof(b1), &r->latency, 0.5, wide);
+		const char *timed = timed_or_dash(b4, sizeof(b4), &r->latency, r->sent);
+		if (wide)
+			fprintf(out, " %-15s %10llu %12llu %9s %9s %5s\n", lt_transport_name(r->transport),
+				(unsigned long long)r->sent, (unsigned long long)r->sent_bytes, lat50,
+				quantile_or_dash(b2, sizeof(b2), &r->latency, 0.99, wide), timed);
+		else
+			fprintf(out, " %-14s %6s %6s %5s\n", lt_transport_name(r->transport),
+				count_short(c1, sizeof(c1), r->sent), lat50, timed);
+	}
+	more_rows(out, shown, pairs.n, "pairs");
+	free(rows.rows);
+	free(pairs.rows);
+}
+
+void report_table(FILE *out, const struct agg *a, const struct report_options *f)
+{
+	const bool wide = f->wide;
+
+	fprintf(out, "lotrace: %.1f s traced, backend %s, lo counted via %s\n\n", a->duration_s,
+		a->backend, a->lo_attach);
+	if (f->by == REPORT_BY_PROCESS)
+		process_tables(out, a, f);
+	else
+		group_tables(out, a, f);
 	if (!wide)
 		fprintf(out, "\n%s", table_legend);
 
@@ -742,6 +1010,17 @@ void report_json(FILE *out, const struct agg *a, const struct report_options *f)
 			continue;
 		fprintf(out, "%s\n  {\"pid\": %u, \"comm\": ", first ? "" : ",", p->tgid);
 		report_json_string(out, agg_comm(a, p->tgid, p->tag));
+		const char *cgroup = agg_cgroup_path(a, p->cgroup_id);
+		fputs(", \"cgroup\": ", out);
+		if (cgroup) {
+			char unit[KMAP_CGROUP_PATH_LEN];
+			procid_unit_of(cgroup, unit, sizeof(unit));
+			report_json_string(out, cgroup);
+			fputs(", \"unit\": ", out);
+			report_json_string(out, unit);
+		} else {
+			fputs("null, \"unit\": null", out);
+		}
 		fprintf(out, ", \"transport\": \"%s\", \"direction\": \"%s\", \"messages\": %llu, "
 			     "\"bytes\": %llu, ",
 			lt_transport_name(p->transport), lt_direction_name(p->direction),

@@ -17,6 +17,10 @@ enum report_sort {
 };
 extern const char *const report_sort_names[REPORT_SORT_COUNT];
 
+/* What the table's rows are: processes (default), or their units or cgroups (--by). */
+enum report_by { REPORT_BY_PROCESS = 0, REPORT_BY_UNIT, REPORT_BY_CGROUP, REPORT_BY_COUNT };
+extern const char *const report_by_names[REPORT_BY_COUNT];
+
 /* The width of a terminal the default table fits. */
 #define REPORT_COLUMNS 80
 
@@ -27,16 +31,28 @@ struct report_options {
 	int npids;
 	const char *const *comms;
 	int ncomms;
+	/* --unit: the process's unit (procid_unit_of its cgroup) is one of these;
+	 * --cgroup: its cgroup is one of these or below one. */
+	const char *const *units;
+	int nunits;
+	const char *const *cgroups;
+	int ncgroups;
 	unsigned transports; /* bit per enum lotrace_transport of the rows shown; 0: all */
 	/* Table: every column (bytes, pairs' p99), full numbers; else REPORT_COLUMNS. */
 	bool wide;
 	enum report_sort sort; /* table rows and pairs, largest first (pid: ascending) */
+	enum report_by by;     /* table: a row per process, unit or cgroup (and transport) */
 	unsigned top;          /* table: at most this many rows and pairs (0: all) */
 	bool hist;             /* table: a log2 latency histogram per transport */
 };
 
 /* f's --pid and --comm (as the kernel has the name or as the outputs show it). */
 bool report_proc_wanted(const struct report_options *f, uint32_t tgid, const char *comm);
+/* f's --unit and --cgroup for a process in cgroup (NULL: not recorded, so it fails them). */
+bool report_cgroup_wanted(const struct report_options *f, const char *cgroup);
+/* Every process filter of f for process (tgid, tag) of a (its name and cgroup from a). */
+bool report_agg_proc_wanted(const struct agg *a, const struct report_options *f, uint32_t tgid,
+			    uint32_t tag);
 /* f's --transport. */
 bool report_transport_wanted(const struct report_options *f, int transport);
 void report_table(FILE *out, const struct agg *a, const struct report_options *f);

@@ -246,7 +246,7 @@ static void frame(FILE *out, const struct agg *a, struct top_prev *prev_rows,
 			const struct top_row *r = &rows[i];
 			const struct agg_proc *p = r->snd ? r->snd : r->rcv;
 			const char *comm = agg_comm(a, p->tgid, p->tag);
-			if (!report_proc_wanted(f, p->tgid, comm) || (f->top && shown >= f->top) ||
+			if (!report_agg_proc_wanted(a, f, p->tgid, p->tag) || (f->top && shown >= f->top) ||
 			    !report_transport_wanted(f, p->transport))
 				continue;
 			char clean[LT_NAME_CLEAN_LEN(LOTRACE_COMM_LEN)];
@@ -267,7 +267,8 @@ static void frame(FILE *out, const struct agg *a, struct top_prev *prev_rows,
 			const struct agg_pair *p = pairs[i].p;
 			const char *sc = agg_comm(a, p->sender, p->sender_tag);
 			const char *rc = agg_comm(a, p->receiver, p->receiver_tag);
-			if ((!report_proc_wanted(f, p->sender, sc) && !report_proc_wanted(f, p->receiver, rc)) ||
+			if ((!report_agg_proc_wanted(a, f, p->sender, p->sender_tag) &&
+			     !report_agg_proc_wanted(a, f, p->receiver, p->receiver_tag)) ||
 			    (f->top && shown >= f->top) || !report_transport_wanted(f, p->transport))
 				continue;
 			char clean[LT_NAME_CLEAN_LEN(LOTRACE_COMM_LEN)], both[16 + sizeof(clean)];

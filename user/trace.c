@@ -16,14 +16,17 @@
 #include "kmaps.h"
 #include "lotrace.skel.h"
 #include "names.h"
+#include "procid.h"
 #include "signals.h"
 
-/* Direct-mapped cache of process names, by (tgid, tag). */
-#define COMM_CACHE 1024
+/* Direct-mapped cache of what the kernel recorded of a process, by (tgid, tag). */
+#define PROC_CACHE 1024
 
-struct comm_slot {
+struct proc_slot {
 	uint64_t id; /* tag << 32 | tgid; 0: empty */
 	char name[LT_NAME_CLEAN_LEN(LOTRACE_COMM_LEN)];
+	char cgroup[KMAP_CGROUP_PATH_LEN]; /* "": not recorded */
+	char unit[KMAP_CGROUP_PATH_LEN];
 };
 
 struct trace_run {
@@ -33,26 +36,30 @@ struct trace_run {
 	struct agg *a;
 	FILE *out;
 	struct kmap_reader lookup;
-	struct comm_slot *comms;
+	struct proc_slot *procs;
 	int64_t realtime_off_ns; /* CLOCK_REALTIME - CLOCK_MONOTONIC */
-	uint64_t window;         /* the wall-clock second (of event times) being counted */
+	int64_t start_ns;        /* CLOCK_MONOTONIC when tracing began: the text's TIME 0 */
+	int64_t window;          /* the wall-clock second (of event times) being counted */
 	uint64_t in_window;      /* lines printed in it */
 	uint64_t window_dropped; /* and not printed */
 	uint64_t lines, dropped, filtered;
 	uint64_t events; /* timed messages seen */
 };
 
+static const struct proc_slot unknown_proc = { .name = "?" };
+
 /*
- * A process's name as the kernel recorded it with its counters (so a process
- * that has exited still has one), cleaned; "?" when its row is gone.
+ * A process's name and cgroup as the kernel recorded them with its counters
+ * (so a process that has exited still has them); unknown_proc when its row is
+ * gone.
  */
-static const char *comm_of(struct trace_run *r, uint32_t tgid, uint32_t tag, int transport,
-			   int direction)
+static const struct proc_slot *proc_of(struct trace_run *r, uint32_t tgid, uint32_t tag,
+				       int transport, int direction)
 {
 	uint64_t id = (uint64_t)tag << 32 | tgid;
-	struct comm_slot *s = &r->comms[(id * 0x9e3779b97f4a7c15ull) >> 54];
+	struct proc_slot *s = &r->procs[(id * 0x9e3779b97f4a7c15ull) >> 54];
 	if (s->id == id)
-		return s->name;
+		return s;
 	struct lt_proc_key k = { .tgid = tgid, .tag = tag, .transport = (__u8)transport,
 				 .direction = (__u8)direction };
 	struct kmap_entry e;
@@ -61,29 +68,30 @@ static const char *comm_of(struct trace_run *r, uint32_t tgid, uint32_t tag, int
 			 sizeof(struct lt_proc_val), &e))
 		comm = kmap_proc_comm(&e);
 	if (!comm)
-		return "?"; /* not cached: the row may come */
+		return &unknown_proc; /* not cached: the row may come */
 	char raw[LOTRACE_COMM_LEN + 1];
 	snprintf(raw, sizeof(raw), "%.*s", (int)strnlen(comm, LOTRACE_COMM_LEN), comm);
 	lt_name_clean(s->name, sizeof(s->name), raw);
+	__u64 cg = kmap_proc_cgroup(&e);
+	s->cgroup[0] = s->unit[0] = 0;
+	if (cg && !kmap_lookup(&r->lookup, bpf_map__fd(r->t->skel->maps.proc_cgroups), &cg,
+			       sizeof(struct lt_cgroup_path), &e)) {
+		kmap_cgroup_path(e.values, s->cgroup, sizeof(s->cgroup));
+		procid_unit_of(s->cgroup, s->unit, sizeof(s->unit));
+	}
 	s->id = id;
-	return s->name;
+	return s;
 }
 
-static void format_time(const struct trace_run *r, uint64_t mono_ns, char *buf, size_t len,
-			bool iso)
+/* A CLOCK_MONOTONIC time as UTC, RFC 3339 with microseconds. */
+static void format_time(const struct trace_run *r, uint64_t mono_ns, char *buf, size_t len)
 {
 	int64_t ns = (int64_t)mono_ns + r->realtime_off_ns;
 	time_t sec = (time_t)(ns / 1000000000);
 	struct tm tm;
-	if (iso) {
-		gmtime_r(&sec, &tm);
-		size_t n = strftime(buf, len, "%Y-%m-%dT%H:%M:%S", &tm);
-		snprintf(buf + n, len - n, ".%06" PRId64 "Z", ns % 1000000000 / 1000);
-	} else {
-		localtime_r(&sec, &tm);
-		size_t n = strftime(buf, len, "%H:%M:%S", &tm);
-		snprintf(buf + n, len - n, ".%06" PRId64, ns % 1000000000 / 1000);
-	}
+	gmtime_r(&sec, &tm);
+	size_t n = strftime(buf, len, "%Y-%m-%dT%H:%M:%S", &tm);
+	snprintf(buf + n, len - n, ".%06" PRId64 "Z", ns % 1000000000 / 1000);
 }
 
 /* The lines a second lost to --rate, once it is over. */
@@ -91,32 +99,46 @@ static void flush_window(struct trace_run *r)
 {
 	if (!r->window_dropped)
 		return;
-	char when[40];
-	format_time(r, (uint64_t)((int64_t)r->window * 1000000000 - r->realtime_off_ns), when,
-		    sizeof(when), r->o->json);
-	if (r->o->json)
+	int64_t at = r->window * 1000000000 - r->realtime_off_ns; /* CLOCK_MONOTONIC */
+	if (r->o->json) {
+		char when[40];
+		format_time(r, (uint64_t)at, when, sizeof(when));
 		fprintf(r->out, "{\"type\": \"not_shown\", \"second\": \"%s\", \"messages\": %" PRIu64
 			", \"reason\": \"over --rate %ld/s\"}\n", when, r->window_dropped, r->o->trace_rate);
-	else
-		fprintf(r->out, "# %" PRIu64 " timed messages of the second from %s not shown: over --rate %ld/s\n",
-			r->window_dropped, when, r->o->trace_rate);
+	} else {
+		fprintf(r->out, "# %" PRIu64 " timed messages not shown: over --rate %ld/s in the "
+			"second up to %.6f s\n", r->window_dropped, r->o->trace_rate,
+			(double)(at + 1000000000 - r->start_ns) / 1e9);
+	}
 	r->window_dropped = 0;
 }
 
-static void print_message(struct trace_run *r, const struct lt_event *e, const char *snd,
-			  const char *rcv)
+/* A JSON end of a message: {"pid", "comm", "unit"}. */
+static void json_end(FILE *out, uint32_t pid, const struct proc_slot *p)
+{
+	fprintf(out, "{\"pid\": %u, \"comm\": ", pid);
+	report_json_string(out, p->name);
+	fputs(", \"unit\": ", out);
+	if (p->unit[0])
+		report_json_string(out, p->unit);
+	else
+		fputs("null", out);
+	fputc('}', out);
+}
+
+static void print_message(struct trace_run *r, const struct lt_event *e,
+			  const struct proc_slot *snd, const struct proc_slot *rcv)
 {
 	const char *transport = lt_transport_name(e->transport);
-	char when[40];
-	format_time(r, e->at_ns, when, sizeof(when), r->o->json);
 	if (r->o->json) {
+		char when[40];
+		format_time(r, e->at_ns, when, sizeof(when));
 		fprintf(r->out, "{\"type\": \"message\", \"time\": \"%s\", \"time_ns\": %" PRIu64
-			", \"transport\": \"%s\", \"sender\": {\"pid\": %u, \"comm\": ",
-			when, (uint64_t)e->at_ns, transport, e->peer_tgid);
-		report_json_string(r->out, snd);
-		fprintf(r->out, "}, \"receiver\": {\"pid\": %u, \"comm\": ", e->tgid);
-		report_json_string(r->out, rcv);
-		fprintf(r->out, "}, \"latency_ns\": %" PRIu64 ", \"send_ns\": ", (uint64_t)e->value_ns);
+			", \"transport\": \"%s\", \"sender\": ", when, (uint64_t)e->at_ns, transport);
+		json_end(r->out, e->peer_tgid, snd);
+		fputs(", \"receiver\": ", r->out);
+		json_end(r->out, e->tgid, rcv);
+		fprintf(r->out, ", \"latency_ns\": %" PRIu64 ", \"send_ns\": ", (uint64_t)e->value_ns);
 		if (e->send_ns)
 			fprintf(r->out, "%u", e->send_ns);
 		else
@@ -124,14 +146,14 @@ static void print_message(struct trace_run *r, const struct lt_event *e, const c
 		fprintf(r->out, ", \"weight\": %u}\n", e->weight ? e->weight : 1);
 		return;
 	}
-	/* 80 columns: 15 + 1 + 16 + 3 + 16 + 1 + 14 + 1 + 6 + 1 + 6 */
-	char who[64], lat[16], send[16] = "-";
-	fprintf(r->out, "%s ", when);
-	snprintf(who, sizeof(who), "%u %s", e->peer_tgid, snd);
-	lt_name_column(r->out, who, 16);
+	/* 80 columns: 11 + 1 + 18 + 3 + 18 + 1 + 14 + 1 + 6 + 1 + 6 */
+	char who[16 + LT_NAME_CLEAN_LEN(LOTRACE_COMM_LEN)], lat[16], send[16] = "-";
+	fprintf(r->out, "%11.6f ", (double)((int64_t)e->at_ns - r->start_ns) / 1e9);
+	snprintf(who, sizeof(who), "%u %s", e->peer_tgid, snd->name);
+	lt_name_column(r->out, who, 18);
 	fputs(" > ", r->out);
-	snprintf(who, sizeof(who), "%u %s", e->tgid, rcv);
-	lt_name_column(r->out, who, 16);
+	snprintf(who, sizeof(who), "%u %s", e->tgid, rcv->name);
+	lt_name_column(r->out, who, 18);
 	format_ns_short(lat, sizeof(lat), e->value_ns);
 	if (e->send_ns)
 		format_ns_short(send, sizeof(send), e->send_ns);
@@ -153,13 +175,16 @@ static void on_event(void *ctx, const struct lt_event *e)
 		r->filtered++;
 		return;
 	}
-	const char *snd = comm_of(r, e->peer_tgid, e->peer_tag, e->transport, LT_SEND);
-	const char *rcv = comm_of(r, e->tgid, e->tag, e->transport, LT_RECV);
-	if (!report_proc_wanted(r->f, e->peer_tgid, snd) && !report_proc_wanted(r->f, e->tgid, rcv)) {
+	const struct proc_slot *snd = proc_of(r, e->peer_tgid, e->peer_tag, e->transport, LT_SEND);
+	const struct proc_slot *rcv = proc_of(r, e->tgid, e->tag, e->transport, LT_RECV);
+	if (!(report_proc_wanted(r->f, e->peer_tgid, snd->name) &&
+	      report_cgroup_wanted(r->f, snd->cgroup[0] ? snd->cgroup : NULL)) &&
+	    !(report_proc_wanted(r->f, e->tgid, rcv->name) &&
+	      report_cgroup_wanted(r->f, rcv->cgroup[0] ? rcv->cgroup : NULL))) {
 		r->filtered++;
 		return;
 	}
-	uint64_t second = (uint64_t)((int64_t)e->at_ns + r->realtime_off_ns) / 1000000000ull;
+	int64_t second = ((int64_t)e->at_ns + r->realtime_off_ns) / 1000000000;
 	if (second != r->window) {
 		flush_window(r);
 		r->window = second;
@@ -181,7 +206,7 @@ static void header(struct trace_run *r, const struct agg *a)
 		fprintf(stderr, "lotrace: tracing with the %s backend; one line per timed message, "
 			"Ctrl-C to stop\n", a->backend);
 	if (!r->o->json)
-		fprintf(r->out, "%-15s %-16s > %-16s %-14s %6s %6s\n", "TIME", "SENDER", "RECEIVER",
+		fprintf(r->out, "%-11s %-18s > %-18s %-14s %6s %6s\n", "TIME(s)", "SENDER", "RECEIVER",
 			"TRANSPORT", "LAT", "SEND");
 }
 
@@ -225,16 +250,17 @@ int trace_run(struct tracer *t, const struct lt_opts *o, const struct report_opt
 {
 	struct trace_run r = { .o = o, .f = f, .t = t, .a = a, .out = out };
 	int ret = 0;
-	r.comms = calloc(COMM_CACHE, sizeof(*r.comms));
-	if (!r.comms || kmap_reader_init(&r.lookup, sizeof(struct lt_proc_val))) {
+	r.procs = calloc(PROC_CACHE, sizeof(*r.procs));
+	if (!r.procs || kmap_reader_init(&r.lookup, sizeof(struct lt_cgroup_path))) {
 		fprintf(stderr, "lotrace: out of memory\n");
-		free(r.comms);
+		free(r.procs);
 		return 1;
 	}
 	struct timespec rt, mono;
 	clock_gettime(CLOCK_REALTIME, &rt);
 	clock_gettime(CLOCK_MONOTONIC, &mono);
 	r.realtime_off_ns = ((int64_t)rt.tv_sec - mono.tv_sec) * 1000000000 + (rt.tv_nsec - mono.tv_nsec);
+	r.start_ns = (int64_t)mono.tv_sec * 1000000000 + mono.tv_nsec;
 	a->event_sink = on_event;
 	a->event_sink_ctx = &r;
 	header(&r, a);
@@ -260,6 +286,6 @@ int trace_run(struct tracer *t, const struct lt_opts *o, const struct report_opt
 	summary(&r, a);
 	a->event_sink = NULL;
 	kmap_reader_free(&r.lookup);
-	free(r.comms);
+	free(r.procs);
 	return ret;
 }
