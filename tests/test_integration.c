@@ -1448,6 +1448,22 @@ static void paced_sender(int fd, int rate, double seconds)
 	_exit(0);
 }
 
+/*
+ * The rates of the frames a row moved in: all but the first and last (partial
+ * frames) within 10 % of want.
+ */
+static void expect_inner_rates(const double *rates, int nrates, double want)
+{
+	cr_assert_geq(nrates, 4, "the row in %d frames only", nrates);
+	int close_enough = 0;
+	for (int i = 1; i < nrates - 1; i++) {
+		cr_log_info("frame rate %.0f/s", rates[i]);
+		close_enough += rates[i] >= want * 0.9 && rates[i] <= want * 1.1;
+	}
+	cr_expect_eq(close_enough, nrates - 2, "of %d frames within 10 %% of %.0f/s", nrates - 2,
+		     want);
+}
+
 /* A sender at a known rate and its reader; the sender's pid in *sender. */
 static pid_t paced_traffic(int rate, double seconds, pid_t *sender)
 {
@@ -1522,14 +1538,7 @@ Test(top, batch_frames_show_known_rates, .timeout = 60)
 	fclose(f);
 	unlink(path);
 	cr_expect_eq(frames, 9, "frames printed");
-	cr_assert_geq(nrates, 4, "the sender in %d frames only", nrates);
-	/* The frames wholly inside its 3 s: all but the first and last it sent in. */
-	int close_enough = 0;
-	for (int i = 1; i < nrates - 1; i++) {
-		cr_log_info("frame rate %.0f/s", rates[i]);
-		close_enough += rates[i] >= RATE * 0.9 && rates[i] <= RATE * 1.1;
-	}
-	cr_expect_eq(close_enough, nrates - 2, "of %d frames within 10 %% of %d/s", nrates - 2, RATE);
+	expect_inner_rates(rates, nrates, RATE);
 }
 
 /* tmux runs cmd in a detached window of cols x rows; returns its name. */
@@ -1591,6 +1600,11 @@ Test(top, under_a_terminal_fits_resizes_and_quits, .timeout = 60)
 	usleep(800000);
 	tmux_capture("lotrace-top", screen, sizeof(screen));
 	cr_expect(strstr(screen, "SENDER") && strstr(screen, " -> "), "p: no pairs view:\n%s", screen);
+	run_cmd("tmux send-keys -t lotrace-top p u");
+	usleep(800000);
+	tmux_capture("lotrace-top", screen, sizeof(screen));
+	cr_expect(strstr(screen, "UNIT ") && strstr(screen, "unix_dgram"), "u: no units view:\n%s",
+		  screen);
 	run_cmd("tmux send-keys -t lotrace-top q");
 	int rc = -1;
 	for (int i = 0; i < 50 && rc < 0; i++) {
@@ -1906,4 +1920,61 @@ Test(cgroups, short_lived_scope_keeps_its_unit_and_filters, .timeout = 60)
 	json_object_put(doc);
 	json_object_put(du);
 	json_object_put(dc);
+}
+
+/*
+ * top --by unit (batch): a unit's processes summed per transport.  The test
+ * moves itself into a scope, so the paced sender and its reader are both
+ * there: their unix_dgram row shows 2 x RATE (sent + received) within 10 %.
+ */
+Test(top, by_unit_sums_a_units_processes, .timeout = 60)
+{
+	need_root();
+	enum { RATE = 1000 };
+	char root[256], scope[400], procs[512], name[64], cmd[512], line[512];
+	cgroup2_root(root, sizeof(root));
+	snprintf(name, sizeof(name), "lt-top-%d.scope", (int)getpid());
+	snprintf(scope, sizeof(scope), "%s/%s", root, name);
+	cr_assert_eq(mkdir(scope, 0755), 0, "mkdir %s: %s", scope, strerror(errno));
+	char path[] = "/tmp/lotrace-top-XXXXXX";
+	int fd = mkstemp(path);
+	cr_assert_geq(fd, 0);
+	close(fd);
+	snprintf(cmd, sizeof(cmd), "%s top -q --batch --interval 0.5 --iterations 9 --by unit > %s",
+		 lotrace_path(), path);
+	FILE *top = popen(cmd, "r");
+	cr_assert_not_null(top);
+	usleep(1500000);
+	/* Into the scope, then the traffic (its processes inherit it), then back out. */
+	snprintf(procs, sizeof(procs), "%s/cgroup.procs", scope);
+	FILE *p = fopen(procs, "w");
+	cr_assert(p && fprintf(p, "0") == 1 && fclose(p) == 0, "cannot enter %s", scope);
+	pid_t sender, reader = paced_traffic(RATE, 3, &sender);
+	snprintf(procs, sizeof(procs), "%s/cgroup.procs", root);
+	p = fopen(procs, "w");
+	cr_assert(p && fprintf(p, "0") == 1 && fclose(p) == 0);
+	int st;
+	waitpid(sender, &st, 0);
+	waitpid(reader, NULL, 0);
+	rmdir(scope);
+	cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "the paced sender failed");
+	cr_expect_eq(pclose(top), 0, "lotrace top failed");
+	FILE *f = fopen(path, "r");
+	cr_assert_not_null(f);
+	double rates[16];
+	int nrates = 0, headers = 0;
+	while (fgets(line, sizeof(line), f)) {
+		headers += !strncmp(line, "UNIT ", 5);
+		char label[128], transport[32], msgs[16];
+		if (nrates < 16 && sscanf(line, "%127s %31s %15s", label, transport, msgs) == 3 &&
+		    !strcmp(label, name) && !strcmp(transport, "unix_dgram")) {
+			double rate = strtod(msgs, NULL) * (strchr(msgs, 'k') ? 1000 : 1);
+			if (rate > 0)
+				rates[nrates++] = rate;
+		}
+	}
+	fclose(f);
+	unlink(path);
+	cr_expect_eq(headers, 9, "UNIT header in every frame");
+	expect_inner_rates(rates, nrates, 2 * RATE);
 }

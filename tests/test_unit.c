@@ -632,6 +632,12 @@ Test(opts, trace_defaults_and_flags)
 	cr_assert_eq(parse(&o, NULL, "trace", "-d", "1.5", "--transport=tcp"), LT_PARSE_OK);
 	cr_expect_float_eq(o.duration_s, 1.5, 1e-9);
 	cr_expect_eq(o.transports, 1u << LT_TCP);
+	cr_assert_eq(parse(&o, NULL, "top", "--by", "unit", "--unit=a.service"), LT_PARSE_OK);
+	cr_expect_eq(o.by, REPORT_BY_UNIT);
+	cr_expect_eq(o.nunits, 1);
+	cr_assert_eq(parse(&o, NULL, "stat", "--by=cgroup", "--cgroup", "/system.slice"), LT_PARSE_OK);
+	cr_expect_eq(o.by, REPORT_BY_CGROUP);
+	cr_expect_str_eq(o.cgroups[0], "/system.slice");
 }
 
 Test(opts, help_fits_80_columns)
@@ -707,6 +713,11 @@ Test(opts, bad_flags_name_the_flag)
 		{ "trace", "--wide", NULL, "--wide" },
 		{ "trace", "--lo-attach", "tcx", "--lo-attach" },
 		{ "stat", "--rate", "10", "--rate" },
+		{ "stat", "--by", "comm", "--by" },
+		{ "stat", "--unit", "a/b", "--unit" },
+		{ "stat", "--cgroup", "system.slice", "--cgroup" },
+		{ "compare", "--unit", "a.service", "--unit" },
+		{ "trace", "--by", "unit", "--by" },
 	};
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		struct lt_opts o;

@@ -170,14 +170,16 @@ static const char top_usage_text[] =
 "that interval) with latency (send entry to recv return) and send time p50\n"
 "and p99 since lotrace started.  On a terminal it redraws in place, fits the\n"
 "window (also after a resize) and takes keys: q quits, s cycles the sort\n"
-"key, p switches between processes and sender -> receiver pairs.  Without a\n"
-"terminal (or with --batch) it prints one frame per interval, like top -b.\n"
+"key, p switches between processes and sender -> receiver pairs, u between\n"
+"processes, units and cgroups.  Without a terminal (or with --batch) it\n"
+"prints one frame per interval, like top -b.\n"
 "\n"
 "Options:\n"
 "  -i, --interval SECONDS  time between frames (default 1, 0.1 to 3600)\n"
 "      --iterations N      stop after N frames (default: until q or Ctrl-C)\n"
 "      --batch             frames one after another, no terminal control\n"
 "      --pairs             start with the pairs view\n"
+"      --by WHAT           rows per process (default), unit or cgroup\n"
 "      --sort KEY          msgs (default: messages per second), bytes (per\n"
 "                          second), p99 (latency), send (send p50) or pid\n"
 "      --top N             at most N rows (default: what fits the terminal)\n"
@@ -353,7 +355,6 @@ static int top_flag(struct lt_opts *opts, const char *flag, const char *val, FIL
 {
 	static const char *const stat_only[][2] = {
 		{ "-d", "--duration" }, { "-j", "--json" }, { "-w", "--wide" }, { NULL, "--hist" },
-		{ NULL, "--by" },
 	};
 	if (matches(flag, "-h", "--help")) {
 		fputs(top_usage_text, out);
@@ -541,7 +542,8 @@ enum lt_parse_result lt_parse_args(int argc, char **argv, struct lt_opts *opts,
 			if (k < 0)
 				return lt_usage_error(err, flag, val, "msgs, bytes, p99, send or pid");
 			opts->sort = k;
-		} else if (matches(flag, NULL, "--by") && opts->command == LT_CMD_STAT) {
+		} else if (matches(flag, NULL, "--by") &&
+			   (opts->command == LT_CMD_STAT || opts->command == LT_CMD_TOP)) {
 			int k = lt_name_index(report_by_names, REPORT_BY_COUNT, val);
 			if (k < 0)
 				return lt_usage_error(err, flag, val, "process, unit or cgroup");

@@ -659,14 +659,13 @@ static void process_tables(FILE *out, const struct agg *a, const struct report_o
 
 const char *const report_by_names[REPORT_BY_COUNT] = { "process", "unit", "cgroup" };
 
-/* A process's label in a --by unit|cgroup table: "?" when its cgroup was not recorded. */
-static void group_label(const struct agg *a, const struct report_options *f, uint32_t tgid,
-			uint32_t tag, char *out, size_t len)
+void report_group_label(const struct agg *a, enum report_by by, uint32_t tgid, uint32_t tag,
+			char *out, size_t len)
 {
 	const char *cgroup = agg_cgroup_of(a, tgid, tag);
 	if (!cgroup)
 		snprintf(out, len, "?");
-	else if (f->by == REPORT_BY_UNIT)
+	else if (by == REPORT_BY_UNIT)
 		procid_unit_of(cgroup, out, len);
 	else
 		snprintf(out, len, "%s", cgroup);
@@ -752,7 +751,7 @@ static void sort_groups(struct group_set *g, enum report_sort sort)
  * width; a cgroup path loses its start ("…/redis-server.service"), where the
  * slices are, rather than its leaf.
  */
-static void label_column(FILE *out, const char *label, int width, bool keep_end)
+void report_label_column(FILE *out, const char *label, int width, bool keep_end)
 {
 	char clean[LT_NAME_CLEAN_LEN(KMAP_CGROUP_PATH_LEN) + 4];
 	lt_name_clean(clean, sizeof(clean) - 4, label);
@@ -786,7 +785,7 @@ static void group_tables(FILE *out, const struct agg *a, const struct report_opt
 		if (!p->messages || !report_transport_wanted(f, p->transport) ||
 		    !proc_wanted(a, p->tgid, p->tag, NULL, f))
 			continue;
-		group_label(a, f, p->tgid, p->tag, label, sizeof(label));
+		report_group_label(a, f->by, p->tgid, p->tag, label, sizeof(label));
 		struct group_row *r = group_of(&rows, label, "", p->transport);
 		if (!r)
 			break;
@@ -807,8 +806,8 @@ static void group_tables(FILE *out, const struct agg *a, const struct report_opt
 		const struct agg_pair *p = &a->pairs[i];
 		if (!pair_wanted(a, p, f) || (!p->messages && !p->bytes))
 			continue;
-		group_label(a, f, p->sender, p->sender_tag, label, sizeof(label));
-		group_label(a, f, p->receiver, p->receiver_tag, peer, sizeof(peer));
+		report_group_label(a, f->by, p->sender, p->sender_tag, label, sizeof(label));
+		report_group_label(a, f->by, p->receiver, p->receiver_tag, peer, sizeof(peer));
 		struct group_row *r = group_of(&pairs, label, peer, p->transport);
 		if (!r)
 			break;
@@ -835,7 +834,7 @@ static void group_tables(FILE *out, const struct agg *a, const struct report_opt
 		const char *lat99 = quantile_or_dash(b2, sizeof(b2), &r->latency, 0.99, wide);
 		const char *timed = timed_or_dash(b4, sizeof(b4), &r->latency, r->delivered);
 		const char *send50 = quantile_or_dash(b3, sizeof(b3), &r->send, 0.5, wide);
-		label_column(out, r->label, lw, f->by == REPORT_BY_CGROUP);
+		report_label_column(out, r->label, lw, f->by == REPORT_BY_CGROUP);
 		if (wide)
 			fprintf(out, " %-15s %10llu %12llu %10llu %12llu %9s %9s %5s %9s\n",
 				lt_transport_name(r->transport), (unsigned long long)r->sent,
@@ -861,9 +860,9 @@ static void group_tables(FILE *out, const struct agg *a, const struct report_opt
 	shown = f->top && f->top < pairs.n ? f->top : pairs.n;
 	for (size_t i = 0; i < shown; i++) {
 		const struct group_row *r = &pairs.rows[i];
-		label_column(out, r->label, pw, f->by == REPORT_BY_CGROUP);
+		report_label_column(out, r->label, pw, f->by == REPORT_BY_CGROUP);
 		fputs(" -> ", out);
-		label_column(out, r->peer, pw, f->by == REPORT_BY_CGROUP);
+		report_label_column(out, r->peer, pw, f->by == REPORT_BY_CGROUP);
 		const char *lat50 = quantile_or_dash(b1, sizeof(b1), &r->latency, 0.5, wide);
 		const char *timed = timed_or_dash(b4, sizeof(b4), &r->latency, r->sent);
 		if (wide)

@@ -53,6 +53,17 @@ bool report_cgroup_wanted(const struct report_options *f, const char *cgroup);
 /* Every process filter of f for process (tgid, tag) of a (its name and cgroup from a). */
 bool report_agg_proc_wanted(const struct agg *a, const struct report_options *f, uint32_t tgid,
 			    uint32_t tag);
+/*
+ * Process (tgid, tag)'s label by `by` (unit or cgroup) into out, as the
+ * kernel recorded its cgroup; "?" when it did not.
+ */
+void report_group_label(const struct agg *a, enum report_by by, uint32_t tgid, uint32_t tag,
+			char *out, size_t len);
+/*
+ * A unit or cgroup label in a column of width: cleaned, cut at the end, or
+ * with keep_end (cgroup paths, whose leaf matters) at the start.
+ */
+void report_label_column(FILE *out, const char *label, int width, bool keep_end);
 /* f's --transport. */
 bool report_transport_wanted(const struct report_options *f, int transport);
 void report_table(FILE *out, const struct agg *a, const struct report_options *f);

@@ -17,6 +17,7 @@
 #include <termios.h>
 #include <time.h>
 #include <unistd.h>
+#include "kmaps.h"
 #include "names.h"
 #include "report.h"
 #include "signals.h"
@@ -215,6 +216,64 @@ static struct top_pair *gather_pairs(const struct agg *a, struct top_prev *prev,
 }
 
 
+/* A row of the units (or cgroups) view: its processes' rows on one transport, summed. */
+struct top_group {
+	char label[KMAP_CGROUP_PATH_LEN];
+	uint8_t transport;
+	double msgs_s, bytes_s;
+	struct hist latency, send;
+	uint64_t key;
+};
+
+static int cmp_group(const void *x, const void *y)
+{
+	const struct top_group *a = x, *b = y;
+	if (a->key != b->key)
+		return a->key > b->key ? -1 : 1;
+	int c = strcmp(a->label, b->label);
+	return c ? c : a->transport - b->transport;
+}
+
+/* The frame's rows (already filtered by wanted()) summed per label and transport. */
+static struct top_group *gather_groups(const struct agg *a, const struct report_options *f,
+				       const struct top_row *rows, size_t n, size_t *ng)
+{
+	struct top_group *g = calloc(n + 1, sizeof(*g));
+	char label[KMAP_CGROUP_PATH_LEN];
+	*ng = 0;
+	for (size_t i = 0; g && i < n; i++) {
+		const struct top_row *r = &rows[i];
+		const struct agg_proc *p = r->snd ? r->snd : r->rcv;
+		if (!report_agg_proc_wanted(a, f, p->tgid, p->tag) ||
+		    !report_transport_wanted(f, p->transport))
+			continue;
+		report_group_label(a, f->by, p->tgid, p->tag, label, sizeof(label));
+		size_t j = 0;
+		while (j < *ng && (g[j].transport != p->transport || strcmp(g[j].label, label)))
+			j++;
+		if (j == *ng) {
+			snprintf(g[j].label, sizeof(g[j].label), "%s", label);
+			g[j].transport = p->transport;
+			(*ng)++;
+		}
+		g[j].msgs_s += r->msgs_s;
+		g[j].bytes_s += r->bytes_s;
+		if (r->rcv && r->rcv->latency)
+			hist_merge(&g[j].latency, r->rcv->latency);
+		if (r->snd && r->snd->send_dur)
+			hist_merge(&g[j].send, r->snd->send_dur);
+	}
+	for (size_t j = 0; j < *ng; j++)
+		g[j].key = f->sort == REPORT_SORT_BYTES ? (uint64_t)g[j].bytes_s :
+			   f->sort == REPORT_SORT_P99	? quantile_key(&g[j].latency, 0.99) :
+			   f->sort == REPORT_SORT_SEND	? quantile_key(&g[j].send, 0.5) :
+			   f->sort == REPORT_SORT_PID	? 0 :
+							  (uint64_t)(g[j].msgs_s * 1000);
+	if (g && *ng)
+		qsort(g, *ng, sizeof(*g), cmp_group);
+	return g;
+}
+
 /*
  * One frame into out: at most max_lines lines (a terminal's height; 0: no
  * limit), rows that moved in this interval first by the sort key.
@@ -231,7 +290,7 @@ static void frame(FILE *out, const struct agg *a, struct top_prev *prev_rows,
 	strftime(when, sizeof(when), "%H:%M:%S", &tm);
 	fprintf(out, "lotrace top %s  every %.1f s  backend %s  sort %s  lost events %llu\n", when,
 		dt, a->backend, report_sort_names[f->sort], (unsigned long long)a->lost_events);
-	fprintf(out, "%s\n", keys ? "keys: q quit, s next sort, p pairs/processes;"
+	fprintf(out, "%s\n", keys ? "keys: q quit, s sort, p pairs, u units/cgroups;"
 				    " LAT, SEND: p50/p99 since start" :
 				    "LAT (send entry to recv return), SEND (in the send call): since start");
 	int budget = max_lines ? max_lines - 3 : 1 << 30;
@@ -239,7 +298,23 @@ static void frame(FILE *out, const struct agg *a, struct top_prev *prev_rows,
 	struct top_row *rows = gather_rows(a, prev_rows, dt, f->sort, &n);
 	size_t np = 0;
 	struct top_pair *pairs = gather_pairs(a, prev_pairs, dt, f->sort, &np);
-	if (!pairs_view) {
+	if (!pairs_view && f->by != REPORT_BY_PROCESS) {
+		size_t ng = 0;
+		struct top_group *g = gather_groups(a, f, rows, n, &ng);
+		fprintf(out, "%-23s %-14s %7s %7s %6s %6s %6s\n",
+			f->by == REPORT_BY_UNIT ? "UNIT" : "CGROUP", "TRANSPORT", "MSG/s", "BYTES/s",
+			"LAT50", "LAT99", "SEND50");
+		for (size_t i = 0; g && i < ng && (int)shown < budget && !(f->top && shown >= f->top);
+		     i++, shown++) {
+			report_label_column(out, g[i].label, 23, f->by == REPORT_BY_CGROUP);
+			fprintf(out, " %-14s %7s %7s %6s %6s %6s\n", lt_transport_name(g[i].transport),
+				rate(b[0], sizeof(b[0]), g[i].msgs_s), rate(b[1], sizeof(b[1]), g[i].bytes_s),
+				dur(b[2], sizeof(b[2]), &g[i].latency, 0.5),
+				dur(b[3], sizeof(b[3]), &g[i].latency, 0.99),
+				dur(b[4], sizeof(b[4]), &g[i].send, 0.5));
+		}
+		free(g);
+	} else if (!pairs_view) {
 		fprintf(out, "%-7s %-15s %-14s %7s %7s %6s %6s %6s\n", "PID", "COMM", "TRANSPORT",
 			"MSG/s", "BYTES/s", "LAT50", "LAT99", "SEND50");
 		for (size_t i = 0; rows && i < n && (int)shown < budget; i++) {
@@ -333,6 +408,8 @@ int top_run(struct tracer *t, const struct lt_opts *o, const struct report_optio
 					f.sort = (enum report_sort)((f.sort + 1) % REPORT_SORT_COUNT);
 				else if (c == 'p')
 					pairs_view = !pairs_view;
+				else if (c == 'u') /* processes -> units -> cgroups -> processes */
+					f.by = (enum report_by)((f.by + 1) % REPORT_BY_COUNT);
 				else
 					continue;
 				redraw = true; /* at once, over the interval so far */
