@@ -57,44 +57,24 @@ struct exp_run {
 	bool dir_lost;  /* --textfile-dir is gone: logged once until it is back */
 };
 
-/* The kernel's proc_counts row of (tgid, tag, transport, direction) into e; 0, or -1. */
-static int kernel_row(struct exp_run *r, uint32_t tgid, uint32_t tag, int transport,
-		      int direction, struct kmap_entry *e)
-{
-	struct lt_proc_key k = { .tgid = tgid, .tag = tag, .transport = (__u8)transport,
-				 .direction = (__u8)direction };
-	return kmap_lookup(&r->lookup, bpf_map__fd(r->t.skel->maps.proc_counts), &k,
-			   sizeof(struct lt_proc_val), e);
-}
-
 static int kernel_comm(void *ctx, uint32_t tgid, uint32_t tag, int transport, int direction,
 		       char *out, size_t len)
 {
-	struct kmap_entry e;
-	if (kernel_row(ctx, tgid, tag, transport, direction, &e))
+	struct exp_run *r = ctx;
+	if (tracer_proc_record(&r->t, &r->lookup, tgid, tag, transport, direction, out, len, NULL,
+			       0))
 		return -1;
-	const char *comm = kmap_proc_comm(&e);
-	if (!comm)
-		return -1;
-	snprintf(out, len, "%.*s", (int)strnlen(comm, LOTRACE_COMM_LEN), comm);
-	return 0;
+	return out[0] ? 0 : -1;
 }
 
 static int kernel_cgroup(void *ctx, uint32_t tgid, uint32_t tag, int transport, int direction,
 			 char *out, size_t len)
 {
 	struct exp_run *r = ctx;
-	struct kmap_entry e;
-	if (kernel_row(r, tgid, tag, transport, direction, &e))
+	if (tracer_proc_record(&r->t, &r->lookup, tgid, tag, transport, direction, NULL, 0, out,
+			       len))
 		return -1;
-	__u64 id = kmap_proc_cgroup(&e);
-	if (!id || kmap_lookup(&r->lookup, bpf_map__fd(r->t.skel->maps.proc_cgroups), &id,
-			       sizeof(struct lt_cgroup_path), &e))
-		return -1;
-	char path[KMAP_CGROUP_PATH_LEN];
-	kmap_cgroup_path(e.values, path, sizeof(path));
-	snprintf(out, len, "%s", path);
-	return 0;
+	return out[0] ? 0 : -1;
 }
 
 static void on_event(void *ctx, const struct lt_event *e)

@@ -450,6 +450,31 @@ static uint64_t missed_runs(struct tracer *t)
 	return n;
 }
 
+int tracer_proc_record(struct tracer *t, struct kmap_reader *r, uint32_t tgid, uint32_t tag,
+		       int transport, int direction, char *comm, size_t comm_len, char *cgroup,
+		       size_t cgroup_len)
+{
+	struct lt_proc_key k = { .tgid = tgid, .tag = tag, .transport = (__u8)transport,
+				 .direction = (__u8)direction };
+	struct kmap_entry e;
+	if (kmap_lookup(r, bpf_map__fd(t->skel->maps.proc_counts), &k, sizeof(struct lt_proc_val),
+			&e))
+		return -1;
+	if (comm) {
+		const char *c = kmap_proc_comm(&e);
+		snprintf(comm, comm_len, "%.*s", c ? (int)strnlen(c, LOTRACE_COMM_LEN) : 0,
+			 c ? c : "");
+	}
+	if (cgroup) {
+		__u64 id = kmap_proc_cgroup(&e); /* read before r's buffer is reused */
+		cgroup[0] = 0;
+		if (id && !kmap_lookup(r, bpf_map__fd(t->skel->maps.proc_cgroups), &id,
+				       sizeof(struct lt_cgroup_path), &e))
+			kmap_cgroup_path(e.values, cgroup, cgroup_len);
+	}
+	return 0;
+}
+
 int tracer_read_stats(struct tracer *t, struct kmap_reader *r, uint64_t stats[LT_STAT_COUNT])
 {
 	memset(stats, 0, LT_STAT_COUNT * sizeof(*stats));

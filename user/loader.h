@@ -46,6 +46,15 @@ double lt_clock_s(clockid_t c);
 void tracer_freeze(struct tracer *t);
 /* Copy the kernel counters into the aggregate. */
 int tracer_snapshot(struct tracer *t);
+/*
+ * What the kernel recorded with the counters of (tgid, tag, transport,
+ * direction), read through r (sized for struct lt_cgroup_path): the process's
+ * name into comm and its cgroup v2 path into cgroup (either may be NULL;
+ * each "" when not recorded).  0, or -1 when the row is gone.
+ */
+int tracer_proc_record(struct tracer *t, struct kmap_reader *r, uint32_t tgid, uint32_t tag,
+		       int transport, int direction, char *comm, size_t comm_len, char *cgroup,
+		       size_t cgroup_len);
 /* The kernel's statistics (enum lotrace_stat). */
 int tracer_read_stats(struct tracer *t, struct kmap_reader *r, uint64_t stats[LT_STAT_COUNT]);
 /* The capabilities tracer_stop still needs (a bit mask of CAP_*). */

@@ -10,11 +10,10 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
-#include <bpf/libbpf.h>
 #include "kmaps.h"
-#include "lotrace.skel.h"
 #include "names.h"
 #include "procid.h"
 #include "signals.h"
@@ -60,25 +59,16 @@ static const struct proc_slot *proc_of(struct trace_run *r, uint32_t tgid, uint3
 	struct proc_slot *s = &r->procs[(id * 0x9e3779b97f4a7c15ull) >> 54];
 	if (s->id == id)
 		return s;
-	struct lt_proc_key k = { .tgid = tgid, .tag = tag, .transport = (__u8)transport,
-				 .direction = (__u8)direction };
-	struct kmap_entry e;
-	const char *comm = NULL;
-	if (!kmap_lookup(&r->lookup, bpf_map__fd(r->t->skel->maps.proc_counts), &k,
-			 sizeof(struct lt_proc_val), &e))
-		comm = kmap_proc_comm(&e);
-	if (!comm)
-		return &unknown_proc; /* not cached: the row may come */
-	char raw[LOTRACE_COMM_LEN + 1];
-	snprintf(raw, sizeof(raw), "%.*s", (int)strnlen(comm, LOTRACE_COMM_LEN), comm);
+	char raw[LOTRACE_COMM_LEN + 1], cgroup[sizeof(s->cgroup)];
+	if (tracer_proc_record(r->t, &r->lookup, tgid, tag, transport, direction, raw, sizeof(raw),
+			       cgroup, sizeof(cgroup)) ||
+	    !raw[0])
+		return &unknown_proc; /* not cached (the slot keeps its process): the row may come */
 	lt_name_clean(s->name, sizeof(s->name), raw);
-	__u64 cg = kmap_proc_cgroup(&e);
-	s->cgroup[0] = s->unit[0] = 0;
-	if (cg && !kmap_lookup(&r->lookup, bpf_map__fd(r->t->skel->maps.proc_cgroups), &cg,
-			       sizeof(struct lt_cgroup_path), &e)) {
-		kmap_cgroup_path(e.values, s->cgroup, sizeof(s->cgroup));
+	memcpy(s->cgroup, cgroup, sizeof(cgroup));
+	s->unit[0] = 0;
+	if (s->cgroup[0])
 		procid_unit_of(s->cgroup, s->unit, sizeof(s->unit));
-	}
 	s->id = id;
 	return s;
 }
